@@ -1,0 +1,10 @@
+DROP TABLE audit_head;
+DROP TABLE audit_log;
+DROP TABLE admin_tokens;
+DROP TABLE api_keys;
+DROP TABLE partners;
+DROP TABLE form_versions;
+DROP TABLE forms;
+DROP TABLE adapter_versions;
+DROP TABLE adapters;
+DROP TABLE catalog_version;

@@ -1,0 +1,236 @@
+//! Configuration: built-in defaults, then an optional TOML file, then
+//! environment variables `LGSP_…` (nested keys with `__`, for example
+//! `LGSP_UPSTREAMS__POPULATION__URL`). `DATABASE_URL` is honoured too, below
+//! `LGSP_DATABASE_URL`.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+/// A value that must never be printed: Debug and Display show `***`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address the gateway listens on.
+    pub host: String,
+    /// Port; 0 picks a free one.
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// `sqlite://PATH` (default `sqlite://lgsp.db`) or `postgres://…`.
+    pub database_url: Secret,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds in-flight requests get to finish on SIGINT/SIGTERM.
+    pub shutdown_timeout_secs: u64,
+    /// Upstream registries: base URL and credential per credential reference
+    /// named in the adapter manifests (`population`, `civil_status`, `insurance`).
+    pub upstreams: BTreeMap<String, UpstreamSettings>,
+    /// Hosts (`host` or `host:port`) adapter manifests may point at. Empty
+    /// means loopback only.
+    pub upstream_allow_list: Vec<String>,
+    pub prefill: PrefillSettings,
+    pub audit: AuditSettings,
+    /// How often each node re-reads the catalogue (adapters, forms, partners,
+    /// keys) from the database, in milliseconds.
+    pub catalog_refresh_ms: u64,
+    /// Admin tokens created at start-up if absent: `role:token` (role is
+    /// `steward` or `auditor`). Meant for first boot and the demo.
+    pub bootstrap_admin_tokens: Vec<Secret>,
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before answering 503.
+    pub acquire_timeout_ms: u64,
+    /// SQLite's busy_timeout.
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter, such as `info` or `lgsp=debug,actix_web=info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpstreamSettings {
+    pub url: String,
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrefillSettings {
+    /// Overall time budget of one prefill, in milliseconds.
+    pub budget_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditSettings {
+    /// Most records written in one transaction.
+    pub batch_size: usize,
+    /// Longest a record waits before its batch is written, in milliseconds.
+    pub flush_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// PEM certificate chain; with `key_path`, the gateway serves HTTPS.
+    pub cert_path: Option<String>,
+    pub key_path: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            workers: 0,
+            database_url: Secret::new("sqlite://lgsp.db"),
+            database: DatabaseSettings::default(),
+            log: LogSettings::default(),
+            max_body_bytes: 256 * 1024,
+            shutdown_timeout_secs: 30,
+            upstreams: BTreeMap::new(),
+            upstream_allow_list: Vec::new(),
+            prefill: PrefillSettings::default(),
+            audit: AuditSettings::default(),
+            catalog_refresh_ms: 500,
+            bootstrap_admin_tokens: Vec::new(),
+            tls: TlsSettings::default(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            max_connections: 16,
+            acquire_timeout_ms: 2_000,
+            sqlite_busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for PrefillSettings {
+    fn default() -> Self {
+        PrefillSettings { budget_ms: 3_000 }
+    }
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            batch_size: 512,
+            flush_interval_ms: 20,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then `file` (if given, it must exist;
+    /// otherwise `lgsp.toml` if present), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.exists(),
+                    "configuration file {} does not exist",
+                    path.display()
+                );
+                fig = fig.merge(Toml::file(path));
+            }
+            None => fig = fig.merge(Toml::file("lgsp.toml")),
+        }
+        let fig = fig
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database_url".into()),
+            )
+            .merge(Env::prefixed("LGSP_").split("__"));
+        fig.extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let mut s = Settings::default();
+        s.database_url = Secret::new("postgres://user:hunter2@db/lgsp");
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("***"));
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("lgsp.toml", "port = 9000\n[prefill]\nbudget_ms = 1500\n")?;
+            jail.set_env("LGSP_PORT", "9100");
+            jail.set_env("LGSP_UPSTREAMS__POPULATION__URL", "http://127.0.0.1:7001");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.port, 9100);
+            assert_eq!(s.prefill.budget_ms, 1500);
+            assert_eq!(s.upstreams["population"].url, "http://127.0.0.1:7001");
+            Ok(())
+        });
+    }
+}

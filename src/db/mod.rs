@@ -1,0 +1,277 @@
+//! Storage: one code base over SQLite (the embedded default) and PostgreSQL
+//! (several stateless nodes sharing one database), through diesel and r2d2.
+//!
+//! Diesel is blocking, so every call goes through [`Db::run`], which moves it
+//! to a blocking thread; no query ever runs on an async worker.
+
+pub mod schema;
+
+use crate::config::{DatabaseSettings, Secret};
+use crate::error::{ApiError, ErrorCode};
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// One connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(diesel::SqliteConnection),
+    Postgres(diesel::PgConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A database URL whose backend has been decided from its scheme.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    pub backend: Backend,
+    /// What the driver is given: a file path for SQLite, the URL for PostgreSQL.
+    connect: String,
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.backend.name())
+    }
+}
+
+impl DatabaseUrl {
+    /// `sqlite://PATH` (relative, or absolute as `sqlite:///abs/path`),
+    /// `sqlite::memory:`, or `postgres://…` / `postgresql://…`. Anything else is
+    /// refused: a mistyped URL must never silently create an empty SQLite file.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            if rest.is_empty() {
+                return Err("sqlite:// needs a file path, for example sqlite://lgsp.db".into());
+            }
+            return Ok(DatabaseUrl {
+                backend: Backend::Sqlite,
+                connect: rest.to_string(),
+            });
+        }
+        if url == "sqlite::memory:" {
+            return Ok(DatabaseUrl {
+                backend: Backend::Sqlite,
+                connect: ":memory:".into(),
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl {
+                backend: Backend::Postgres,
+                connect: url.to_string(),
+            });
+        }
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        if scheme.is_empty() {
+            Err("DATABASE_URL has no scheme; use sqlite://PATH or postgres://USER@HOST/DB".into())
+        } else {
+            Err(format!(
+                "DATABASE_URL scheme \"{scheme}\" is not supported; use sqlite://PATH or postgres://USER@HOST/DB"
+            ))
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ConnectionSetup {
+    backend: Backend,
+    busy_timeout_ms: u64,
+}
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if self.backend == Backend::Sqlite {
+            let pragmas = format!(
+                "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                self.busy_timeout_ms
+            );
+            conn.batch_execute(&pragmas)
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
+
+/// Errors of the storage layer, as the HTTP layer sees them.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no database connection available: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                ApiError::new(
+                    ErrorCode::DatabaseUnavailable,
+                    "The database is unavailable or busy; retry shortly.",
+                )
+                .with_retry_after(1)
+            }
+            DbError::Query(diesel::result::Error::NotFound) => {
+                ApiError::not_found("No such record.")
+            }
+            DbError::Query(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// The pool, and which backend it speaks to.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: DbPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Builds the pool without connecting (so a server can start, report
+    /// not-ready, and recover when the database comes back).
+    pub fn new(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<Db> {
+        let parsed = DatabaseUrl::parse(url.expose()).map_err(|e| anyhow::anyhow!(e))?;
+        let manager = ConnectionManager::<DbConnection>::new(parsed.connect.clone());
+        let max = match parsed.backend {
+            Backend::Sqlite if parsed.connect == ":memory:" => 1,
+            _ => settings.max_connections.max(1),
+        };
+        let pool = Pool::builder()
+            .max_size(max)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_millis(settings.acquire_timeout_ms.max(1)))
+            .connection_customizer(Box::new(ConnectionSetup {
+                backend: parsed.backend,
+                busy_timeout_ms: settings.sqlite_busy_timeout_ms,
+            }))
+            .error_handler(Box::new(diesel::r2d2::LoggingErrorHandler))
+            .build_unchecked(manager);
+        Ok(Db {
+            pool,
+            backend: parsed.backend,
+        })
+    }
+
+    pub fn conn(&self) -> Result<PooledConn, DbError> {
+        self.pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
+    /// Runs `f` with a connection on a blocking thread.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.conn()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(format!("blocking task failed: {e}")))?
+    }
+
+    /// Applies pending migrations (and, on SQLite, switches the file to WAL).
+    pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        let applied = match &mut *conn {
+            DbConnection::Sqlite(c) => {
+                c.batch_execute("PRAGMA journal_mode = WAL;")?;
+                c.run_pending_migrations(SQLITE_MIGRATIONS)
+            }
+            DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        }
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        Ok(applied.iter().map(|v| v.to_string()).collect())
+    }
+
+    /// A cheap query that touches a table: the database is reachable and migrated.
+    pub fn ping(conn: &mut DbConnection) -> Result<(), DbError> {
+        schema::catalog_version::table
+            .select(schema::catalog_version::version)
+            .first::<i64>(conn)?;
+        Ok(())
+    }
+}
+
+/// Current time as microseconds since the Unix epoch (how timestamps are stored).
+pub fn now_micros() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
+
+/// A stored timestamp as RFC 3339.
+pub fn micros_to_rfc3339(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Bumps the catalogue version so that every node reloads.
+pub fn bump_catalog(conn: &mut DbConnection) -> Result<(), DbError> {
+    use schema::catalog_version::dsl;
+    diesel::update(dsl::catalog_version.filter(dsl::id.eq(1)))
+        .set(dsl::version.eq(dsl::version + 1))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn catalog_version(conn: &mut DbConnection) -> Result<i64, DbError> {
+    Ok(schema::catalog_version::table
+        .select(schema::catalog_version::version)
+        .first::<i64>(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_is_chosen_from_the_scheme() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://lgsp.db").map(|u| u.backend),
+            Ok(Backend::Sqlite)
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///var/lib/lgsp.db").map(|u| u.connect),
+            Ok("/var/lib/lgsp.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u@h/db").map(|u| u.backend),
+            Ok(Backend::Postgres)
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://u@h/db").map(|u| u.backend),
+            Ok(Backend::Postgres)
+        );
+        let err = DatabaseUrl::parse("mysql://u@h/db")
+            .map(|u| u.backend)
+            .unwrap_err();
+        assert!(err.contains("\"mysql\" is not supported"), "{err}");
+        assert!(DatabaseUrl::parse("lgsp.db").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! Diesel table definitions; they mirror `migrations/sqlite` and
+//! `migrations/postgres`, which hold the same changes. Only portable column
+//! types are used (Text, Integer, BigInt), flags as 0/1 integers, JSON as Text.
+
+diesel::table! {
+    catalog_version (id) {
+        id -> Integer,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    adapters (id) {
+        id -> Text,
+        current_version -> Integer,
+        enabled -> Integer,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    adapter_versions (adapter_id, version) {
+        adapter_id -> Text,
+        version -> Integer,
+        manifest -> Text,
+        created_at -> BigInt,
+        created_by -> Text,
+    }
+}
+
+diesel::table! {
+    forms (id) {
+        id -> Text,
+        current_version -> Integer,
+        enabled -> Integer,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    form_versions (form_id, version) {
+        form_id -> Text,
+        version -> Integer,
+        definition -> Text,
+        created_at -> BigInt,
+        created_by -> Text,
+    }
+}
+
+diesel::table! {
+    partners (id) {
+        id -> Text,
+        name -> Text,
+        kind -> Text,
+        policy -> Text,
+        rate_per_minute -> Integer,
+        burst -> Integer,
+        enabled -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        partner_id -> Text,
+        key_hash -> Text,
+        label -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    admin_tokens (id) {
+        id -> Text,
+        token_hash -> Text,
+        role -> Text,
+        label -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_log (seq) {
+        seq -> BigInt,
+        record_id -> Text,
+        ts -> BigInt,
+        request_id -> Text,
+        partner_id -> Text,
+        key_id -> Text,
+        action -> Text,
+        subject -> Nullable<Text>,
+        purpose -> Nullable<Text>,
+        resource -> Text,
+        adapters -> Text,
+        elements -> Text,
+        outcome -> Text,
+        status -> Integer,
+        latency_us -> BigInt,
+        detail -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    adapters,
+    adapter_versions,
+    forms,
+    form_versions,
+    partners,
+    api_keys
+);

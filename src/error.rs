@@ -1,0 +1,261 @@
+//! The one registry of error codes, and the RFC 9457 problem document every
+//! error response is rendered as.
+//!
+//! A client can rely on `code` (stable, snake case) and `status`; `title` is the
+//! same for every instance of a code; `detail` says what to fix for this request.
+//! Internal causes are logged with the request id and never sent to the client.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use std::fmt;
+
+macro_rules! error_codes {
+    ($( $variant:ident => ($status:expr, $code:literal, $title:literal) ),+ $(,)?) => {
+        /// Every error code lgsp answers with. The table in README.md lists them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $( $variant ),+ }
+
+        impl ErrorCode {
+            /// All codes, in the order they are documented.
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant ),+ ];
+
+            pub fn status(self) -> StatusCode {
+                match self { $( ErrorCode::$variant => $status ),+ }
+            }
+            pub fn as_str(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $code ),+ }
+            }
+            pub fn title(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $title ),+ }
+            }
+        }
+    };
+}
+
+error_codes! {
+    MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json", "The request body is not well-formed JSON"),
+    InvalidBody => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "The request body does not match its schema"),
+    InvalidParameter => (StatusCode::BAD_REQUEST, "invalid_parameter", "A path or query parameter is invalid"),
+    InvalidCitizenId => (StatusCode::BAD_REQUEST, "invalid_citizen_id", "The personal identification number is invalid"),
+    UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "The request body must be application/json"),
+    PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large"),
+    HeaderTooLarge => (StatusCode::BAD_REQUEST, "invalid_header", "A request header is invalid"),
+    Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Missing or invalid credentials"),
+    Forbidden => (StatusCode::FORBIDDEN, "forbidden", "The caller is not permitted to do this"),
+    NotFound => (StatusCode::NOT_FOUND, "not_found", "No such resource"),
+    MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "The method is not allowed on this resource"),
+    Conflict => (StatusCode::CONFLICT, "conflict", "The resource already exists or changed"),
+    InvalidManifest => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", "The adapter manifest is invalid"),
+    InvalidForm => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_form", "The form definition is invalid"),
+    InvalidPartner => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", "The partner definition is invalid"),
+    RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded"),
+    UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable", "A registry could not be reached or failed"),
+    UpstreamInvalidResponse => (StatusCode::BAD_GATEWAY, "upstream_invalid_response", "A registry answered with data that breaks its schema"),
+    UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "A registry did not answer in time"),
+    CircuitOpen => (StatusCode::SERVICE_UNAVAILABLE, "circuit_open", "A registry is failing and calls to it are paused"),
+    DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "The database is unavailable or saturated"),
+    NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "The service is not ready"),
+    Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failing location in a request, as a JSON pointer into the body (or the
+/// name of a parameter) and what is wrong there.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct FieldError {
+    pub pointer: String,
+    pub message: String,
+}
+
+/// The RFC 9457 problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// The error type of every handler.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    /// Seconds the client should wait (429 and some 503s).
+    pub retry_after: Option<u64>,
+    /// Extra headers (for example the rate-limit headers on a 429).
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// An internal failure: the cause goes to the log, the client gets a generic detail.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(
+            ErrorCode::Internal,
+            "An internal error occurred; it has been logged with this request's id.",
+        )
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::NotFound, what)
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            type_: format!("urn:lgsp:problem:{}", self.code.as_str()),
+            title: self.code.title(),
+            status: self.code.status().as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.as_str(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status_code());
+        resp.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
+        if let Some(secs) = self.retry_after {
+            resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        for (name, value) in &self.headers {
+            resp.insert_header((name.clone(), value.clone()));
+        }
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        resp.body(body)
+    }
+}
+
+/// A problem response for a bare status (used to turn actix's own empty error
+/// responses, such as 404 for an unknown route, into problems).
+pub fn problem_for_status(status: StatusCode) -> ApiError {
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::NotReady,
+        s if s.is_client_error() => ErrorCode::InvalidParameter,
+        _ => ErrorCode::Internal,
+    };
+    let detail = match code {
+        ErrorCode::NotFound => "No resource at this path; see /docs for the API.".to_string(),
+        ErrorCode::MethodNotAllowed => {
+            "This path does not accept this method; see /docs.".to_string()
+        }
+        _ => code.title().to_string(),
+    };
+    ApiError::new(code, detail)
+}
+
+/// Errors from actix's JSON extractor: malformed JSON, wrong content type,
+/// body over the limit, or a body whose shape does not fit the request type.
+pub fn json_error(err: &actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::OverflowKnownLength { length, limit } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("The body is {length} bytes; the limit is {limit} bytes."),
+        ),
+        E::Overflow { limit } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("The body is larger than the limit of {limit} bytes."),
+        ),
+        E::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Send the body as JSON with the header Content-Type: application/json.",
+        ),
+        E::Deserialize(e) if e.is_data() => ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("The body does not fit the request: {e}"),
+        )
+        .with_errors(vec![FieldError {
+            pointer: String::new(),
+            message: e.to_string(),
+        }]),
+        E::Deserialize(e) => ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("The body is not valid JSON: {e}"),
+        ),
+        E::Payload(_) => ApiError::new(
+            ErrorCode::MalformedJson,
+            "The body could not be read completely.",
+        ),
+        _ => ApiError::new(
+            ErrorCode::MalformedJson,
+            "The body could not be read as JSON.",
+        ),
+    }
+}
+
+pub fn path_error(err: &actix_web::error::PathError) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidParameter,
+        format!("A path parameter is invalid: {err}"),
+    )
+}
+
+pub fn query_error(err: &actix_web::error::QueryPayloadError) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidParameter,
+        format!("A query parameter is invalid: {err}"),
+    )
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,118 @@
+//! Operations endpoints: liveness, readiness, metrics, the OpenAPI document.
+
+use crate::db::Db;
+use crate::error::{ApiError, ErrorCode};
+use crate::startup::AppState;
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// Liveness: the process is up and serving HTTP.
+#[utoipa::path(tag = "operations", responses((status = 200, body = Health)))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckResult {
+    pub name: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub checks: Vec<CheckResult>,
+}
+
+/// Readiness: the database answers and is migrated, and the adapters' state.
+/// 503 while any required dependency is down.
+#[utoipa::path(tag = "operations", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let mut checks = Vec::new();
+    let db_check = if !state.is_ready() {
+        CheckResult {
+            name: "database".into(),
+            ok: false,
+            detail: Some("not reachable or not migrated yet".into()),
+        }
+    } else {
+        match state.db.run(Db::ping).await {
+            Ok(()) => CheckResult {
+                name: "database".into(),
+                ok: true,
+                detail: None,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: database check failed");
+                CheckResult {
+                    name: "database".into(),
+                    ok: false,
+                    detail: Some("not reachable".into()),
+                }
+            }
+        }
+    };
+    checks.push(db_check);
+    let ready = checks.iter().all(|c| c.ok);
+    let body = Readiness { ready, checks };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        // A problem document (RFC 9457) extended with the checks.
+        let failing: Vec<&str> = body
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        let problem = ApiError::new(
+            ErrorCode::NotReady,
+            format!("Not ready: {} failing.", failing.join(", ")),
+        )
+        .problem();
+        let mut doc = serde_json::to_value(&problem).unwrap_or_default();
+        doc["checks"] = serde_json::to_value(&body.checks).unwrap_or_default();
+        doc["ready"] = serde_json::Value::Bool(false);
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .content_type(crate::error::PROBLEM_JSON)
+            .body(doc.to_string())
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// The OpenAPI 3.1 description of this API, generated from the code.
+#[get("/openapi.json")]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(crate::http::openapi())
+}
+
+/// Fallback for unknown routes.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        "No resource at this path; see /docs for the API.",
+    ))
+}

@@ -1,0 +1,13 @@
+//! lgsp: the provincial data-integration and sharing platform.
+//!
+//! A library with a thin binary: `startup` assembles the gateway, `http` holds
+//! the routes, `db` the storage on SQLite or PostgreSQL, `error` the one
+//! registry of problem codes.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,248 @@
+//! Logs (tracing, text or JSON, with the request id on every line), the
+//! request-id middleware, and the Prometheus metrics.
+
+use crate::config::{LogFormat, LogSettings};
+use crate::error::{problem_for_status, PROBLEM_JSON};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, ResponseError};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use std::time::Instant;
+use tracing::Instrument;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Installs the global subscriber once; later calls (tests) are no-ops.
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match settings.format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init(),
+    };
+}
+
+/// The id of the request being served, in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn accept_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| s.to_string())
+}
+
+/// Everything the server measures.
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_latency: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_latency: HistogramVec,
+    pub schema_violations: IntCounterVec,
+    pub breaker_open: prometheus::IntGaugeVec,
+    pub rate_limited: IntCounterVec,
+    pub audit_written: prometheus::IntCounter,
+    pub audit_queue: IntGauge,
+    pub prefill_fields: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("lgsp".into()), None).expect("valid prefix");
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ];
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("metric");
+        let http_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route and method",
+            )
+            .buckets(buckets.clone()),
+            &["route", "method"],
+        )
+        .expect("metric");
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "upstream_requests_total",
+                "Calls to registries by adapter, operation and outcome",
+            ),
+            &["adapter", "operation", "outcome"],
+        )
+        .expect("metric");
+        let upstream_latency = HistogramVec::new(
+            HistogramOpts::new("upstream_request_duration_seconds", "Registry call latency")
+                .buckets(buckets),
+            &["adapter", "operation"],
+        )
+        .expect("metric");
+        let schema_violations = IntCounterVec::new(
+            Opts::new(
+                "schema_violations_total",
+                "Messages that failed their JSON Schema, by point (partner_request, upstream_request, upstream_response, response) and adapter",
+            ),
+            &["point", "adapter"],
+        )
+        .expect("metric");
+        let breaker_open = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "circuit_breaker_open",
+                "1 while an adapter's circuit breaker is open",
+            ),
+            &["adapter"],
+        )
+        .expect("metric");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "rate_limited_total",
+                "Requests refused by a partner's rate limit",
+            ),
+            &["partner"],
+        )
+        .expect("metric");
+        let audit_written =
+            prometheus::IntCounter::new("audit_records_written_total", "Audit records committed")
+                .expect("metric");
+        let audit_queue = IntGauge::new("audit_queue_depth", "Audit records waiting to be written")
+            .expect("metric");
+        let prefill_fields = IntCounterVec::new(
+            Opts::new(
+                "prefill_fields_total",
+                "Prefill fields by form and result (prefilled, unavailable)",
+            ),
+            &["form", "result"],
+        )
+        .expect("metric");
+        for c in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_latency.clone()),
+            Box::new(upstream_requests.clone()),
+            Box::new(upstream_latency.clone()),
+            Box::new(schema_violations.clone()),
+            Box::new(breaker_open.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(audit_written.clone()),
+            Box::new(audit_queue.clone()),
+            Box::new(prefill_fields.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        Metrics {
+            registry,
+            http_requests,
+            http_latency,
+            upstream_requests,
+            upstream_latency,
+            schema_violations,
+            breaker_open,
+            rate_limited,
+            audit_written,
+            audit_queue,
+            prefill_fields,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// The outermost middleware: assigns (or accepts) the request id, opens the
+/// request's span, turns any bare error response into a problem document, and
+/// records the request's metrics.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(accept_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().to_string();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let metrics = req
+        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+        .map(|s| s.metrics.clone());
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+
+    let result = next.call(req).instrument(span.clone()).await;
+    let mut res = match result {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(err) => {
+            // Errors raised before a handler (extractors, guards) arrive here.
+            let resp = err.error_response();
+            return Err(actix_web::error::InternalError::from_response(err, resp).into());
+        }
+    };
+
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if (status.is_client_error() || status.is_server_error()) && !is_problem {
+        let problem = problem_for_status(status).error_response();
+        let (req, _) = res.into_parts();
+        res = ServiceResponse::new(req, problem);
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+
+    let elapsed = started.elapsed();
+    if let Some(m) = metrics {
+        m.http_requests
+            .with_label_values(&[&route, &method, res.status().as_str()])
+            .inc();
+        m.http_latency
+            .with_label_values(&[&route, &method])
+            .observe(elapsed.as_secs_f64());
+    }
+    let _enter = span.enter();
+    tracing::info!(
+        status = res.status().as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1e3,
+        "served"
+    );
+    Ok(res)
+}
