@@ -8,11 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "lgsp",
-    version,
-    about = "Provincial data-integration and sharing platform"
-)]
+#[command(name = "lgsp", version, about = "Provincial data-integration and sharing platform")]
 pub struct Cli {
     /// Configuration file (TOML); default: ./lgsp.toml if present.
     #[arg(long, global = true, env = "LGSP_CONFIG")]
@@ -41,9 +37,7 @@ pub fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -61,15 +55,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             let db = Db::new(&settings.database_url, &settings.database)?;
-            let applied = runtime()?.block_on(async move {
-                tokio::task::spawn_blocking(move || db.migrate()).await?
-            })?;
+            let applied =
+                runtime()?.block_on(async move { tokio::task::spawn_blocking(move || db.migrate()).await? })?;
             if applied.is_empty() {
                 println!(
                     "database is up to date ({})",
-                    Db::new(&settings.database_url, &settings.database)?
-                        .backend
-                        .name()
+                    Db::new(&settings.database_url, &settings.database)?.backend.name()
                 );
             } else {
                 for m in applied {

@@ -147,20 +147,13 @@ impl Default for Settings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        DatabaseSettings {
-            max_connections: 16,
-            acquire_timeout_ms: 2_000,
-            sqlite_busy_timeout_ms: 5_000,
-        }
+        DatabaseSettings { max_connections: 16, acquire_timeout_ms: 2_000, sqlite_busy_timeout_ms: 5_000 }
     }
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
+        LogSettings { format: LogFormat::Text, level: "info".into() }
     }
 }
 
@@ -172,10 +165,7 @@ impl Default for PrefillSettings {
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        AuditSettings {
-            batch_size: 512,
-            flush_interval_ms: 20,
-        }
+        AuditSettings { batch_size: 512, flush_interval_ms: 20 }
     }
 }
 
@@ -186,24 +176,15 @@ impl Settings {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         match file {
             Some(path) => {
-                anyhow::ensure!(
-                    path.exists(),
-                    "configuration file {} does not exist",
-                    path.display()
-                );
+                anyhow::ensure!(path.exists(), "configuration file {} does not exist", path.display());
                 fig = fig.merge(Toml::file(path));
             }
             None => fig = fig.merge(Toml::file("lgsp.toml")),
         }
         let fig = fig
-            .merge(
-                Env::raw()
-                    .only(&["DATABASE_URL"])
-                    .map(|_| "database_url".into()),
-            )
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
             .merge(Env::prefixed("LGSP_").split("__"));
-        fig.extract()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+        fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
     }
 }
 
@@ -213,14 +194,14 @@ mod tests {
 
     #[test]
     fn secrets_are_not_printed() {
-        let mut s = Settings::default();
-        s.database_url = Secret::new("postgres://user:hunter2@db/lgsp");
+        let s = Settings { database_url: Secret::new("postgres://user:hunter2@db/lgsp"), ..Default::default() };
         let printed = format!("{s:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(printed.contains("***"));
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_file_and_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("lgsp.toml", "port = 9000\n[prefill]\nbudget_ms = 1500\n")?;

@@ -101,13 +101,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            detail: detail.into(),
-            errors: Vec::new(),
-            retry_after: None,
-            headers: Vec::new(),
-        }
+        ApiError { code, detail: detail.into(), errors: Vec::new(), retry_after: None, headers: Vec::new() }
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -128,10 +122,7 @@ impl ApiError {
     /// An internal failure: the cause goes to the log, the client gets a generic detail.
     pub fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        ApiError::new(
-            ErrorCode::Internal,
-            "An internal error occurred; it has been logged with this request's id.",
-        )
+        ApiError::new(ErrorCode::Internal, "An internal error occurred; it has been logged with this request's id.")
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
@@ -196,9 +187,7 @@ pub fn problem_for_status(status: StatusCode) -> ApiError {
     };
     let detail = match code {
         ErrorCode::NotFound => "No resource at this path; see /docs for the API.".to_string(),
-        ErrorCode::MethodNotAllowed => {
-            "This path does not accept this method; see /docs.".to_string()
-        }
+        ErrorCode::MethodNotAllowed => "This path does not accept this method; see /docs.".to_string(),
         _ => code.title().to_string(),
     };
     ApiError::new(code, detail)
@@ -213,49 +202,29 @@ pub fn json_error(err: &actix_web::error::JsonPayloadError) -> ApiError {
             ErrorCode::PayloadTooLarge,
             format!("The body is {length} bytes; the limit is {limit} bytes."),
         ),
-        E::Overflow { limit } => ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("The body is larger than the limit of {limit} bytes."),
-        ),
+        E::Overflow { limit } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, format!("The body is larger than the limit of {limit} bytes."))
+        }
         E::ContentType => ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "Send the body as JSON with the header Content-Type: application/json.",
         ),
-        E::Deserialize(e) if e.is_data() => ApiError::new(
-            ErrorCode::InvalidBody,
-            format!("The body does not fit the request: {e}"),
-        )
-        .with_errors(vec![FieldError {
-            pointer: String::new(),
-            message: e.to_string(),
-        }]),
-        E::Deserialize(e) => ApiError::new(
-            ErrorCode::MalformedJson,
-            format!("The body is not valid JSON: {e}"),
-        ),
-        E::Payload(_) => ApiError::new(
-            ErrorCode::MalformedJson,
-            "The body could not be read completely.",
-        ),
-        _ => ApiError::new(
-            ErrorCode::MalformedJson,
-            "The body could not be read as JSON.",
-        ),
+        E::Deserialize(e) if e.is_data() => {
+            ApiError::new(ErrorCode::InvalidBody, format!("The body does not fit the request: {e}"))
+                .with_errors(vec![FieldError { pointer: String::new(), message: e.to_string() }])
+        }
+        E::Deserialize(e) => ApiError::new(ErrorCode::MalformedJson, format!("The body is not valid JSON: {e}")),
+        E::Payload(_) => ApiError::new(ErrorCode::MalformedJson, "The body could not be read completely."),
+        _ => ApiError::new(ErrorCode::MalformedJson, "The body could not be read as JSON."),
     }
 }
 
 pub fn path_error(err: &actix_web::error::PathError) -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidParameter,
-        format!("A path parameter is invalid: {err}"),
-    )
+    ApiError::new(ErrorCode::InvalidParameter, format!("A path parameter is invalid: {err}"))
 }
 
 pub fn query_error(err: &actix_web::error::QueryPayloadError) -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidParameter,
-        format!("A query parameter is invalid: {err}"),
-    )
+    ApiError::new(ErrorCode::InvalidParameter, format!("A query parameter is invalid: {err}"))
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -60,8 +60,7 @@ impl Application {
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         let db2 = db.clone();
-                        if let Ok(Ok(_)) = tokio::task::spawn_blocking(move || db2.migrate()).await
-                        {
+                        if let Ok(Ok(_)) = tokio::task::spawn_blocking(move || db2.migrate()).await {
                             tracing::info!("database is ready");
                             ready.store(true, Ordering::Release);
                             break;
@@ -71,12 +70,7 @@ impl Application {
             }
         }
 
-        let state = web::Data::new(AppState {
-            settings: settings.clone(),
-            db,
-            metrics,
-            db_ready,
-        });
+        let state = web::Data::new(AppState { settings: settings.clone(), db, metrics, db_ready });
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
         let port = listener.local_addr()?.port();
@@ -92,11 +86,7 @@ impl Application {
             server = server.workers(settings.workers);
         }
         let server = server.listen(listener)?.run();
-        Ok(Application {
-            port,
-            server,
-            state,
-        })
+        Ok(Application { port, server, state })
     }
 
     pub fn port(&self) -> u16 {

@@ -23,16 +23,9 @@ pub fn init(settings: &LogSettings) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match settings.format {
         LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
+            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false))
             .try_init(),
-        LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
-            .try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init(),
     };
 }
 
@@ -42,10 +35,7 @@ pub struct RequestId(pub String);
 
 fn accept_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| s.to_string())
 }
 
@@ -67,37 +57,25 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("lgsp".into()), None).expect("valid prefix");
-        let buckets = vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ];
+        let buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
         let http_requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests by route, method and status",
-            ),
+            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
             &["route", "method", "status"],
         )
         .expect("metric");
         let http_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "HTTP request latency by route and method",
-            )
-            .buckets(buckets.clone()),
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route and method")
+                .buckets(buckets.clone()),
             &["route", "method"],
         )
         .expect("metric");
         let upstream_requests = IntCounterVec::new(
-            Opts::new(
-                "upstream_requests_total",
-                "Calls to registries by adapter, operation and outcome",
-            ),
+            Opts::new("upstream_requests_total", "Calls to registries by adapter, operation and outcome"),
             &["adapter", "operation", "outcome"],
         )
         .expect("metric");
         let upstream_latency = HistogramVec::new(
-            HistogramOpts::new("upstream_request_duration_seconds", "Registry call latency")
-                .buckets(buckets),
+            HistogramOpts::new("upstream_request_duration_seconds", "Registry call latency").buckets(buckets),
             &["adapter", "operation"],
         )
         .expect("metric");
@@ -110,31 +88,20 @@ impl Metrics {
         )
         .expect("metric");
         let breaker_open = prometheus::IntGaugeVec::new(
-            Opts::new(
-                "circuit_breaker_open",
-                "1 while an adapter's circuit breaker is open",
-            ),
+            Opts::new("circuit_breaker_open", "1 while an adapter's circuit breaker is open"),
             &["adapter"],
         )
         .expect("metric");
         let rate_limited = IntCounterVec::new(
-            Opts::new(
-                "rate_limited_total",
-                "Requests refused by a partner's rate limit",
-            ),
+            Opts::new("rate_limited_total", "Requests refused by a partner's rate limit"),
             &["partner"],
         )
         .expect("metric");
         let audit_written =
-            prometheus::IntCounter::new("audit_records_written_total", "Audit records committed")
-                .expect("metric");
-        let audit_queue = IntGauge::new("audit_queue_depth", "Audit records waiting to be written")
-            .expect("metric");
+            prometheus::IntCounter::new("audit_records_written_total", "Audit records committed").expect("metric");
+        let audit_queue = IntGauge::new("audit_queue_depth", "Audit records waiting to be written").expect("metric");
         let prefill_fields = IntCounterVec::new(
-            Opts::new(
-                "prefill_fields_total",
-                "Prefill fields by form and result (prefilled, unavailable)",
-            ),
+            Opts::new("prefill_fields_total", "Prefill fields by form and result (prefilled, unavailable)"),
             &["form", "result"],
         )
         .expect("metric");
@@ -169,9 +136,7 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let encoder = prometheus::TextEncoder::new();
-        encoder
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 }
 
@@ -189,21 +154,13 @@ pub async fn observe(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(accept_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let request_id =
+        req.headers().get(&REQUEST_ID).and_then(accept_request_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().to_string();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
-    let metrics = req
-        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
-        .map(|s| s.metrics.clone());
-    let span =
-        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let metrics = req.app_data::<actix_web::web::Data<crate::startup::AppState>>().map(|s| s.metrics.clone());
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
 
     let result = next.call(req).instrument(span.clone()).await;
     let mut res = match result {
@@ -216,10 +173,8 @@ pub async fn observe(
     };
 
     let status = res.status();
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let is_problem =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     if (status.is_client_error() || status.is_server_error()) && !is_problem {
         let problem = problem_for_status(status).error_response();
         let (req, _) = res.into_parts();
@@ -231,18 +186,10 @@ pub async fn observe(
 
     let elapsed = started.elapsed();
     if let Some(m) = metrics {
-        m.http_requests
-            .with_label_values(&[&route, &method, res.status().as_str()])
-            .inc();
-        m.http_latency
-            .with_label_values(&[&route, &method])
-            .observe(elapsed.as_secs_f64());
+        m.http_requests.with_label_values(&[&route, &method, res.status().as_str()]).inc();
+        m.http_latency.with_label_values(&[&route, &method]).observe(elapsed.as_secs_f64());
     }
     let _enter = span.enter();
-    tracing::info!(
-        status = res.status().as_u16(),
-        latency_ms = elapsed.as_secs_f64() * 1e3,
-        "served"
-    );
+    tracing::info!(status = res.status().as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "served");
     Ok(res)
 }

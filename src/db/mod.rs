@@ -62,22 +62,13 @@ impl DatabaseUrl {
             if rest.is_empty() {
                 return Err("sqlite:// needs a file path, for example sqlite://lgsp.db".into());
             }
-            return Ok(DatabaseUrl {
-                backend: Backend::Sqlite,
-                connect: rest.to_string(),
-            });
+            return Ok(DatabaseUrl { backend: Backend::Sqlite, connect: rest.to_string() });
         }
         if url == "sqlite::memory:" {
-            return Ok(DatabaseUrl {
-                backend: Backend::Sqlite,
-                connect: ":memory:".into(),
-            });
+            return Ok(DatabaseUrl { backend: Backend::Sqlite, connect: ":memory:".into() });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(DatabaseUrl {
-                backend: Backend::Postgres,
-                connect: url.to_string(),
-            });
+            return Ok(DatabaseUrl { backend: Backend::Postgres, connect: url.to_string() });
         }
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
         if scheme.is_empty() {
@@ -103,8 +94,7 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup 
                 "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 self.busy_timeout_ms
             );
-            conn.batch_execute(&pragmas)
-                .map_err(diesel::r2d2::Error::QueryError)?;
+            conn.batch_execute(&pragmas).map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
     }
@@ -127,15 +117,10 @@ impl From<DbError> for ApiError {
         match e {
             DbError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
-                ApiError::new(
-                    ErrorCode::DatabaseUnavailable,
-                    "The database is unavailable or busy; retry shortly.",
-                )
-                .with_retry_after(1)
+                ApiError::new(ErrorCode::DatabaseUnavailable, "The database is unavailable or busy; retry shortly.")
+                    .with_retry_after(1)
             }
-            DbError::Query(diesel::result::Error::NotFound) => {
-                ApiError::not_found("No such record.")
-            }
+            DbError::Query(diesel::result::Error::NotFound) => ApiError::not_found("No such record."),
             DbError::Query(e) => ApiError::internal(e),
         }
     }
@@ -168,16 +153,11 @@ impl Db {
             }))
             .error_handler(Box::new(diesel::r2d2::LoggingErrorHandler))
             .build_unchecked(manager);
-        Ok(Db {
-            pool,
-            backend: parsed.backend,
-        })
+        Ok(Db { pool, backend: parsed.backend })
     }
 
     pub fn conn(&self) -> Result<PooledConn, DbError> {
-        self.pool
-            .get()
-            .map_err(|e| DbError::Unavailable(e.to_string()))
+        self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))
     }
 
     /// Runs `f` with a connection on a blocking thread.
@@ -211,9 +191,7 @@ impl Db {
 
     /// A cheap query that touches a table: the database is reachable and migrated.
     pub fn ping(conn: &mut DbConnection) -> Result<(), DbError> {
-        schema::catalog_version::table
-            .select(schema::catalog_version::version)
-            .first::<i64>(conn)?;
+        schema::catalog_version::table.select(schema::catalog_version::version).first::<i64>(conn)?;
         Ok(())
     }
 }
@@ -225,24 +203,18 @@ pub fn now_micros() -> i64 {
 
 /// A stored timestamp as RFC 3339.
 pub fn micros_to_rfc3339(us: i64) -> String {
-    jiff::Timestamp::from_microsecond(us)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
+    jiff::Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// Bumps the catalogue version so that every node reloads.
 pub fn bump_catalog(conn: &mut DbConnection) -> Result<(), DbError> {
     use schema::catalog_version::dsl;
-    diesel::update(dsl::catalog_version.filter(dsl::id.eq(1)))
-        .set(dsl::version.eq(dsl::version + 1))
-        .execute(conn)?;
+    diesel::update(dsl::catalog_version.filter(dsl::id.eq(1))).set(dsl::version.eq(dsl::version + 1)).execute(conn)?;
     Ok(())
 }
 
 pub fn catalog_version(conn: &mut DbConnection) -> Result<i64, DbError> {
-    Ok(schema::catalog_version::table
-        .select(schema::catalog_version::version)
-        .first::<i64>(conn)?)
+    Ok(schema::catalog_version::table.select(schema::catalog_version::version).first::<i64>(conn)?)
 }
 
 #[cfg(test)]
@@ -251,25 +223,11 @@ mod tests {
 
     #[test]
     fn backend_is_chosen_from_the_scheme() {
-        assert_eq!(
-            DatabaseUrl::parse("sqlite://lgsp.db").map(|u| u.backend),
-            Ok(Backend::Sqlite)
-        );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite:///var/lib/lgsp.db").map(|u| u.connect),
-            Ok("/var/lib/lgsp.db".into())
-        );
-        assert_eq!(
-            DatabaseUrl::parse("postgres://u@h/db").map(|u| u.backend),
-            Ok(Backend::Postgres)
-        );
-        assert_eq!(
-            DatabaseUrl::parse("postgresql://u@h/db").map(|u| u.backend),
-            Ok(Backend::Postgres)
-        );
-        let err = DatabaseUrl::parse("mysql://u@h/db")
-            .map(|u| u.backend)
-            .unwrap_err();
+        assert_eq!(DatabaseUrl::parse("sqlite://lgsp.db").map(|u| u.backend), Ok(Backend::Sqlite));
+        assert_eq!(DatabaseUrl::parse("sqlite:///var/lib/lgsp.db").map(|u| u.connect), Ok("/var/lib/lgsp.db".into()));
+        assert_eq!(DatabaseUrl::parse("postgres://u@h/db").map(|u| u.backend), Ok(Backend::Postgres));
+        assert_eq!(DatabaseUrl::parse("postgresql://u@h/db").map(|u| u.backend), Ok(Backend::Postgres));
+        let err = DatabaseUrl::parse("mysql://u@h/db").map(|u| u.backend).unwrap_err();
         assert!(err.contains("\"mysql\" is not supported"), "{err}");
         assert!(DatabaseUrl::parse("lgsp.db").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());

@@ -114,11 +114,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(
-    adapters,
-    adapter_versions,
-    forms,
-    form_versions,
-    partners,
-    api_keys
-);
+diesel::allow_tables_to_appear_in_same_query!(adapters, adapter_versions, forms, form_versions, partners, api_keys);

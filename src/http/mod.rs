@@ -30,9 +30,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Registers every route and the extractor configuration.
 pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.app_data(
-        web::JsonConfig::default()
-            .limit(settings.max_body_bytes)
-            .error_handler(|err, _req| json_error(&err).into()),
+        web::JsonConfig::default().limit(settings.max_body_bytes).error_handler(|err, _req| json_error(&err).into()),
     )
     .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(&err).into()))
     .app_data(web::QueryConfig::default().error_handler(|err, _req| query_error(&err).into()))

@@ -17,10 +17,7 @@ pub struct Health {
 #[utoipa::path(tag = "operations", responses((status = 200, body = Health)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-    })
+    HttpResponse::Ok().json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -44,25 +41,13 @@ pub struct Readiness {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut checks = Vec::new();
     let db_check = if !state.is_ready() {
-        CheckResult {
-            name: "database".into(),
-            ok: false,
-            detail: Some("not reachable or not migrated yet".into()),
-        }
+        CheckResult { name: "database".into(), ok: false, detail: Some("not reachable or not migrated yet".into()) }
     } else {
         match state.db.run(Db::ping).await {
-            Ok(()) => CheckResult {
-                name: "database".into(),
-                ok: true,
-                detail: None,
-            },
+            Ok(()) => CheckResult { name: "database".into(), ok: true, detail: None },
             Err(e) => {
                 tracing::warn!(error = %e, "readiness: database check failed");
-                CheckResult {
-                    name: "database".into(),
-                    ok: false,
-                    detail: Some("not reachable".into()),
-                }
+                CheckResult { name: "database".into(), ok: false, detail: Some("not reachable".into()) }
             }
         }
     };
@@ -73,17 +58,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::Ok().json(body)
     } else {
         // A problem document (RFC 9457) extended with the checks.
-        let failing: Vec<&str> = body
-            .checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect();
-        let problem = ApiError::new(
-            ErrorCode::NotReady,
-            format!("Not ready: {} failing.", failing.join(", ")),
-        )
-        .problem();
+        let failing: Vec<&str> = body.checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+        let problem =
+            ApiError::new(ErrorCode::NotReady, format!("Not ready: {} failing.", failing.join(", "))).problem();
         let mut doc = serde_json::to_value(&problem).unwrap_or_default();
         doc["checks"] = serde_json::to_value(&body.checks).unwrap_or_default();
         doc["ready"] = serde_json::Value::Bool(false);
@@ -98,9 +75,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
 }
 
 /// The OpenAPI 3.1 description of this API, generated from the code.
@@ -111,8 +86,5 @@ pub async fn openapi_json() -> HttpResponse {
 
 /// Fallback for unknown routes.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        ErrorCode::NotFound,
-        "No resource at this path; see /docs for the API.",
-    ))
+    Err(ApiError::new(ErrorCode::NotFound, "No resource at this path; see /docs for the API."))
 }

@@ -1,0 +1,89 @@
+use lgsp::config::{Secret, Settings};
+use lgsp::startup::Application;
+use std::sync::OnceLock;
+
+/// A running gateway with its own database.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// The PostgreSQL server the suite runs against, if any
+/// (for example `postgres://postgres@127.0.0.1:5432`).
+pub fn postgres_server() -> Option<String> {
+    std::env::var("LGSP_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// A fresh database for one test: a new SQLite file, or a new PostgreSQL database.
+pub fn fresh_database_url(dir: &std::path::Path) -> String {
+    match postgres_server() {
+        Some(server) => {
+            use diesel::{Connection, RunQueryDsl};
+            let name = format!("lgsp_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = diesel::PgConnection::establish(&format!("{server}/postgres"))
+                .expect("LGSP_TEST_POSTGRES_URL is set but PostgreSQL is not reachable");
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
+            format!("{server}/{name}")
+        }
+        None => format!("sqlite://{}", dir.join("lgsp.db").display()),
+    }
+}
+
+pub fn init_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            lgsp::telemetry::init(&Default::default());
+        }
+    });
+}
+
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut s = Settings::default();
+    s.port = 0;
+    s.workers = 2;
+    s.database_url = Secret::new(database_url);
+    s.shutdown_timeout_secs = 1;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    init_logs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database_url(dir.path());
+    let mut settings = test_settings(&database_url);
+    customise(&mut settings);
+    let app = Application::build(settings).await.expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp { address, client: reqwest::Client::new(), _dir: dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+}
+
+/// Asserts the response is an RFC 9457 problem with this status and code, and returns it.
+pub async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert!(ct.starts_with("application/problem+json"), "content type was {ct}");
+    assert!(resp.headers().contains_key("x-request-id"), "request id header");
+    let body: serde_json::Value = resp.json().await.expect("problem body is JSON");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["type"].as_str().is_some_and(|t| t.ends_with(code)), "{body}");
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    body
+}

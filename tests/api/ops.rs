@@ -1,0 +1,81 @@
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn health_is_ok_and_carries_a_request_id() {
+    let app = spawn_app().await;
+    let resp = app.get("/healthz").await;
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "a generated uuid: {id}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_callers_request_id_is_echoed_and_a_hostile_one_replaced() {
+    let app = spawn_app().await;
+    let resp = app.client.get(app.url("/healthz")).header("X-Request-Id", "portal-42.abc").send().await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "portal-42.abc");
+    let resp = app.client.get(app.url("/healthz")).header("X-Request-Id", "a b<script>").send().await.unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(id, "a b<script>");
+    assert_eq!(id.len(), 36);
+}
+
+#[tokio::test]
+async fn ready_when_the_database_is_migrated() {
+    let app = spawn_app().await;
+    let resp = app.get("/readyz").await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["checks"][0]["name"], "database");
+}
+
+#[tokio::test]
+async fn not_ready_but_alive_when_the_database_is_unreachable() {
+    // Nothing listens on port 1: the server starts, says it is alive, and
+    // reports not-ready until the database appears.
+    let app = spawn_app_with(|s| {
+        s.database_url = lgsp::config::Secret::new("postgres://postgres@127.0.0.1:1/lgsp");
+        s.database.acquire_timeout_ms = 200;
+    })
+    .await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let body = assert_problem(app.get("/readyz").await, 503, "not_ready").await;
+    assert_eq!(body["checks"][0]["ok"], false);
+    assert!(!body.to_string().contains("127.0.0.1:1"), "no connection details leak: {body}");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = spawn_app().await;
+    assert_problem(app.get("/v1/nothing-here").await, 404, "not_found").await;
+    let resp = app.client.delete(app.url("/healthz")).send().await.unwrap();
+    assert_problem(resp, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_and_status() {
+    let app = spawn_app().await;
+    app.get("/healthz").await;
+    app.get("/healthz").await;
+    app.get("/no/such/route").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains(r#"lgsp_http_requests_total{method="GET",route="/healthz",status="200"} 2"#), "{text}");
+    assert!(text.contains(r#"status="404""#), "{text}");
+    assert!(text.contains("lgsp_http_request_duration_seconds_bucket"), "{text}");
+}
+
+#[tokio::test]
+async fn openapi_is_generated_and_docs_are_served() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(doc["paths"]["/healthz"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    let docs = app.get("/docs").await;
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().await.unwrap();
+    assert!(html.contains("Redoc") && html.contains("\"openapi\":\"3.1"), "the docs page embeds the spec");
+}
