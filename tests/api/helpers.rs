@@ -40,12 +40,13 @@ pub fn init_logs() {
 }
 
 pub fn test_settings(database_url: &str) -> Settings {
-    let mut s = Settings::default();
-    s.port = 0;
-    s.workers = 2;
-    s.database_url = Secret::new(database_url);
-    s.shutdown_timeout_secs = 1;
-    s
+    Settings {
+        port: 0,
+        workers: 2,
+        database_url: Secret::new(database_url),
+        shutdown_timeout_secs: 1,
+        ..Default::default()
+    }
 }
 
 pub async fn spawn_app() -> TestApp {

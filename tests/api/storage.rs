@@ -54,11 +54,11 @@ async fn a_saturated_pool_answers_unavailable_quickly() {
     let db = Db::new(&Secret::new(&url), &settings).unwrap();
     db.migrate().unwrap();
     let held = db.conn().unwrap();
-    let err = db.run(|c| Db::ping(c)).await.unwrap_err();
+    let err = db.run(Db::ping).await.unwrap_err();
     assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
     let api: lgsp::error::ApiError = err.into();
     assert_eq!(api.code, lgsp::error::ErrorCode::DatabaseUnavailable);
     assert_eq!(api.retry_after, Some(1));
     drop(held);
-    db.run(|c| Db::ping(c)).await.unwrap();
+    db.run(Db::ping).await.unwrap();
 }
