@@ -1,0 +1,7 @@
+//! Domain types shared by the gateway and the mock registries.
+
+pub mod admin_units;
+pub mod citizen_id;
+
+pub use admin_units::AdminUnits;
+pub use citizen_id::{CitizenId, CitizenIdError, Sex};
