@@ -10,5 +10,6 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod registries;
 pub mod startup;
 pub mod telemetry;

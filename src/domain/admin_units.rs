@@ -193,7 +193,7 @@ impl AdminUnits {
     /// default new ward, flagged as a guess with the alternatives listed.
     pub fn from_legacy(&self, codes: &LegacyCodes<'_>) -> Result<Normalised, UnitError> {
         let key = if codes.ward_code.is_empty() {
-            if self.legacy_by_district.get(codes.district_code).is_none() {
+            if !self.legacy_by_district.contains_key(codes.district_code) {
                 return Err(UnitError::UnknownLegacyDistrict(codes.district_code.into()));
             }
             format!("d{}", codes.district_code)

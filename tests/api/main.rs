@@ -3,4 +3,5 @@
 
 mod helpers;
 mod ops;
+mod registries;
 mod storage;

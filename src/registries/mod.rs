@@ -1,0 +1,458 @@
+//! Mock national registries, served over real HTTP: the population database
+//! (CSDLQG về dân cư), the civil-status registry (hộ tịch) and the insurance
+//! database (BHXH/BHYT). Each has its own API style, field names, date format,
+//! error format and credential, as separate agencies' systems do, and its own
+//! run-time fault injection (`GET/PUT/DELETE /__faults`).
+
+pub mod names;
+pub mod population;
+mod render;
+
+use crate::domain::{AdminUnits, CitizenId};
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use parking_lot::RwLock;
+use population::Population;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Faults a registry injects, switchable at run time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every response, in milliseconds.
+    pub latency_ms: u64,
+    /// Uniform random extra latency, 0..jitter_ms.
+    pub jitter_ms: u64,
+    /// Share of requests answered with a server error (0.0-1.0).
+    pub error_rate: f64,
+    /// Share of requests that hang for `timeout_ms` before answering.
+    pub timeout_rate: f64,
+    pub timeout_ms: u64,
+    /// Share of responses that break the registry's own schema.
+    pub corrupt_rate: f64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency_ms: 0,
+            jitter_ms: 0,
+            error_rate: 0.0,
+            timeout_rate: 0.0,
+            timeout_ms: 30_000,
+            corrupt_rate: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryKind {
+    Population,
+    CivilStatus,
+    Insurance,
+}
+
+impl RegistryKind {
+    pub const ALL: [RegistryKind; 3] = [RegistryKind::Population, RegistryKind::CivilStatus, RegistryKind::Insurance];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RegistryKind::Population => "population",
+            RegistryKind::CivilStatus => "civil_status",
+            RegistryKind::Insurance => "insurance",
+        }
+    }
+}
+
+pub struct RegistryState {
+    pub kind: RegistryKind,
+    pub population: Arc<Population>,
+    pub token: String,
+    pub faults: RwLock<Faults>,
+}
+
+enum Outcome {
+    Normal,
+    Error,
+    Corrupt,
+}
+
+impl RegistryState {
+    fn authorised(&self, req: &HttpRequest) -> bool {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let presented = match self.kind {
+            RegistryKind::Population => header("authorization").strip_prefix("Bearer ").unwrap_or(""),
+            RegistryKind::CivilStatus => header("x-api-key"),
+            RegistryKind::Insurance => header("x-bhxh-token"),
+        };
+        !presented.is_empty() && constant_time_eq(presented.as_bytes(), self.token.as_bytes())
+    }
+
+    /// Applies the configured latency and decides this request's fate.
+    async fn inject(&self) -> Outcome {
+        let f = self.faults.read().clone();
+        let (delay, roll_timeout, roll_error, roll_corrupt) = {
+            let mut rng = rand::rng();
+            let jitter = if f.jitter_ms > 0 { rng.random_range(0..f.jitter_ms) } else { 0 };
+            (f.latency_ms + jitter, rng.random::<f64>(), rng.random::<f64>(), rng.random::<f64>())
+        };
+        if delay > 0 {
+            actix_rt::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if roll_timeout < f.timeout_rate {
+            actix_rt::time::sleep(Duration::from_millis(f.timeout_ms)).await;
+        }
+        if roll_error < f.error_rate {
+            Outcome::Error
+        } else if roll_corrupt < f.corrupt_rate {
+            Outcome::Corrupt
+        } else {
+            Outcome::Normal
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+type State = web::Data<RegistryState>;
+
+// ---- each registry's error format -------------------------------------------
+
+fn error(kind: RegistryKind, status: u16, code: &str, message: &str) -> HttpResponse {
+    let body = match kind {
+        RegistryKind::Population => json!({ "ma_loi": code, "mo_ta": message }),
+        RegistryKind::CivilStatus => json!({ "Status": "ERROR", "ErrorCode": code, "Message": message }),
+        RegistryKind::Insurance => json!({ "success": false, "error": { "code": code, "message": message } }),
+    };
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default()).json(body)
+}
+
+fn unauthorised(kind: RegistryKind) -> HttpResponse {
+    match kind {
+        RegistryKind::Population => error(kind, 401, "401", "Không có quyền truy cập"),
+        RegistryKind::CivilStatus => error(kind, 401, "UNAUTHORIZED", "API key không hợp lệ"),
+        RegistryKind::Insurance => error(kind, 401, "E401", "Token không hợp lệ"),
+    }
+}
+
+fn not_found(kind: RegistryKind) -> HttpResponse {
+    match kind {
+        RegistryKind::Population => error(kind, 404, "404", "Không tìm thấy công dân"),
+        RegistryKind::CivilStatus => error(kind, 404, "KHONG_TIM_THAY", "Không tìm thấy hồ sơ"),
+        RegistryKind::Insurance => error(kind, 404, "E404", "Không tìm thấy người tham gia"),
+    }
+}
+
+fn bad_id(kind: RegistryKind) -> HttpResponse {
+    match kind {
+        RegistryKind::Population => error(kind, 400, "400", "Số định danh không hợp lệ"),
+        RegistryKind::CivilStatus => error(kind, 400, "THAM_SO_SAI", "Số định danh không hợp lệ"),
+        RegistryKind::Insurance => error(kind, 400, "E400", "Số định danh không hợp lệ"),
+    }
+}
+
+fn server_error(kind: RegistryKind) -> HttpResponse {
+    match kind {
+        RegistryKind::Population => error(kind, 500, "500", "Lỗi hệ thống"),
+        RegistryKind::CivilStatus => error(kind, 503, "HE_THONG_BAN", "Hệ thống đang bận"),
+        RegistryKind::Insurance => error(kind, 500, "E500", "Lỗi máy chủ"),
+    }
+}
+
+/// Common wrapper: credential, fault injection, ID parsing, then `render`.
+async fn serve_record(
+    state: &RegistryState,
+    req: &HttpRequest,
+    id: &str,
+    render: impl FnOnce(&Population, &population::Person) -> Option<Value>,
+    corrupt: impl FnOnce(Value) -> Value,
+) -> HttpResponse {
+    if !state.authorised(req) {
+        return unauthorised(state.kind);
+    }
+    let outcome = state.inject().await;
+    if let Outcome::Error = outcome {
+        return server_error(state.kind);
+    }
+    if CitizenId::parse(id).is_err() {
+        return bad_id(state.kind);
+    }
+    let Some(person) = state.population.find(id) else { return not_found(state.kind) };
+    let Some(data) = render(&state.population, person) else { return not_found(state.kind) };
+    let body = match state.kind {
+        RegistryKind::Population => json!({ "ma_loi": "00", "mo_ta": "Thành công", "du_lieu": data }),
+        RegistryKind::CivilStatus => json!({ "Status": "OK", "Data": data }),
+        RegistryKind::Insurance => json!({ "success": true, "data": data }),
+    };
+    let body = if let Outcome::Corrupt = outcome { corrupt(body) } else { body };
+    HttpResponse::Ok().json(body)
+}
+
+// ---- population -------------------------------------------------------------
+
+async fn pop_citizen(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    serve_record(
+        &state,
+        &req,
+        &path,
+        |pop, p| Some(render::population_record(pop, p)),
+        |mut b| {
+            // Breaks the registry's own schema: the date in the wrong format, the ID as a number.
+            b["du_lieu"]["ngay_sinh"] = json!("1990-13-45");
+            b["du_lieu"]["so_dinh_danh"] = json!(12345);
+            b
+        },
+    )
+    .await
+}
+
+async fn pop_household(state: State, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    serve_record(
+        &state,
+        &req,
+        &path,
+        |pop, p| Some(render::population_household(pop, p)),
+        |mut b| {
+            b["du_lieu"]["thanh_vien"] = json!("không rõ");
+            b
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    so_dinh_danh: String,
+    ho_ten: String,
+    ngay_sinh: String,
+}
+
+async fn pop_verify(state: State, req: HttpRequest, body: web::Json<VerifyBody>) -> HttpResponse {
+    let b = body.into_inner();
+    serve_record(
+        &state,
+        &req,
+        &b.so_dinh_danh.clone(),
+        |_, p| {
+            let matches = p.name.full().to_lowercase() == b.ho_ten.trim().to_lowercase()
+                && render::dmy(p.dob) == b.ngay_sinh.trim();
+            Some(json!({ "so_dinh_danh": b.so_dinh_danh, "khop": matches }))
+        },
+        |mut b| {
+            b["du_lieu"]["khop"] = json!("có");
+            b
+        },
+    )
+    .await
+}
+
+// ---- civil status -----------------------------------------------------------
+
+#[derive(Deserialize)]
+struct CivilQuery {
+    #[serde(rename = "soDinhDanh", default)]
+    so_dinh_danh: String,
+}
+
+fn civil_corrupt(mut b: Value) -> Value {
+    b["Data"] = json!("<KetQua>loi</KetQua>");
+    b
+}
+
+async fn civil_birth(state: State, req: HttpRequest, q: web::Query<CivilQuery>) -> HttpResponse {
+    serve_record(&state, &req, &q.so_dinh_danh, render::birth_record, civil_corrupt).await
+}
+
+async fn civil_marriage(state: State, req: HttpRequest, q: web::Query<CivilQuery>) -> HttpResponse {
+    serve_record(&state, &req, &q.so_dinh_danh, |pop, p| Some(render::marriage_record(pop, p)), civil_corrupt).await
+}
+
+async fn civil_death(state: State, req: HttpRequest, q: web::Query<CivilQuery>) -> HttpResponse {
+    serve_record(&state, &req, &q.so_dinh_danh, render::death_record, civil_corrupt).await
+}
+
+// ---- insurance --------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct InsuranceQuery {
+    #[serde(rename = "soDinhDanh")]
+    so_dinh_danh: String,
+}
+
+async fn insurance_lookup(state: State, req: HttpRequest, body: web::Json<InsuranceQuery>) -> HttpResponse {
+    serve_record(
+        &state,
+        &req,
+        &body.so_dinh_danh,
+        |pop, p| Some(render::insurance_record(pop, p)),
+        |mut b| {
+            b["data"]["maSoBhxh"] = json!(123);
+            b["data"].as_object_mut().map(|o| o.remove("soTheBhyt"));
+            b
+        },
+    )
+    .await
+}
+
+// ---- faults -----------------------------------------------------------------
+
+async fn get_faults(state: State, req: HttpRequest) -> HttpResponse {
+    if !state.authorised(&req) {
+        return unauthorised(state.kind);
+    }
+    HttpResponse::Ok().json(state.faults.read().clone())
+}
+
+async fn put_faults(state: State, req: HttpRequest, body: web::Json<Faults>) -> HttpResponse {
+    if !state.authorised(&req) {
+        return unauthorised(state.kind);
+    }
+    let f = body.into_inner();
+    let rates = [f.error_rate, f.timeout_rate, f.corrupt_rate];
+    if rates.iter().any(|r| !(0.0..=1.0).contains(r)) {
+        return error(state.kind, 400, "400", "rates must be between 0 and 1");
+    }
+    *state.faults.write() = f.clone();
+    tracing::info!(registry = state.kind.name(), faults = ?f, "faults changed");
+    HttpResponse::Ok().json(f)
+}
+
+async fn delete_faults(state: State, req: HttpRequest) -> HttpResponse {
+    if !state.authorised(&req) {
+        return unauthorised(state.kind);
+    }
+    *state.faults.write() = Faults::default();
+    HttpResponse::NoContent().finish()
+}
+
+fn routes(kind: RegistryKind, cfg: &mut web::ServiceConfig) {
+    cfg.route("/__faults", web::get().to(get_faults))
+        .route("/__faults", web::put().to(put_faults))
+        .route("/__faults", web::delete().to(delete_faults));
+    match kind {
+        RegistryKind::Population => {
+            cfg.route("/api/v1/cong-dan/xac-thuc", web::post().to(pop_verify))
+                .route("/api/v1/cong-dan/{so_dinh_danh}", web::get().to(pop_citizen))
+                .route("/api/v1/cong-dan/{so_dinh_danh}/ho-gia-dinh", web::get().to(pop_household));
+        }
+        RegistryKind::CivilStatus => {
+            cfg.route("/hotich/v2/khaisinh", web::get().to(civil_birth))
+                .route("/hotich/v2/kethon", web::get().to(civil_marriage))
+                .route("/hotich/v2/khaitu", web::get().to(civil_death));
+        }
+        RegistryKind::Insurance => {
+            cfg.route("/bhxh/api/v1/tra-cuu-the", web::post().to(insurance_lookup));
+        }
+    }
+}
+
+/// How to run the three registries.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub host: String,
+    pub seed: u64,
+    pub citizens: usize,
+    /// Ports for population, civil status, insurance (0 picks free ones).
+    pub ports: [u16; 3],
+    /// Credentials for population, civil status, insurance.
+    pub tokens: [String; 3],
+    pub workers: usize,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            host: "127.0.0.1".into(),
+            seed: 2025,
+            citizens: 10_000,
+            ports: [7101, 7102, 7103],
+            tokens: default_tokens(),
+            workers: 1,
+        }
+    }
+}
+
+pub fn default_tokens() -> [String; 3] {
+    ["population-dev-token".into(), "civil-status-dev-token".into(), "insurance-dev-token".into()]
+}
+
+/// The three running registries.
+pub struct MockRegistries {
+    pub population: Arc<Population>,
+    pub states: Vec<web::Data<RegistryState>>,
+    pub ports: [u16; 3],
+    pub host: String,
+    handles: Vec<ServerHandle>,
+}
+
+impl MockRegistries {
+    /// Generates the population and starts the three servers on the current
+    /// actix/tokio runtime.
+    pub fn start(config: &MockConfig) -> std::io::Result<MockRegistries> {
+        let population = Arc::new(Population::generate(config.seed, config.citizens));
+        Self::start_with(config, population)
+    }
+
+    pub fn start_with(config: &MockConfig, population: Arc<Population>) -> std::io::Result<MockRegistries> {
+        let _ = AdminUnits::get();
+        let mut ports = [0u16; 3];
+        let mut handles = Vec::new();
+        let mut states = Vec::new();
+        for (i, kind) in RegistryKind::ALL.into_iter().enumerate() {
+            let state = web::Data::new(RegistryState {
+                kind,
+                population: population.clone(),
+                token: config.tokens[i].clone(),
+                faults: RwLock::new(Faults::default()),
+            });
+            let listener = TcpListener::bind((config.host.as_str(), config.ports[i]))?;
+            ports[i] = listener.local_addr()?.port();
+            let app_state = state.clone();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(app_state.clone())
+                    .app_data(web::JsonConfig::default().limit(16 * 1024))
+                    .configure(|cfg| routes(kind, cfg))
+                    .default_service(web::route().to(move || async move { not_found(kind) }))
+            })
+            .workers(config.workers.max(1))
+            .shutdown_timeout(1)
+            .disable_signals()
+            .listen(listener)?
+            .run();
+            handles.push(server.handle());
+            tokio::spawn(server);
+            states.push(state);
+        }
+        Ok(MockRegistries { population, states, ports, host: config.host.clone(), handles })
+    }
+
+    pub fn url(&self, kind: RegistryKind) -> String {
+        let i = RegistryKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        format!("http://{}:{}", self.host, self.ports[i])
+    }
+
+    pub fn state(&self, kind: RegistryKind) -> &RegistryState {
+        let i = RegistryKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        &self.states[i]
+    }
+
+    /// Sets a registry's faults directly (tests and benchmarks in-process).
+    pub fn set_faults(&self, kind: RegistryKind, faults: Faults) {
+        *self.state(kind).faults.write() = faults;
+    }
+
+    pub async fn stop(self) {
+        for h in self.handles {
+            h.stop(true).await;
+        }
+    }
+}
