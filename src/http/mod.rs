@@ -7,7 +7,6 @@ use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error};
 use actix_web::web;
 use utoipa::OpenApi;
-use utoipa_redoc::{Redoc, Servable};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +38,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(ops::readyz)
     .service(ops::metrics)
     .service(ops::openapi_json)
-    .service(Redoc::with_url("/docs", openapi()))
+    .service(ops::docs)
     .default_service(web::route().to(ops::not_found));
 }

@@ -84,6 +84,18 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(crate::http::openapi())
 }
 
+/// Human-readable API documentation: Redoc rendering /openapi.json.
+#[get("/docs")]
+pub async fn docs() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(concat!(
+        "<!DOCTYPE html><html><head><title>lgsp API</title><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head><body>",
+        "<redoc spec-url=\"/openapi.json\"></redoc>",
+        "<script src=\"https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js\"></script>",
+        "</body></html>"
+    ))
+}
+
 /// Fallback for unknown routes.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(ErrorCode::NotFound, "No resource at this path; see /docs for the API."))

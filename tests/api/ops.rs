@@ -77,5 +77,5 @@ async fn openapi_is_generated_and_docs_are_served() {
     let docs = app.get("/docs").await;
     assert_eq!(docs.status(), 200);
     let html = docs.text().await.unwrap();
-    assert!(html.contains("Redoc") && html.contains("\"openapi\":\"3.1"), "the docs page embeds the spec");
+    assert!(html.contains("spec-url=\"/openapi.json\""), "the docs page renders the generated spec");
 }
