@@ -4,6 +4,7 @@
 //! the routes, `db` the storage on SQLite or PostgreSQL, `error` the one
 //! registry of problem codes.
 
+pub mod adapter;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -11,5 +12,6 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod registries;
+pub mod schema;
 pub mod startup;
 pub mod telemetry;
