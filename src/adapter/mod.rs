@@ -1,1 +1,452 @@
+//! Declarative adapters: a manifest (checked against
+//! `schemas/adapter-manifest.json`) names a registry's upstream and its
+//! operations; it compiles once into validators for the four checkpoints of an
+//! exchange (the partner's request, the request sent upstream, the registry's
+//! response, lgsp's answer), jq programs, and a circuit breaker.
+
+pub mod client;
 pub mod mapping;
+
+use crate::config::Settings;
+use crate::domain::admin_units::LegacyCodes;
+use crate::domain::AdminUnits;
+use crate::error::FieldError;
+use crate::schema;
+use client::{Breaker, Upstream};
+use jsonschema::Validator;
+use mapping::Mapping;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+struct ManifestDoc {
+    id: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    upstream: UpstreamDoc,
+    operations: BTreeMap<String, OperationDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpstreamDoc {
+    base_url: String,
+    credential: String,
+    auth: AuthDoc,
+    #[serde(default = "default_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "default_retries")]
+    retries: u32,
+    #[serde(default = "default_backoff")]
+    backoff_ms: u64,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    #[serde(default)]
+    circuit_breaker: BreakerDoc,
+}
+
+#[derive(Debug, Deserialize)]
+struct AuthDoc {
+    header: String,
+    #[serde(default)]
+    prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct BreakerDoc {
+    #[serde(default = "default_threshold")]
+    failure_threshold: u32,
+    #[serde(default = "default_open")]
+    open_ms: u64,
+}
+
+impl Default for BreakerDoc {
+    fn default() -> Self {
+        BreakerDoc { failure_threshold: default_threshold(), open_ms: default_open() }
+    }
+}
+
+fn default_timeout() -> u64 {
+    2_000
+}
+fn default_retries() -> u32 {
+    1
+}
+fn default_backoff() -> u64 {
+    25
+}
+fn default_concurrency() -> usize {
+    256
+}
+fn default_threshold() -> u32 {
+    5
+}
+fn default_open() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Deserialize)]
+struct OperationDoc {
+    #[serde(default)]
+    description: String,
+    method: String,
+    path: String,
+    query: Option<String>,
+    body: Option<String>,
+    idempotent: Option<bool>,
+    request_schema: Value,
+    upstream_request_schema: Option<Value>,
+    response_schema: Value,
+    #[serde(default)]
+    not_found_statuses: Vec<u16>,
+    mapping: String,
+    elements: Vec<String>,
+}
+
+/// One compiled operation.
+pub struct Operation {
+    pub name: String,
+    pub description: String,
+    pub method: reqwest::Method,
+    pub path: String,
+    path_params: Vec<String>,
+    query: Option<Mapping>,
+    body: Option<Mapping>,
+    pub idempotent: bool,
+    pub request_schema: Value,
+    pub response_schema: Value,
+    pub output_schema: Value,
+    request: Validator,
+    upstream_request: Option<Validator>,
+    response: Validator,
+    output: Validator,
+    not_found: Vec<u16>,
+    mapping: Mapping,
+    pub elements: Vec<String>,
+}
+
+/// A compiled, live adapter.
+pub struct Adapter {
+    pub id: String,
+    pub version: i32,
+    pub name: String,
+    pub description: String,
+    pub manifest: Value,
+    pub upstream: Upstream,
+    pub operations: BTreeMap<String, Operation>,
+}
+
+fn problem(pointer: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError { pointer: pointer.into(), message: message.into() }
+}
+
+/// Whether `host:port` may be called: listed in the allow-list, or loopback
+/// when the list is empty.
+pub fn host_allowed(url: &reqwest::Url, allow: &[String]) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(0);
+    if allow.is_empty() {
+        return host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    allow.iter().any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(&format!("{host}:{port}")))
+}
+
+fn path_params(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        let Some(end) = rest[start..].find('}') else { break };
+        out.push(rest[start + 1..start + end].to_string());
+        rest = &rest[start + end + 1..];
+    }
+    out
+}
+
+impl Adapter {
+    /// Validates and compiles a manifest. Every problem found is listed, each
+    /// with the JSON pointer of the part of the manifest it concerns.
+    pub fn compile(manifest: &Value, version: i32, settings: &Settings) -> Result<Adapter, Vec<FieldError>> {
+        schema::check(schema::manifest_validator(), manifest)?;
+        let doc: ManifestDoc =
+            serde_json::from_value(manifest.clone()).map_err(|e| vec![problem("", e.to_string())])?;
+        let mut errors = Vec::new();
+
+        let override_ = settings.upstreams.get(&doc.upstream.credential);
+        let base_url =
+            override_.map(|u| u.url.clone()).filter(|u| !u.is_empty()).unwrap_or(doc.upstream.base_url.clone());
+        match reqwest::Url::parse(&base_url) {
+            Ok(url) if host_allowed(&url, &settings.upstream_allow_list) => {}
+            Ok(url) => errors.push(problem(
+                "/upstream/base_url",
+                format!(
+                    "host {} is not in the upstream allow-list; add it to upstream_allow_list to permit it",
+                    url.host_str().unwrap_or("")
+                ),
+            )),
+            Err(e) => errors.push(problem("/upstream/base_url", format!("not a URL: {e}"))),
+        }
+        let header = reqwest::header::HeaderName::from_bytes(doc.upstream.auth.header.as_bytes());
+        if header.is_err() {
+            errors.push(problem("/upstream/auth/header", "not a valid header name"));
+        }
+
+        let mut operations = BTreeMap::new();
+        for (name, op) in doc.operations {
+            let at = |field: &str| format!("/operations/{name}/{field}");
+            let compile_schema = |field: &str, s: &Value, errors: &mut Vec<FieldError>| match schema::compile(s) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errors.push(problem(at(field), format!("not a valid JSON Schema: {e}")));
+                    None
+                }
+            };
+            let request = compile_schema("request_schema", &op.request_schema, &mut errors);
+            let response = compile_schema("response_schema", &op.response_schema, &mut errors);
+            let upstream_request = op
+                .upstream_request_schema
+                .as_ref()
+                .and_then(|s| compile_schema("upstream_request_schema", s, &mut errors));
+            if op.body.is_some() && op.upstream_request_schema.is_none() {
+                errors.push(problem(at("upstream_request_schema"), "an operation with a body needs a schema for it"));
+            }
+            let compile_jq = |field: &str, code: Option<&String>, errors: &mut Vec<FieldError>| {
+                code.and_then(|c| match Mapping::compile(c) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        errors.push(problem(at(field), e));
+                        None
+                    }
+                })
+            };
+            let mapping = compile_jq("mapping", Some(&op.mapping), &mut errors);
+            let query = compile_jq("query", op.query.as_ref(), &mut errors);
+            let body = compile_jq("body", op.body.as_ref(), &mut errors);
+            for (i, el) in op.elements.iter().enumerate() {
+                if !schema::is_element(el) {
+                    errors.push(problem(at(&format!("elements/{i}")), format!("unknown data element \"{el}\"")));
+                }
+            }
+            let params = path_params(&op.path);
+            let required: Vec<&str> = op.request_schema["required"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            for p in &params {
+                if !required.contains(&p.as_str()) {
+                    errors.push(problem(
+                        at("path"),
+                        format!("path parameter {{{p}}} must be a required field of request_schema"),
+                    ));
+                }
+            }
+            let output_schema = schema::elements_object_schema(op.elements.iter().map(String::as_str));
+            let output = compile_schema("elements", &output_schema, &mut errors);
+            let method = if op.method == "POST" { reqwest::Method::POST } else { reqwest::Method::GET };
+            if let (Some(request), Some(response), Some(mapping), Some(output)) = (request, response, mapping, output) {
+                operations.insert(
+                    name.clone(),
+                    Operation {
+                        name,
+                        description: op.description,
+                        idempotent: op.idempotent.unwrap_or(method == reqwest::Method::GET),
+                        method,
+                        path: op.path,
+                        path_params: params,
+                        query,
+                        body,
+                        request_schema: op.request_schema,
+                        response_schema: op.response_schema,
+                        output_schema,
+                        request,
+                        upstream_request,
+                        response,
+                        output,
+                        not_found: op.not_found_statuses,
+                        mapping,
+                        elements: op.elements,
+                    },
+                );
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let token = override_.map(|u| u.token.clone()).unwrap_or_default();
+        let upstream = Upstream {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            auth_header: header.map_err(|_| vec![problem("/upstream/auth/header", "invalid")])?,
+            auth_value: format!("{}{}", doc.upstream.auth.prefix, token.expose()),
+            timeout: Duration::from_millis(doc.upstream.timeout_ms),
+            retries: doc.upstream.retries,
+            backoff: Duration::from_millis(doc.upstream.backoff_ms),
+            limit: Arc::new(tokio::sync::Semaphore::new(doc.upstream.concurrency)),
+            breaker: Breaker::new(doc.upstream.circuit_breaker.failure_threshold, doc.upstream.circuit_breaker.open_ms),
+        };
+        Ok(Adapter {
+            id: doc.id,
+            version,
+            name: doc.name,
+            description: doc.description,
+            manifest: manifest.clone(),
+            upstream,
+            operations,
+        })
+    }
+}
+
+impl Operation {
+    /// Checkpoint 1: the partner's request.
+    pub fn check_request(&self, request: &Value) -> Result<(), Vec<FieldError>> {
+        schema::check(&self.request, request)
+    }
+
+    /// The path with `{param}`s filled from the request, URL-encoded.
+    pub fn render_path(&self, request: &Value) -> String {
+        let mut path = self.path.clone();
+        for p in &self.path_params {
+            let v = match &request[p] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            path = path.replace(&format!("{{{p}}}"), &urlencoding::encode(&v));
+        }
+        path
+    }
+
+    pub fn render_query(&self, request: &Value) -> Result<Vec<(String, String)>, String> {
+        let Some(q) = &self.query else { return Ok(Vec::new()) };
+        let out = q.run(request)?;
+        let obj = out.as_object().ok_or("the query program must produce an object")?;
+        Ok(obj
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect())
+    }
+
+    /// The upstream body, checked against its schema (checkpoint 2).
+    pub fn render_body(&self, request: &Value) -> Result<Option<Value>, BodyError> {
+        let Some(b) = &self.body else { return Ok(None) };
+        let body = b.run(request).map_err(BodyError::Mapping)?;
+        if let Some(v) = &self.upstream_request {
+            schema::check(v, &body).map_err(BodyError::Invalid)?;
+        }
+        Ok(Some(body))
+    }
+
+    pub fn is_not_found(&self, status: u16) -> bool {
+        status == 404 || self.not_found.contains(&status)
+    }
+
+    /// Checkpoint 3: the registry's response.
+    pub fn check_response(&self, response: &Value) -> Result<(), Vec<FieldError>> {
+        schema::check(&self.response, response)
+    }
+
+    /// Maps a response to canonical elements, normalises addresses, and checks
+    /// the result (checkpoint 4). Elements mapped to null are left out.
+    pub fn map(&self, response: &Value) -> Result<MappedElements, MapError> {
+        let out = self.mapping.run(response).map_err(MapError::Mapping)?;
+        let Value::Object(obj) = out else {
+            return Err(MapError::Mapping("the mapping must produce an object of elements".into()));
+        };
+        let mut elements = Map::new();
+        let mut notes = Vec::new();
+        for (k, v) in obj {
+            if v.is_null() {
+                continue;
+            }
+            if schema::is_address_element(&k) {
+                match normalise_address(&v) {
+                    Ok(a) => {
+                        elements.insert(k, a);
+                    }
+                    Err(e) => notes.push(format!("{k}: {e}")),
+                }
+            } else {
+                elements.insert(k, v);
+            }
+        }
+        let value = Value::Object(elements);
+        schema::check(&self.output, &value).map_err(MapError::Invalid)?;
+        Ok(MappedElements { elements: value, notes })
+    }
+}
+
+#[derive(Debug)]
+pub enum BodyError {
+    Mapping(String),
+    Invalid(Vec<FieldError>),
+}
+
+#[derive(Debug)]
+pub enum MapError {
+    Mapping(String),
+    Invalid(Vec<FieldError>),
+}
+
+#[derive(Debug, Clone)]
+pub struct MappedElements {
+    pub elements: Value,
+    /// Elements left out because they could not be normalised.
+    pub notes: Vec<String>,
+}
+
+/// A mapped address `{scheme: "legacy"|"2025", province_code, district_code,
+/// ward_code, street}` to the canonical address in 2025 units, keeping the
+/// original legacy codes and saying when a split ward's default was guessed.
+pub fn normalise_address(raw: &Value) -> Result<Value, String> {
+    let units = AdminUnits::get();
+    let s = |k: &str| raw[k].as_str().unwrap_or("");
+    let street = raw["street"].as_str().filter(|s| !s.is_empty());
+    let (n, legacy) = if s("scheme") == "2025" {
+        (units.current(s("ward_code")).map_err(|e| e.to_string())?, Value::Null)
+    } else {
+        let codes = LegacyCodes {
+            province_code: s("province_code"),
+            district_code: s("district_code"),
+            ward_code: s("ward_code"),
+        };
+        let n = units.from_legacy(&codes).map_err(|e| e.to_string())?;
+        let l = if codes.ward_code.is_empty() {
+            units.legacy_district(codes.district_code)
+        } else {
+            units.legacy_ward(codes.ward_code)
+        };
+        let legacy = json!({
+            "province_code": l.map(|l| l.province_code.as_str()).unwrap_or(codes.province_code),
+            "province_name": l.map(|l| l.province_name.as_str()).unwrap_or(""),
+            "district_code": l.map(|l| l.district_code.as_str()).unwrap_or(codes.district_code),
+            "district_name": l.map(|l| l.district_name.as_str()).unwrap_or(""),
+            "ward_code": codes.ward_code,
+            "ward_name": l.map(|l| l.ward_name.as_str()).unwrap_or(""),
+        });
+        (n, legacy)
+    };
+    let text = match street {
+        Some(st) => format!("{st}, {}, {}", n.ward_name, n.province_name),
+        None => format!("{}, {}", n.ward_name, n.province_name),
+    };
+    Ok(json!({
+        "street": street,
+        "ward_code": n.ward_code,
+        "ward_name": n.ward_name,
+        "province_code": n.province_code,
+        "province_name": n.province_name,
+        "is_guess": n.is_guess,
+        "alternatives": n.alternatives,
+        "text": text,
+        "legacy": legacy,
+    }))
+}
+
+/// The adapters shipped in `adapters/`, embedded in the binary.
+pub const SHIPPED: [(&str, &str); 3] = [
+    ("population", include_str!("../../adapters/population.json")),
+    ("civil_status", include_str!("../../adapters/civil_status.json")),
+    ("insurance", include_str!("../../adapters/insurance.json")),
+];

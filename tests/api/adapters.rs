@@ -1,0 +1,206 @@
+use crate::registries::start_mocks;
+use lgsp::adapter::client::{BreakerStatus, ExchangeError};
+use lgsp::adapter::{normalise_address, Adapter, SHIPPED};
+use lgsp::config::{Secret, Settings, UpstreamSettings};
+use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
+use lgsp::telemetry::Metrics;
+use serde_json::{json, Value};
+
+fn settings_for(mocks: &MockRegistries) -> Settings {
+    let mut s = Settings::default();
+    for (i, kind) in RegistryKind::ALL.into_iter().enumerate() {
+        s.upstreams.insert(
+            kind.name().to_string(),
+            UpstreamSettings { url: mocks.url(kind), token: Secret::new(default_tokens()[i].clone()) },
+        );
+    }
+    s
+}
+
+fn shipped(name: &str, settings: &Settings) -> Adapter {
+    let text = SHIPPED.iter().find(|(n, _)| *n == name).unwrap().1;
+    Adapter::compile(&serde_json::from_str(text).unwrap(), 1, settings).unwrap_or_else(|e| panic!("{name}: {e:?}"))
+}
+
+async fn call(a: &Adapter, op: &str, req: Value) -> Result<Value, ExchangeError> {
+    let http = reqwest::Client::new();
+    a.exchange(&a.operations[op], &req, &http, &Metrics::new()).await.map(|m| m.elements)
+}
+
+#[tokio::test]
+async fn shipped_adapters_map_registry_data_to_canonical_elements() {
+    let mocks = start_mocks(3_000);
+    let settings = settings_for(&mocks);
+    let (pop, civil, ins) =
+        (shipped("population", &settings), shipped("civil_status", &settings), shipped("insurance", &settings));
+    let s = mocks.population.samples(2);
+    for id in s.adult_with_household.iter().chain(&s.child_under_6).chain(&s.married) {
+        let person = mocks.population.find(id).unwrap();
+        let e = call(&pop, "citizen", json!({"citizen_id": id})).await.unwrap();
+        assert_eq!(e["citizen_id"], id.as_str());
+        assert_eq!(e["full_name"], person.name.full());
+        assert_eq!(e["date_of_birth"], person.dob.to_string());
+        assert_eq!(e["sex"], person.sex.as_str());
+        let addr = &e["permanent_residence"];
+        assert!(addr["ward_code"].as_str().unwrap().len() == 5 && addr["province_name"].is_string(), "{addr}");
+        if mocks.population.has_legacy_address(person) {
+            assert!(addr["legacy"]["district_code"].is_string(), "legacy codes are kept: {addr}");
+        }
+        let hh = call(&pop, "household", json!({"citizen_id": id})).await.unwrap();
+        assert!(hh["household_members"].as_array().unwrap().iter().any(|m| m["citizen_id"] == id.as_str()));
+        let card = call(&ins, "card", json!({"citizen_id": id})).await.unwrap();
+        assert_eq!(card["social_insurance_number"].as_str().unwrap().len(), 10);
+        let m = call(&civil, "marriage", json!({"citizen_id": id})).await.unwrap();
+        assert_eq!(m["marital_status"], e["marital_status"], "the registries agree");
+    }
+    for id in &s.child_under_6 {
+        let b = call(&civil, "birth", json!({"citizen_id": id})).await.unwrap();
+        let p = call(&pop, "citizen", json!({"citizen_id": id})).await.unwrap();
+        assert_eq!(b["full_name"], p["full_name"], "joined from Ho/ChuDem/Ten");
+        assert_eq!(b["mother"]["citizen_id"], p["mother"]["citizen_id"]);
+        let card = call(&ins, "card", json!({"citizen_id": id})).await.unwrap();
+        assert_eq!(card["health_insurance_card"]["beneficiary_group"], "TE");
+    }
+    for id in &s.deceased {
+        let d = call(&civil, "death", json!({"citizen_id": id})).await.unwrap();
+        let p = call(&pop, "citizen", json!({"citizen_id": id})).await.unwrap();
+        assert_eq!(d["date_of_death"], p["date_of_death"]);
+    }
+    let alive = &s.adult_with_household[0];
+    assert!(matches!(call(&civil, "death", json!({"citizen_id": alive})).await, Err(ExchangeError::NotFound)));
+    let person = mocks.population.find(alive).unwrap();
+    let v = call(
+        &pop,
+        "verify",
+        json!({"citizen_id": alive, "full_name": person.name.full(), "date_of_birth": person.dob.to_string()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["identity_verified"], true);
+}
+
+#[tokio::test]
+async fn each_checkpoint_catches_its_violation() {
+    let mocks = start_mocks(500);
+    let settings = settings_for(&mocks);
+    let pop = shipped("population", &settings);
+    let id = mocks.population.people[0].id.to_string();
+
+    // 1. The partner's request.
+    match call(&pop, "citizen", json!({"citizen_id": "12; DROP TABLE"})).await {
+        Err(ExchangeError::InvalidRequest(errs)) => assert_eq!(errs[0].pointer, "/citizen_id"),
+        other => panic!("{other:?}"),
+    }
+    // 2. The request sent upstream: a date the upstream format cannot carry.
+    match call(&pop, "verify", json!({"citizen_id": id, "full_name": "A", "date_of_birth": "1990-1-5x"})).await {
+        Err(ExchangeError::InvalidRequest(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    // 3. The registry's response.
+    mocks.set_faults(RegistryKind::Population, Faults { corrupt_rate: 1.0, ..Default::default() });
+    match call(&pop, "citizen", json!({"citizen_id": id})).await {
+        Err(ExchangeError::InvalidResponse { point: "upstream_response", errors }) => {
+            assert!(errors.iter().any(|e| e.pointer == "/du_lieu/so_dinh_danh"), "{errors:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    mocks.set_faults(RegistryKind::Population, Faults::default());
+    // 4. lgsp's own answer: a mapping that produces a value its element forbids.
+    let mut doc: Value = serde_json::from_str(SHIPPED[0].1).unwrap();
+    doc["operations"]["citizen"]["mapping"] = json!(r#"{sex: "unknown"}"#);
+    let broken = Adapter::compile(&doc, 2, &settings).unwrap();
+    let metrics = Metrics::new();
+    match broken
+        .exchange(&broken.operations["citizen"], &json!({"citizen_id": id}), &reqwest::Client::new(), &metrics)
+        .await
+    {
+        Err(ExchangeError::InvalidResponse { point: "response", errors }) => assert_eq!(errors[0].pointer, "/sex"),
+        other => panic!("{other:?}"),
+    }
+    assert!(metrics.render().contains(r#"lgsp_schema_violations_total{adapter="population",point="response"} 1"#));
+}
+
+#[tokio::test]
+async fn refused_manifests_list_every_problem() {
+    let settings = Settings::default();
+    let mut doc: Value = serde_json::from_str(SHIPPED[0].1).unwrap();
+    doc["upstream"]["base_url"] = json!("http://10.1.2.3:80");
+    doc["operations"]["citizen"]["elements"] = json!(["full_name", "shoe_size"]);
+    doc["operations"]["citizen"]["mapping"] = json!("{full_name: .ho_ten");
+    doc["operations"]["household"]["response_schema"] = json!({"type": "no-such-type"});
+    doc["operations"]["household"]["path"] = json!("/api/v1/cong-dan/{so}/ho-gia-dinh");
+    let errs = Adapter::compile(&doc, 1, &settings).err().expect("refused");
+    let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();
+    for p in [
+        "/upstream/base_url",
+        "/operations/citizen/elements/1",
+        "/operations/citizen/mapping",
+        "/operations/household/response_schema",
+        "/operations/household/path",
+    ] {
+        assert!(pointers.contains(&p), "{p} missing from {errs:?}");
+    }
+    // Structural errors are caught by the manifest's own schema.
+    let errs = Adapter::compile(&json!({"id": "X Y", "operations": {}}), 1, &settings).err().unwrap();
+    assert!(errs.iter().any(|e| e.pointer == "/id"), "{errs:?}");
+    // An allow-listed host is accepted.
+    let mut allowed = Settings { upstream_allow_list: vec!["registry.gov.vn".into()], ..Default::default() };
+    let mut ok: Value = serde_json::from_str(SHIPPED[2].1).unwrap();
+    ok["upstream"]["base_url"] = json!("https://registry.gov.vn/bhxh");
+    assert!(Adapter::compile(&ok, 1, &allowed).is_ok());
+    allowed.upstream_allow_list = vec!["other.gov.vn:443".into()];
+    assert!(Adapter::compile(&ok, 1, &allowed).is_err());
+}
+
+#[tokio::test]
+async fn the_breaker_opens_under_faults_and_recovers() {
+    let mocks = start_mocks(300);
+    let settings = settings_for(&mocks);
+    let mut doc: Value = serde_json::from_str(SHIPPED[2].1).unwrap();
+    doc["upstream"]["circuit_breaker"] = json!({"failure_threshold": 3, "open_ms": 200});
+    doc["upstream"]["retries"] = json!(0);
+    let ins = Adapter::compile(&doc, 1, &settings).unwrap();
+    let id = mocks.population.people[0].id.to_string();
+    mocks.set_faults(RegistryKind::Insurance, Faults { error_rate: 1.0, ..Default::default() });
+    for _ in 0..3 {
+        assert!(matches!(call(&ins, "card", json!({"citizen_id": id})).await, Err(ExchangeError::Unavailable(_))));
+    }
+    assert_eq!(ins.upstream.breaker.status(), BreakerStatus::Open);
+    assert!(matches!(call(&ins, "card", json!({"citizen_id": id})).await, Err(ExchangeError::CircuitOpen(_))));
+    mocks.set_faults(RegistryKind::Insurance, Faults::default());
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert!(call(&ins, "card", json!({"citizen_id": id})).await.is_ok(), "the half-open probe succeeds");
+    assert_eq!(ins.upstream.breaker.status(), BreakerStatus::Closed);
+
+    // Slow past the timeout: a timeout, not a hang.
+    let mut doc2 = doc.clone();
+    doc2["upstream"]["timeout_ms"] = json!(100);
+    let slow = Adapter::compile(&doc2, 1, &settings).unwrap();
+    mocks.set_faults(RegistryKind::Insurance, Faults { latency_ms: 400, ..Default::default() });
+    assert!(matches!(call(&slow, "card", json!({"citizen_id": id})).await, Err(ExchangeError::Timeout)));
+}
+
+#[test]
+fn crosswalk_cases_through_address_normalisation() {
+    let merged = normalise_address(&json!({"scheme": "legacy", "province_code": "01", "district_code": "001", "ward_code": "00001", "street": "Số 1"})).unwrap();
+    assert_eq!((merged["ward_code"].as_str(), merged["is_guess"].as_bool()), (Some("00097"), Some(false)));
+    assert_eq!(merged["legacy"]["ward_name"], "Phường Phúc Xá");
+    let split = normalise_address(
+        &json!({"scheme": "legacy", "province_code": "01", "district_code": "001", "ward_code": "00007"}),
+    )
+    .unwrap();
+    assert_eq!(split["is_guess"], true);
+    assert!(!split["alternatives"].as_array().unwrap().is_empty());
+    let unchanged = normalise_address(
+        &json!({"scheme": "legacy", "province_code": "01", "district_code": "001", "ward_code": "00004"}),
+    )
+    .unwrap();
+    assert_eq!(unchanged["ward_code"], "00004");
+    let island =
+        normalise_address(&json!({"scheme": "legacy", "province_code": "77", "district_code": "755", "ward_code": ""}))
+            .unwrap();
+    assert_eq!((island["province_code"].as_str(), island["ward_code"].as_str()), (Some("79"), Some("26732")));
+    let current = normalise_address(&json!({"scheme": "2025", "province_code": "01", "ward_code": "00004"})).unwrap();
+    assert!(current["legacy"].is_null());
+    assert!(normalise_address(&json!({"scheme": "legacy", "ward_code": "99999"})).is_err());
+}
