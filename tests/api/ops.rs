@@ -79,3 +79,85 @@ async fn openapi_is_generated_and_docs_are_served() {
     let html = docs.text().await.unwrap();
     assert!(html.contains("spec-url=\"/openapi.json\""), "the docs page renders the generated spec");
 }
+
+/// The extractor configuration every lgsp route uses turns actix's own
+/// JSON, path, query and payload errors into problems with stable codes.
+#[actix_web::test]
+async fn bad_requests_of_every_kind_become_problems() {
+    use actix_web::{test, web, App, HttpResponse};
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct Body {
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Q {
+        #[allow(dead_code)]
+        n: u32,
+    }
+    let settings = lgsp::config::Settings { max_body_bytes: 64, ..Default::default() };
+    let app = test::init_service(
+        App::new()
+            .route(
+                "/probe/json",
+                web::post().to(|b: web::Json<Body>| async move { HttpResponse::Ok().json(b.into_inner()) }),
+            )
+            .route(
+                "/probe/path/{n}",
+                web::get().to(|n: web::Path<u32>| async move { HttpResponse::Ok().body(n.to_string()) }),
+            )
+            .route("/probe/query", web::get().to(|_q: web::Query<Q>| async { HttpResponse::Ok().finish() }))
+            .configure(|cfg| lgsp::http::configure(cfg, &settings))
+            .wrap(actix_web::middleware::from_fn(lgsp::telemetry::observe)),
+    )
+    .await;
+    let cases: Vec<(test::TestRequest, u16, &str)> = vec![
+        (
+            test::TestRequest::post()
+                .uri("/probe/json")
+                .insert_header(("content-type", "application/json"))
+                .set_payload(r#"{"name":"#),
+            400,
+            "malformed_json",
+        ),
+        (
+            test::TestRequest::post()
+                .uri("/probe/json")
+                .insert_header(("content-type", "text/plain"))
+                .set_payload(r#"{"name":"a"}"#),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            test::TestRequest::post()
+                .uri("/probe/json")
+                .insert_header(("content-type", "application/json"))
+                .set_payload(format!(r#"{{"name":"{}"}}"#, "x".repeat(100))),
+            413,
+            "payload_too_large",
+        ),
+        (
+            test::TestRequest::post()
+                .uri("/probe/json")
+                .insert_header(("content-type", "application/json"))
+                .set_payload(r#"{"nom":1}"#),
+            422,
+            "invalid_body",
+        ),
+        (test::TestRequest::get().uri("/probe/path/abc"), 400, "invalid_parameter"),
+        (test::TestRequest::get().uri("/probe/query?n=-1"), 400, "invalid_parameter"),
+        (test::TestRequest::get().uri("/no/such/path"), 404, "not_found"),
+    ];
+    for (req, status, code) in cases {
+        let resp = test::call_service(&app, req.to_request()).await;
+        assert_eq!(resp.status().as_u16(), status, "{code}");
+        assert_eq!(resp.headers().get("content-type").unwrap(), "application/problem+json", "{code}");
+        assert!(resp.headers().contains_key("x-request-id"), "{code}");
+        let body: serde_json::Value = test::read_body_json(resp).await;
+        assert_eq!(body["code"], code);
+        assert_eq!(body["status"], status);
+        assert!(!body["detail"].as_str().unwrap().is_empty());
+    }
+    // A well-formed request passes through.
+    let ok = test::TestRequest::post().uri("/probe/json").set_json(serde_json::json!({"name": "An"})).to_request();
+    assert_eq!(test::call_service(&app, ok).await.status(), 200);
+}
