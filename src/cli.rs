@@ -126,13 +126,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             let db = Db::new(&settings.database_url, &settings.database)?;
+            let backend = db.backend.name();
             let applied =
                 runtime()?.block_on(async move { tokio::task::spawn_blocking(move || db.migrate()).await? })?;
             if applied.is_empty() {
-                println!(
-                    "database is up to date ({})",
-                    Db::new(&settings.database_url, &settings.database)?.backend.name()
-                );
+                println!("database is up to date ({backend})");
             } else {
                 for m in applied {
                     println!("applied {m}");

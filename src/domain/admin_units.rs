@@ -232,12 +232,6 @@ impl AdminUnits {
             },
         })
     }
-
-    /// Indices of legacy units that can be lived in (every legacy ward, and
-    /// the island districts), for generating addresses.
-    pub fn legacy_count(&self) -> usize {
-        self.legacy.len()
-    }
 }
 
 #[cfg(test)]
