@@ -1,5 +1,7 @@
 //! The `lgsp` command line.
 
+use crate::catalog::manage::{DocKind, PartnerInput};
+use crate::catalog::LiveCatalog;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::startup::Application;
@@ -28,6 +30,96 @@ pub enum Command {
         #[command(subcommand)]
         command: RegistriesCommand,
     },
+    /// Mock registries, the gateway on the configured database, a sample
+    /// partner, and requests to paste.
+    Demo {
+        #[command(flatten)]
+        population: PopulationArgs,
+    },
+    /// Register, version, list, disable and test adapters.
+    Adapters {
+        #[command(subcommand)]
+        command: DocCommand,
+    },
+    /// Register, version, list and disable forms.
+    Forms {
+        #[command(subcommand)]
+        command: DocCommand,
+    },
+    /// Partner agencies and their API keys.
+    Partners {
+        #[command(subcommand)]
+        command: PartnersCommand,
+    },
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DocCommand {
+    /// Validate a JSON document and register it (version 1).
+    Register { file: PathBuf },
+    /// Validate a JSON document and publish it as a new version.
+    Update { file: PathBuf },
+    /// List with versions and state.
+    List,
+    /// Take one out of service.
+    Disable { id: String },
+    /// Put one back into service.
+    Enable { id: String },
+    /// Adapters only: call every operation with a sample citizen (dry run).
+    Test {
+        id: String,
+        #[arg(long)]
+        citizen_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PartnersCommand {
+    /// Register a partner from a JSON file (id, name, kind, policy, rate_per_minute, burst).
+    Create {
+        file: PathBuf,
+    },
+    List,
+    /// Make a new API key (printed once).
+    Key {
+        partner: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke an API key.
+    Revoke {
+        partner: String,
+        key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// Every form's ceiling and measured cut of declared data over a sample of
+    /// the mock population; exits non-zero if any form is below 20%.
+    Forms {
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Citizens of each kind to prefill for.
+        #[arg(long, default_value_t = 5)]
+        per_kind: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first broken record.
+    Verify,
 }
 
 #[derive(clap::Args, Clone)]
@@ -112,7 +204,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         crate::telemetry::init(&Default::default());
         return registries(command);
     }
-    let settings = Settings::load(cli.config.as_deref())?;
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if matches!(cli.command, Command::Report { .. }) {
+        // The report's own table is the output; the gateway inside it stays quiet.
+        settings.log.level = "warn".into();
+    }
     crate::telemetry::init(&settings.log);
     match cli.command {
         Command::Serve => {
@@ -139,7 +235,255 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Registries { .. } => unreachable!("handled above"),
+        Command::Demo { population } => demo(settings, population),
+        Command::Adapters { command } => documents(settings, DocKind::Adapter, command),
+        Command::Forms { command } => documents(settings, DocKind::Form, command),
+        Command::Partners { command } => partners(settings, command),
+        Command::Report { command: ReportCommand::Forms { population, per_kind } } => {
+            report_forms(settings, population, per_kind)
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let db = Db::new(&settings.database_url, &settings.database)?;
+            let v = runtime()?.block_on(async move {
+                let d = db.clone();
+                tokio::task::spawn_blocking(move || d.migrate()).await??;
+                anyhow::Ok(db.run(crate::audit::verify).await?)
+            })?;
+            if v.is_intact() {
+                println!("audit chain intact: {} records", v.records);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "audit chain BROKEN at record {}: {}",
+                    v.broken_at.unwrap_or_default(),
+                    v.reason.unwrap_or_default()
+                );
+                Ok(ExitCode::from(2))
+            }
+        }
     }
+}
+
+/// A catalogue on the configured database, migrated and loaded.
+async fn open_catalog(settings: Settings) -> anyhow::Result<std::sync::Arc<LiveCatalog>> {
+    let settings = std::sync::Arc::new(settings);
+    let db = Db::new(&settings.database_url, &settings.database)?;
+    let catalog = std::sync::Arc::new(LiveCatalog::new(settings.clone(), db.clone()));
+    crate::startup::prepare(&db, &settings, &catalog).await?;
+    Ok(catalog)
+}
+
+fn api(e: crate::error::ApiError) -> anyhow::Error {
+    let mut msg = e.detail.clone();
+    for f in &e.errors {
+        msg.push_str(&format!("\n  {}: {}", if f.pointer.is_empty() { "/" } else { &f.pointer }, f.message));
+    }
+    anyhow::anyhow!(msg)
+}
+
+fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))
+}
+
+fn documents(settings: Settings, kind: DocKind, command: DocCommand) -> anyhow::Result<ExitCode> {
+    use crate::catalog::store::Publish;
+    runtime()?.block_on(async move {
+        let catalog = open_catalog(settings).await?;
+        match command {
+            DocCommand::Register { file } => {
+                let (id, v) =
+                    catalog.publish(kind, read_json(&file)?, None, "cli", Publish::Create).await.map_err(api)?;
+                println!("registered {} {id} version {v}", kind.noun());
+            }
+            DocCommand::Update { file } => {
+                let (id, v) =
+                    catalog.publish(kind, read_json(&file)?, None, "cli", Publish::NewVersion).await.map_err(api)?;
+                println!("published {} {id} version {v}", kind.noun());
+            }
+            DocCommand::List => {
+                let c = catalog.get();
+                match kind {
+                    DocKind::Adapter => {
+                        for a in c.adapters.values() {
+                            let ops: Vec<&str> = a.adapter.operations.keys().map(String::as_str).collect();
+                            println!(
+                                "{:<16} v{:<3} {:<9} {:<40} {}",
+                                a.adapter.id,
+                                a.adapter.version,
+                                if a.enabled { "enabled" } else { "disabled" },
+                                a.adapter.upstream.base_url,
+                                ops.join(",")
+                            );
+                        }
+                    }
+                    DocKind::Form => {
+                        for f in c.forms.values() {
+                            let (b, t) = f.form.ceiling();
+                            println!(
+                                "{:<28} v{:<3} {:<9} {:>2}/{:<2} fields bound  {}",
+                                f.form.id(),
+                                f.form.version,
+                                if f.enabled { "enabled" } else { "disabled" },
+                                b,
+                                t,
+                                f.form.doc.title
+                            );
+                        }
+                    }
+                }
+                for (id, why) in &c.broken {
+                    println!("{id}: stored but does not compile: {why}");
+                }
+            }
+            DocCommand::Disable { id } => {
+                catalog.set_enabled(kind, &id, false).await.map_err(api)?;
+                println!("disabled {} {id}", kind.noun());
+            }
+            DocCommand::Enable { id } => {
+                catalog.set_enabled(kind, &id, true).await.map_err(api)?;
+                println!("enabled {} {id}", kind.noun());
+            }
+            DocCommand::Test { id, citizen_id } => {
+                anyhow::ensure!(kind == DocKind::Adapter, "only adapters can be tested against a registry");
+                let c = catalog.get();
+                let a = c.adapters.get(&id).ok_or_else(|| anyhow::anyhow!("no adapter {id}"))?;
+                let http = reqwest::Client::new();
+                let metrics = crate::telemetry::Metrics::new();
+                let results =
+                    a.adapter.dry_run(&serde_json::json!({"citizen_id": citizen_id}), &[], &http, &metrics).await;
+                println!("{}", serde_json::to_string_pretty(&results)?);
+                if !results.iter().all(|r| r["ok"] == true) {
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn partners(settings: Settings, command: PartnersCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let catalog = open_catalog(settings).await?;
+        match command {
+            PartnersCommand::Create { file } => {
+                let input: PartnerInput = serde_json::from_value(read_json(&file)?)?;
+                let id = input.id.clone();
+                catalog.create_partner(input).await.map_err(api)?;
+                println!("registered partner {id}; make it a key with: lgsp partners key {id}");
+            }
+            PartnersCommand::List => {
+                let c = catalog.get();
+                let mut list: Vec<_> = c.partners.values().collect();
+                list.sort_by(|a, b| a.id.cmp(&b.id));
+                for p in list {
+                    println!(
+                        "{:<15} {:<17} {:>7}/min burst {:<6} {:<9} {}",
+                        p.id,
+                        p.kind.as_str(),
+                        p.rate_per_minute,
+                        p.burst,
+                        if p.enabled { "enabled" } else { "disabled" },
+                        p.name
+                    );
+                }
+            }
+            PartnersCommand::Key { partner, label } => {
+                let k = catalog.create_key(&partner, &label).await.map_err(api)?;
+                println!("key id {}\napi key {}\n(shown once: lgsp keeps only its hash)", k.id, k.key);
+            }
+            PartnersCommand::Revoke { partner, key_id } => {
+                catalog.revoke_key(&partner, &key_id).await.map_err(api)?;
+                println!("revoked {key_id}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Mock registries on free ports and a gateway on a throw-away database.
+async fn gateway_with_mocks(
+    mut settings: Settings,
+    population: &PopulationArgs,
+    mock_ports: [u16; 3],
+) -> anyhow::Result<(crate::registries::MockRegistries, Application)> {
+    use crate::registries::{MockConfig, MockRegistries};
+    let config =
+        MockConfig { seed: population.seed, citizens: population.citizens, ports: mock_ports, ..Default::default() };
+    let mocks = MockRegistries::start(&config)?;
+    crate::demo::use_mocks(&mut settings, &mocks, &config.tokens);
+    let app = Application::build(settings).await?;
+    Ok((mocks, app))
+}
+
+fn report_forms(mut settings: Settings, population: PopulationArgs, per_kind: usize) -> anyhow::Result<ExitCode> {
+    let path = std::env::temp_dir().join(format!("lgsp-report-{}.db", uuid::Uuid::new_v4().simple()));
+    settings.database_url = crate::config::Secret::new(format!("sqlite://{}", path.display()));
+    settings.port = 0;
+    let code = actix_rt::System::new().block_on(async move {
+        let (mocks, app) = gateway_with_mocks(settings, &population, [0, 0, 0]).await?;
+        let state = app.state();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let key = crate::demo::demo_partner(&state).await?;
+        let samples = mocks.population.samples(per_kind);
+        let rows = crate::demo::report(&state, &base, &key.key, &samples).await?;
+        crate::demo::print_report(&rows);
+        mocks.stop().await;
+        anyhow::Ok(if rows.iter().all(|r| r.meets_target()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    });
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    code
+}
+
+fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Result<ExitCode> {
+    actix_rt::System::new().block_on(async move {
+        let steward = crate::auth::new_secret("lgsp_adm_");
+        let auditor = crate::auth::new_secret("lgsp_adm_");
+        let mut settings = settings;
+        settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("steward:{steward}")));
+        settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("auditor:{auditor}")));
+        let started = std::time::Instant::now();
+        let (mocks, app) = gateway_with_mocks(settings, &population, [7101, 7102, 7103]).await?;
+        let state = app.state();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let key = crate::demo::demo_partner(&state).await?;
+        let s = mocks.population.samples(1);
+        let first = |v: &[String]| v.first().cloned().unwrap_or_default();
+        println!("lgsp demo is up in {:.1} s\n", started.elapsed().as_secs_f64());
+        println!("  gateway          {base}   (API docs: {base}/docs)");
+        for kind in crate::registries::RegistryKind::ALL {
+            println!("  mock {:<12} {}", kind.name(), mocks.url(kind));
+        }
+        println!("  partner          {} (the provincial portal), key id {}", crate::demo::DEMO_PARTNER, key.id);
+        println!("\nexport LGSP_KEY={}", key.key);
+        println!("export LGSP_STEWARD={steward}\nexport LGSP_AUDITOR={auditor}\n");
+        let prefill = |form: &str, purpose: &str, id: &str, who: &str| {
+            println!("# {who}");
+            println!(
+                "curl -s {base}/v1/prefill -H \"Authorization: Bearer $LGSP_KEY\" -H 'Content-Type: application/json' \\\n  -d '{{\"form\":\"{form}\",\"citizen_id\":\"{id}\",\"purpose\":\"{purpose}\"}}'\n"
+            );
+        };
+        prefill("ct01", "residence_change", &first(&s.adult_with_household), "CT01 for an adult with a household");
+        prefill("ct01", "residence_change", &first(&s.legacy_address), "CT01 for a citizen whose address is on a merged ward");
+        prefill("birth_registration", "birth_registration", &first(&s.parent_of_newborn), "Birth registration by a parent of a newborn");
+        prefill("tk1_ts", "health_insurance_enrolment", &first(&s.child_under_6), "TK1-TS for a child under 6");
+        prefill("marital_status_certificate", "marital_status_certificate", &first(&s.married), "Marital status of a married citizen");
+        prefill("death_registration", "death_registration", &first(&s.deceased), "Death registration");
+        let adult = first(&s.adult_with_household);
+        println!("# One registry operation, with its purpose");
+        println!("curl -s {base}/v1/exchange/population/citizen -H \"Authorization: Bearer $LGSP_KEY\" -H 'X-Purpose: residence_change' \\\n  -H 'Content-Type: application/json' -d '{{\"citizen_id\":\"{adult}\"}}'\n");
+        println!("# Forms and their cut of declared data\ncurl -s {base}/v1/forms -H \"Authorization: Bearer $LGSP_KEY\"\ncurl -s {base}/v1/forms/ct01/coverage -H \"Authorization: Bearer $LGSP_KEY\"\n");
+        println!("# Who accessed this citizen's data\ncurl -s {base}/v1/subjects/{adult}/access-log -H \"Authorization: Bearer $LGSP_KEY\"\n");
+        println!("# The audit trail and its chain (auditor)\ncurl -s '{base}/admin/v1/audit?limit=5' -H \"Authorization: Bearer $LGSP_AUDITOR\"\ncurl -s {base}/admin/v1/audit/verify -H \"Authorization: Bearer $LGSP_AUDITOR\"\n");
+        println!("# Take a registry down and prefill again (the others still answer)\ncurl -s -X PUT {}/__faults -H 'Content-Type: application/json' -d '{{\"error_rate\":1.0}}'\n", mocks.url(crate::registries::RegistryKind::Insurance));
+        println!("Ctrl-C stops everything.");
+        app.run_until_stopped().await?;
+        mocks.stop().await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn registries(command: RegistriesCommand) -> anyhow::Result<ExitCode> {

@@ -74,6 +74,12 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { pointer: pointer.into(), message: message.into() }
+    }
+}
+
 /// The RFC 9457 problem document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -114,8 +120,12 @@ impl ApiError {
         self
     }
 
-    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+    /// Adds a header; a value that is not a valid header value is dropped.
+    pub fn with_header(mut self, name: &'static str, value: impl AsRef<str>) -> Self {
+        if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value.as_ref()))
+        {
+            self.headers.push((n, v));
+        }
         self
     }
 

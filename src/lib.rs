@@ -5,12 +5,18 @@
 //! registry of problem codes.
 
 pub mod adapter;
+pub mod audit;
+pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod prefill;
+pub mod ratelimit;
 pub mod registries;
 pub mod schema;
 pub mod startup;

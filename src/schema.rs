@@ -10,9 +10,11 @@ use std::sync::OnceLock;
 pub const BASE: &str = "https://lgsp.local/schemas/";
 pub const ELEMENTS_ID: &str = "https://lgsp.local/schemas/elements.json";
 pub const MANIFEST_ID: &str = "https://lgsp.local/schemas/adapter-manifest.json";
+pub const FORM_ID: &str = "https://lgsp.local/schemas/form.json";
 
 const ELEMENTS: &str = include_str!("../schemas/elements.json");
 const MANIFEST: &str = include_str!("../schemas/adapter-manifest.json");
+const FORM: &str = include_str!("../schemas/form.json");
 
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).expect("embedded schema is JSON")
@@ -29,12 +31,18 @@ pub fn manifest_schema() -> &'static Value {
     M.get_or_init(|| parse(MANIFEST))
 }
 
+pub fn form_schema() -> &'static Value {
+    static F: OnceLock<Value> = OnceLock::new();
+    F.get_or_init(|| parse(FORM))
+}
+
 fn registry() -> &'static Registry<'static> {
     static R: OnceLock<Registry<'static>> = OnceLock::new();
     R.get_or_init(|| {
         Registry::new()
             .add(ELEMENTS_ID, elements().clone())
             .and_then(|b| b.add(MANIFEST_ID, manifest_schema().clone()))
+            .and_then(|b| b.add(FORM_ID, form_schema().clone()))
             .and_then(|b| b.prepare())
             .expect("embedded schemas form a valid registry")
     })
@@ -92,6 +100,29 @@ pub fn check(validator: &Validator, instance: &Value) -> Result<(), Vec<FieldErr
 pub fn manifest_validator() -> &'static Validator {
     static V: OnceLock<Validator> = OnceLock::new();
     V.get_or_init(|| compile(&json!({ "$ref": MANIFEST_ID })).expect("manifest schema compiles"))
+}
+
+/// The compiled form-definition schema.
+pub fn form_validator() -> &'static Validator {
+    static V: OnceLock<Validator> = OnceLock::new();
+    V.get_or_init(|| compile(&json!({ "$ref": FORM_ID })).expect("form schema compiles"))
+}
+
+/// Whether `pointer` (like `/name`) names a property inside the element's
+/// schema (following `$ref`s within the catalogue).
+pub fn element_has_path(element: &str, pointer: &str) -> bool {
+    let defs = &elements()["$defs"];
+    let mut node = &defs[element];
+    for part in pointer.split('/').skip(1) {
+        while let Some(r) = node["$ref"].as_str() {
+            node = &defs[r.trim_start_matches("#/$defs/")];
+        }
+        node = if node["type"] == "array" { &node["items"]["properties"][part] } else { &node["properties"][part] };
+        if node.is_null() {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]

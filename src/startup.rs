@@ -2,8 +2,11 @@
 //! own listener (port 0 in tests), `run_until_stopped()` serves until SIGINT or
 //! SIGTERM, lets in-flight requests finish and flushes pending audit records.
 
+use crate::audit::AuditSink;
+use crate::catalog::LiveCatalog;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::ratelimit::RateLimits;
 use crate::telemetry::Metrics;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
@@ -17,8 +20,13 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Db,
     pub metrics: Arc<Metrics>,
-    /// Database reachable and migrated.
+    /// Database reachable, migrated, and the catalogue loaded.
     pub db_ready: Arc<AtomicBool>,
+    pub catalog: Arc<LiveCatalog>,
+    /// The one HTTP client for every registry call.
+    pub http: reqwest::Client,
+    pub limits: RateLimits,
+    pub audit: AuditSink,
 }
 
 impl AppState {
@@ -33,34 +41,44 @@ pub struct Application {
     state: web::Data<AppState>,
 }
 
+/// Migrates, stores what ships with lgsp if absent, and loads the catalogue.
+pub async fn prepare(db: &Db, settings: &Arc<Settings>, catalog: &LiveCatalog) -> anyhow::Result<()> {
+    let (db2, s) = (db.clone(), settings.clone());
+    let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let applied = db2.migrate()?;
+        let mut conn = db2.conn()?;
+        crate::catalog::seed(&mut conn, &s)?;
+        Ok(applied)
+    })
+    .await??;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    catalog.reload().await?;
+    Ok(())
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         let db = Db::new(&settings.database_url, &settings.database)?;
         let metrics = Arc::new(Metrics::new());
         let db_ready = Arc::new(AtomicBool::new(false));
+        let catalog = Arc::new(LiveCatalog::new(settings.clone(), db.clone()));
+        let http =
+            reqwest::Client::builder().pool_max_idle_per_host(512).connect_timeout(Duration::from_secs(2)).build()?;
 
-        // Migrate now if the database is there; otherwise keep trying in the
+        // Prepare now if the database is there; otherwise keep trying in the
         // background while /healthz says alive and /readyz says not ready.
-        let first = {
-            let db = db.clone();
-            tokio::task::spawn_blocking(move || db.migrate()).await?
-        };
-        match first {
-            Ok(applied) => {
-                if !applied.is_empty() {
-                    tracing::info!(?applied, "migrations applied");
-                }
-                db_ready.store(true, Ordering::Release);
-            }
+        match prepare(&db, &settings, &catalog).await {
+            Ok(()) => db_ready.store(true, Ordering::Release),
             Err(e) => {
                 tracing::error!(error = %e, "database not ready; retrying in the background");
-                let (db, ready) = (db.clone(), db_ready.clone());
+                let (db, ready, settings, catalog) = (db.clone(), db_ready.clone(), settings.clone(), catalog.clone());
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        let db2 = db.clone();
-                        if let Ok(Ok(_)) = tokio::task::spawn_blocking(move || db2.migrate()).await {
+                        if prepare(&db, &settings, &catalog).await.is_ok() {
                             tracing::info!("database is ready");
                             ready.store(true, Ordering::Release);
                             break;
@@ -70,7 +88,42 @@ impl Application {
             }
         }
 
-        let state = web::Data::new(AppState { settings: settings.clone(), db, metrics, db_ready });
+        let audit = AuditSink::start(
+            db.clone(),
+            metrics.clone(),
+            settings.audit.batch_size,
+            Duration::from_millis(settings.audit.flush_interval_ms.max(1)),
+        );
+        let state = web::Data::new(AppState {
+            settings: settings.clone(),
+            db,
+            metrics,
+            db_ready,
+            catalog,
+            http,
+            limits: RateLimits::default(),
+            audit,
+        });
+
+        // Follow catalogue changes made by other nodes; prune idle rate-limit buckets.
+        let weak = Arc::downgrade(&state.clone().into_inner());
+        let every = Duration::from_millis(settings.catalog_refresh_ms.max(50));
+        tokio::spawn(async move {
+            let mut last_prune = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(background) = weak.upgrade() else { break };
+                if background.is_ready() {
+                    if let Err(e) = background.catalog.refresh().await {
+                        tracing::warn!(error = %e, "catalogue refresh failed");
+                    }
+                }
+                if last_prune.elapsed() > Duration::from_secs(60) {
+                    background.limits.prune(Duration::from_secs(60));
+                    last_prune = tokio::time::Instant::now();
+                }
+            }
+        });
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
         let port = listener.local_addr()?.port();
@@ -98,12 +151,13 @@ impl Application {
     }
 
     /// Serves until the process is asked to stop; then in-flight requests
-    /// finish (up to `shutdown_timeout_secs`) and pending writes are flushed.
+    /// finish (up to `shutdown_timeout_secs`) and pending audit records are stored.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application { server, state, .. } = self;
         server.await?;
-        tracing::info!("server stopped; flushing");
-        drop(state);
+        tracing::info!("server stopped; storing pending audit records");
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || s.audit.shutdown()).await;
         Ok(())
     }
 }

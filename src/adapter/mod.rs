@@ -450,3 +450,33 @@ pub const SHIPPED: [(&str, &str); 3] = [
     ("civil_status", include_str!("../../adapters/civil_status.json")),
     ("insurance", include_str!("../../adapters/insurance.json")),
 ];
+
+impl Adapter {
+    /// Calls each operation (or those named) with `request` and reports what
+    /// came back: a steward's check of an adapter against its registry.
+    pub async fn dry_run(
+        &self,
+        request: &Value,
+        only: &[String],
+        http: &reqwest::Client,
+        metrics: &crate::telemetry::Metrics,
+    ) -> Vec<Value> {
+        let mut out = Vec::new();
+        for op in self.operations.values().filter(|op| only.is_empty() || only.contains(&op.name)) {
+            let started = std::time::Instant::now();
+            let result = self.exchange(op, request, http, metrics).await;
+            let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+            out.push(match result {
+                Ok(m) => json!({"operation": op.name, "ok": true, "status": "ok", "latency_ms": ms,
+                                "elements": m.elements, "notes": m.notes}),
+                Err(e) => {
+                    let status = e.kind();
+                    let detail = crate::error::ApiError::from(e);
+                    json!({"operation": op.name, "ok": status == "no_record", "status": status, "latency_ms": ms,
+                           "detail": detail.detail, "errors": detail.errors})
+                }
+            });
+        }
+        out
+    }
+}

@@ -24,6 +24,9 @@ pub async fn healthz() -> HttpResponse {
 pub struct CheckResult {
     pub name: String,
     pub ok: bool,
+    /// Whether readiness depends on it. Registries are reported but not
+    /// required: one failing registry degrades prefill, it does not stop lgsp.
+    pub required: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -41,24 +44,50 @@ pub struct Readiness {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut checks = Vec::new();
     let db_check = if !state.is_ready() {
-        CheckResult { name: "database".into(), ok: false, detail: Some("not reachable or not migrated yet".into()) }
+        CheckResult {
+            name: "database".into(),
+            ok: false,
+            required: true,
+            detail: Some("not reachable or not migrated yet".into()),
+        }
     } else {
         match state.db.run(Db::ping).await {
-            Ok(()) => CheckResult { name: "database".into(), ok: true, detail: None },
+            Ok(()) => CheckResult { name: "database".into(), ok: true, required: true, detail: None },
             Err(e) => {
                 tracing::warn!(error = %e, "readiness: database check failed");
-                CheckResult { name: "database".into(), ok: false, detail: Some("not reachable".into()) }
+                CheckResult { name: "database".into(), ok: false, required: true, detail: Some("not reachable".into()) }
             }
         }
     };
     checks.push(db_check);
-    let ready = checks.iter().all(|c| c.ok);
+    let catalog = state.catalog.get();
+    for (id, why) in &catalog.broken {
+        checks.push(CheckResult {
+            name: format!("catalog:{id}"),
+            ok: false,
+            required: false,
+            detail: Some(why.clone()),
+        });
+    }
+    for a in catalog.adapters.values().filter(|a| a.enabled) {
+        let status = a.adapter.upstream.breaker.status();
+        checks.push(CheckResult {
+            name: format!("upstream:{}", a.adapter.id),
+            ok: status == crate::adapter::client::BreakerStatus::Closed,
+            required: false,
+            detail: Some(format!(
+                "circuit breaker {}",
+                serde_json::to_value(status).unwrap_or_default().as_str().unwrap_or("")
+            )),
+        });
+    }
+    let ready = checks.iter().filter(|c| c.required).all(|c| c.ok);
     let body = Readiness { ready, checks };
     if ready {
         HttpResponse::Ok().json(body)
     } else {
         // A problem document (RFC 9457) extended with the checks.
-        let failing: Vec<&str> = body.checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+        let failing: Vec<&str> = body.checks.iter().filter(|c| c.required && !c.ok).map(|c| c.name.as_str()).collect();
         let problem =
             ApiError::new(ErrorCode::NotReady, format!("Not ready: {} failing.", failing.join(", "))).problem();
         let mut doc = serde_json::to_value(&problem).unwrap_or_default();

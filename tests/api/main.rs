@@ -4,5 +4,6 @@
 mod adapters;
 mod helpers;
 mod ops;
+mod platform;
 mod registries;
 mod storage;

@@ -1,0 +1,341 @@
+//! The audit trail: one record per prefill and exchange, allowed or refused.
+//!
+//! Handlers hand records to [`AuditSink::record`], which never blocks; one
+//! writer thread stores them in batches, each batch in one transaction that
+//! locks the chain's head row, so several nodes sharing a database extend one
+//! chain. Every record's hash covers the previous record's hash and all its
+//! stored fields: an edited, inserted or deleted row breaks the chain, and
+//! [`verify`] names the first record where it breaks. On shutdown the writer
+//! drains its queue before the process exits; a failed write is retried, not
+//! dropped.
+
+pub mod query;
+
+use crate::db::schema::{audit_head, audit_log};
+use crate::db::{Db, DbConnection, DbError};
+use crate::telemetry::Metrics;
+use diesel::prelude::*;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened in one prefill or exchange.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub record_id: String,
+    pub ts: i64,
+    pub request_id: String,
+    pub partner_id: String,
+    pub key_id: String,
+    /// `prefill` or `exchange`.
+    pub action: String,
+    pub subject: Option<String>,
+    pub purpose: Option<String>,
+    /// The form, or `adapter.operation`.
+    pub resource: String,
+    pub adapters: Vec<String>,
+    pub elements: Vec<String>,
+    /// `ok`, `partial`, `refused`, `failed`.
+    pub outcome: String,
+    pub status: u16,
+    pub latency_us: i64,
+    /// Per-source status, schema violations, the reason of a refusal.
+    pub detail: Value,
+}
+
+#[derive(Insertable, Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = audit_log)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub record_id: String,
+    pub ts: i64,
+    pub request_id: String,
+    pub partner_id: String,
+    pub key_id: String,
+    pub action: String,
+    pub subject: Option<String>,
+    pub purpose: Option<String>,
+    pub resource: String,
+    pub adapters: String,
+    pub elements: String,
+    pub outcome: String,
+    pub status: i32,
+    pub latency_us: i64,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditRow {
+    /// The hash of this row given the previous row's: SHA-256 over the
+    /// previous hash and the canonical JSON of every stored field.
+    pub fn compute_hash(&self) -> String {
+        let fields = json!([
+            self.seq,
+            self.record_id,
+            self.ts,
+            self.request_id,
+            self.partner_id,
+            self.key_id,
+            self.action,
+            self.subject,
+            self.purpose,
+            self.resource,
+            self.adapters,
+            self.elements,
+            self.outcome,
+            self.status,
+            self.latency_us,
+            self.detail,
+        ]);
+        let mut h = Sha256::new();
+        h.update(self.prev_hash.as_bytes());
+        h.update(b"\n");
+        h.update(fields.to_string().as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    fn chained(r: AuditRecord, seq: i64, prev_hash: String) -> AuditRow {
+        let mut row = AuditRow {
+            seq,
+            record_id: r.record_id,
+            ts: r.ts,
+            request_id: r.request_id,
+            partner_id: r.partner_id,
+            key_id: r.key_id,
+            action: r.action,
+            subject: r.subject,
+            purpose: r.purpose,
+            resource: r.resource,
+            adapters: serde_json::to_string(&r.adapters).unwrap_or_default(),
+            elements: serde_json::to_string(&r.elements).unwrap_or_default(),
+            outcome: r.outcome,
+            status: i32::from(r.status),
+            latency_us: r.latency_us,
+            detail: r.detail.to_string(),
+            prev_hash,
+            hash: String::new(),
+        };
+        row.hash = row.compute_hash();
+        row
+    }
+}
+
+/// Appends a batch to the chain in one transaction.
+pub fn append(conn: &mut DbConnection, batch: Vec<AuditRecord>) -> Result<(), DbError> {
+    conn.transaction::<_, DbError, _>(|c| {
+        // Writing first takes the write lock (SQLite) or the row lock
+        // (PostgreSQL) before the head is read.
+        diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+            .set(audit_head::seq.eq(audit_head::seq))
+            .execute(c)?;
+        let (mut seq, mut hash): (i64, String) =
+            audit_head::table.filter(audit_head::id.eq(1)).select((audit_head::seq, audit_head::hash)).first(c)?;
+        for record in batch {
+            seq += 1;
+            let row = AuditRow::chained(record, seq, hash);
+            hash = row.hash.clone();
+            diesel::insert_into(audit_log::table).values(&row).execute(c)?;
+        }
+        diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+            .set((audit_head::seq.eq(seq), audit_head::hash.eq(&hash)))
+            .execute(c)?;
+        Ok(())
+    })
+}
+
+enum Msg {
+    Record(Box<AuditRecord>),
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// The queue in front of the writer thread.
+pub struct AuditSink {
+    tx: RwLock<Option<mpsc::Sender<Msg>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl AuditSink {
+    pub fn start(db: Db, metrics: Arc<Metrics>, batch_size: usize, flush_interval: Duration) -> AuditSink {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let m = metrics.clone();
+        let writer = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer_loop(db, rx, m, batch_size.max(1), flush_interval))
+            .expect("spawn the audit writer");
+        AuditSink { tx: RwLock::new(Some(tx)), writer: Mutex::new(Some(writer)), metrics }
+    }
+
+    /// Queues a record; never blocks the request.
+    pub fn record(&self, record: AuditRecord) {
+        match &*self.tx.read() {
+            Some(tx) => {
+                self.metrics.audit_queue.inc();
+                if tx.send(Msg::Record(Box::new(record))).is_err() {
+                    self.metrics.audit_queue.dec();
+                    tracing::error!("audit writer has stopped; record lost");
+                }
+            }
+            None => tracing::error!("audit record after shutdown; record lost"),
+        }
+    }
+
+    /// Waits until everything queued so far is stored (or the writer gives up
+    /// after `timeout`).
+    pub async fn flush(&self, timeout: Duration) {
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        let sent = self.tx.read().as_ref().is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
+        if sent {
+            let _ = tokio::task::spawn_blocking(move || done_rx.recv_timeout(timeout)).await;
+        }
+    }
+
+    /// Stops accepting records, stores everything queued, and joins the writer.
+    pub fn shutdown(&self) {
+        self.tx.write().take();
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for AuditSink {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn writer_loop(db: Db, rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>, batch_size: usize, interval: Duration) {
+    let mut batch: Vec<AuditRecord> = Vec::with_capacity(batch_size);
+    let mut waiting: Vec<mpsc::SyncSender<()>> = Vec::new();
+    let mut open = true;
+    while open || !batch.is_empty() {
+        if open {
+            // Block for the first message, then take whatever else is queued.
+            match rx.recv_timeout(interval) {
+                Ok(m) => take(m, &mut batch, &mut waiting),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+            while batch.len() < batch_size {
+                match rx.try_recv() {
+                    Ok(m) => take(m, &mut batch, &mut waiting),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let n = batch.len();
+            let mut delay = Duration::from_millis(50);
+            loop {
+                let result = db.conn().and_then(|mut c| append(&mut c, batch.clone()));
+                match result {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, records = n, "audit batch not stored; retrying");
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            batch.clear();
+            metrics.audit_written.inc_by(n as u64);
+            metrics.audit_queue.sub(n as i64);
+        }
+        if batch.is_empty() {
+            for w in waiting.drain(..) {
+                let _ = w.try_send(());
+            }
+        }
+    }
+}
+
+fn take(m: Msg, batch: &mut Vec<AuditRecord>, waiting: &mut Vec<mpsc::SyncSender<()>>) {
+    match m {
+        Msg::Record(r) => batch.push(*r),
+        Msg::Flush(w) => waiting.push(w),
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    pub records: i64,
+    pub head_seq: i64,
+    /// The first record where the chain breaks, and why.
+    pub broken_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+impl Verification {
+    pub fn is_intact(&self) -> bool {
+        self.broken_at.is_none()
+    }
+}
+
+/// Walks the chain from the first record, recomputing every hash.
+pub fn verify(conn: &mut DbConnection) -> Result<Verification, DbError> {
+    let (head_seq, head_hash): (i64, String) =
+        audit_head::table.filter(audit_head::id.eq(1)).select((audit_head::seq, audit_head::hash)).first(conn)?;
+    let mut expected_seq = 1i64;
+    let mut prev = GENESIS.to_string();
+    let mut count = 0i64;
+    let broken = |seq: i64, reason: String, count: i64| Verification {
+        records: count,
+        head_seq,
+        broken_at: Some(seq),
+        reason: Some(reason),
+    };
+    loop {
+        let page: Vec<AuditRow> = audit_log::table
+            .filter(audit_log::seq.ge(expected_seq))
+            .order(audit_log::seq.asc())
+            .limit(2_000)
+            .select(AuditRow::as_select())
+            .load(conn)?;
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            if row.seq != expected_seq {
+                return Ok(broken(
+                    expected_seq,
+                    format!("record {expected_seq} is missing (the next stored record is {})", row.seq),
+                    count,
+                ));
+            }
+            if row.prev_hash != prev {
+                return Ok(broken(row.seq, "its link to the previous record does not match".into(), count));
+            }
+            if row.compute_hash() != row.hash {
+                return Ok(broken(row.seq, "its content does not match its hash (edited)".into(), count));
+            }
+            prev = row.hash;
+            expected_seq += 1;
+            count += 1;
+        }
+    }
+    if count != head_seq {
+        return Ok(broken(
+            count + 1,
+            format!("the chain ends at record {count} but {head_seq} were written (records deleted at the end)"),
+            count,
+        ));
+    }
+    if prev != head_hash {
+        return Ok(broken(head_seq, "the last record does not match the chain head".into(), count));
+    }
+    Ok(Verification { records: count, head_seq, broken_at: None, reason: None })
+}

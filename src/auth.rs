@@ -1,0 +1,281 @@
+//! Who is calling: partner agencies with API keys (`/v1`), stewards and
+//! auditors with admin tokens (`/admin`). The two kinds of credential live in
+//! separate tables and look different, so a partner key can never open
+//! `/admin`. Only SHA-256 hashes of keys and tokens are stored; a key is shown
+//! once, when it is made.
+
+use crate::catalog::Catalog;
+use crate::error::{ApiError, ErrorCode, FieldError};
+use actix_web::HttpRequest;
+use rand::TryRngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Prefix of every partner API key.
+pub const KEY_PREFIX: &str = "lgsp_pk_";
+
+/// A new random secret with its prefix: 32 bytes from the OS generator.
+pub fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.try_fill_bytes(&mut bytes).expect("the OS random generator works");
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Agency electronic identifier (mã định danh điện tử, Decision 20/2020/QĐ-TTg):
+/// four groups `NNN.NN.NN.XNN`, for example `000.00.15.H29`: a level-4,
+/// level-3 and level-2 unit number and the level-1 code (a letter and two digits).
+pub fn check_agency_code(code: &str) -> Result<(), String> {
+    let parts: Vec<&str> = code.split('.').collect();
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = parts.len() == 4
+        && digits(parts[0], 3)
+        && digits(parts[1], 2)
+        && digits(parts[2], 2)
+        && parts[3].len() == 3
+        && parts[3].as_bytes()[0].is_ascii_uppercase()
+        && digits(&parts[3][1..], 2);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{code}\" is not an agency electronic identifier; expected the form NNN.NN.NN.XNN, for example 000.00.15.H29"
+        ))
+    }
+}
+
+/// Under what legal ground a partner receives personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerKind {
+    /// A state agency acting under law.
+    StateAgency,
+    /// Any other body: each call must cite the citizen's consent.
+    ConsentRequired,
+}
+
+impl PartnerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartnerKind::StateAgency => "state_agency",
+            PartnerKind::ConsentRequired => "consent_required",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PartnerKind> {
+        match s {
+            "state_agency" => Some(PartnerKind::StateAgency),
+            "consent_required" => Some(PartnerKind::ConsentRequired),
+            _ => None,
+        }
+    }
+}
+
+/// What a partner may receive. `"*"` in a list grants everything of that kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Forms it may prefill.
+    #[serde(default)]
+    pub forms: BTreeSet<String>,
+    /// Purposes (procedure codes) it may state.
+    #[serde(default)]
+    pub purposes: BTreeSet<String>,
+    /// Operations it may call directly: `adapter.operation` or `adapter.*`.
+    #[serde(default)]
+    pub operations: BTreeSet<String>,
+    /// Canonical data elements it may receive.
+    #[serde(default)]
+    pub elements: BTreeSet<String>,
+    /// Whether it may show citizens their access log (the portal).
+    #[serde(default)]
+    pub access_log: bool,
+}
+
+fn grants(set: &BTreeSet<String>, item: &str) -> bool {
+    set.contains("*") || set.contains(item)
+}
+
+impl Policy {
+    pub fn may_use_form(&self, form: &str) -> bool {
+        grants(&self.forms, form)
+    }
+    pub fn may_state_purpose(&self, purpose: &str) -> bool {
+        grants(&self.purposes, purpose)
+    }
+    pub fn may_call(&self, adapter: &str, operation: &str) -> bool {
+        self.operations.contains("*")
+            || self.operations.contains(&format!("{adapter}.*"))
+            || self.operations.contains(&format!("{adapter}.{operation}"))
+    }
+    pub fn may_receive(&self, element: &str) -> bool {
+        grants(&self.elements, element)
+    }
+
+    /// Problems with the policy's references, given what the catalogue holds.
+    pub fn check(&self, catalog: &Catalog) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for e in &self.elements {
+            if e != "*" && !crate::schema::is_element(e) {
+                errors.push(FieldError::new("/policy/elements", format!("unknown data element \"{e}\"")));
+            }
+        }
+        for f in &self.forms {
+            if f != "*" && !catalog.forms.contains_key(f) {
+                errors.push(FieldError::new("/policy/forms", format!("unknown form \"{f}\"")));
+            }
+        }
+        for o in &self.operations {
+            if o == "*" {
+                continue;
+            }
+            let known = o.split_once('.').is_some_and(|(a, op)| {
+                catalog.adapters.get(a).is_some_and(|e| op == "*" || e.adapter.operations.contains_key(op))
+            });
+            if !known {
+                errors.push(FieldError::new(
+                    "/policy/operations",
+                    format!("unknown operation \"{o}\"; use adapter.operation or adapter.*"),
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// A partner as the gateway holds it in memory.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Partner {
+    /// Agency electronic identifier.
+    pub id: String,
+    pub name: String,
+    pub kind: PartnerKind,
+    pub policy: Policy,
+    pub rate_per_minute: u32,
+    pub burst: u32,
+    pub enabled: bool,
+}
+
+/// A partner call that presented a live key.
+#[derive(Clone)]
+pub struct PartnerCaller {
+    pub partner: Arc<Partner>,
+    pub key_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Registers adapters, forms and partners.
+    Steward,
+    /// Reads the audit trail.
+    Auditor,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "steward" => Some(Role::Steward),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Steward => "steward",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminCaller {
+    pub token_id: String,
+    pub role: Role,
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let v = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, detail).with_header("WWW-Authenticate", "Bearer realm=\"lgsp\"")
+}
+
+/// The partner behind `Authorization: Bearer <api key>`.
+pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCaller, ApiError> {
+    let Some(key) = bearer(req) else {
+        return Err(unauthorized("Send the partner's API key as `Authorization: Bearer <key>`."));
+    };
+    let found = key.starts_with(KEY_PREFIX).then(|| catalog.keys.get(&hash_secret(key))).flatten();
+    let Some(k) = found else {
+        return Err(unauthorized("The API key is unknown or has been revoked."));
+    };
+    let Some(partner) = catalog.partners.get(&k.partner_id) else {
+        return Err(unauthorized("The API key is unknown or has been revoked."));
+    };
+    if !partner.enabled {
+        return Err(ApiError::new(ErrorCode::Forbidden, "This partner is disabled; ask the data steward."));
+    }
+    Ok(PartnerCaller { partner: partner.clone(), key_id: k.key_id.clone() })
+}
+
+/// The admin behind `Authorization: Bearer <admin token>`, if it has `role`.
+pub fn admin_caller(req: &HttpRequest, catalog: &Catalog, role: Role) -> Result<AdminCaller, ApiError> {
+    let Some(token) = bearer(req) else {
+        return Err(unauthorized("Send an admin token as `Authorization: Bearer <token>`."));
+    };
+    let Some(t) = catalog.admins.get(&hash_secret(token)) else {
+        return Err(unauthorized("The admin token is unknown or has been revoked (partner keys do not open /admin)."));
+    };
+    if t.role != role {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("This needs the {} role; the token has the {} role.", role.as_str(), t.role.as_str()),
+        ));
+    }
+    Ok(t.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agency_codes_follow_decision_20_2020() {
+        assert!(check_agency_code("000.00.15.H29").is_ok());
+        assert!(check_agency_code("000.00.00.G22").is_ok());
+        for bad in ["", "000.00.15", "000.00.15.h29", "00.000.15.H29", "000.00.15.H2X", "000.00.15.H29.1"] {
+            assert!(check_agency_code(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_random_and_only_their_hash_is_kept() {
+        let a = new_secret(KEY_PREFIX);
+        let b = new_secret(KEY_PREFIX);
+        assert_ne!(a, b);
+        assert!(a.starts_with(KEY_PREFIX) && a.len() == KEY_PREFIX.len() + 64);
+        assert_eq!(hash_secret(&a).len(), 64);
+        assert_ne!(hash_secret(&a), a);
+    }
+
+    #[test]
+    fn policy_wildcards() {
+        let p: Policy = serde_json::from_value(serde_json::json!({
+            "operations": ["population.*", "insurance.card"], "elements": ["full_name"], "forms": ["*"]
+        }))
+        .unwrap();
+        assert!(p.may_call("population", "household") && p.may_call("insurance", "card"));
+        assert!(!p.may_call("civil_status", "birth"));
+        assert!(p.may_receive("full_name") && !p.may_receive("phone"));
+        assert!(p.may_use_form("ct01"));
+    }
+}

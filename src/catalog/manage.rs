@@ -1,0 +1,313 @@
+//! Changing the catalogue: the same checks and the same writes whether a
+//! steward uses `/admin/v1` or the `lgsp` command line. Nothing goes live
+//! unless it validates; every change is stored versioned and reloaded.
+
+use super::store::{self, PartnerRow, Publish};
+use super::LiveCatalog;
+use crate::adapter::Adapter;
+use crate::auth::{check_agency_code, hash_secret, new_secret, PartnerKind, Policy, KEY_PREFIX};
+use crate::db::now_micros;
+use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::prefill::form::Form;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    Adapter,
+    Form,
+}
+
+impl DocKind {
+    pub fn noun(self) -> &'static str {
+        match self {
+            DocKind::Adapter => "adapter",
+            DocKind::Form => "form",
+        }
+    }
+    fn invalid(self) -> ErrorCode {
+        match self {
+            DocKind::Adapter => ErrorCode::InvalidManifest,
+            DocKind::Form => ErrorCode::InvalidForm,
+        }
+    }
+}
+
+/// A partner as a steward registers or changes it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerInput {
+    /// Agency electronic identifier, e.g. `000.00.15.H29`.
+    pub id: String,
+    pub name: String,
+    pub kind: PartnerKind,
+    #[serde(default)]
+    pub policy: Policy,
+    pub rate_per_minute: u32,
+    pub burst: u32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// A change to a partner; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerPatch {
+    pub name: Option<String>,
+    pub kind: Option<PartnerKind>,
+    pub policy: Option<Policy>,
+    pub rate_per_minute: Option<u32>,
+    pub burst: Option<u32>,
+    pub enabled: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A new API key: the secret is shown here once and never again.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NewKey {
+    pub id: String,
+    pub partner_id: String,
+    pub label: String,
+    pub key: String,
+}
+
+impl LiveCatalog {
+    /// Validates and publishes an adapter manifest or form definition.
+    /// `path_id`, when given, must match the document's id.
+    pub async fn publish(
+        &self,
+        kind: DocKind,
+        doc: Value,
+        path_id: Option<&str>,
+        by: &str,
+        mode: Publish,
+    ) -> Result<(String, i32), ApiError> {
+        let invalid = |errors: Vec<FieldError>| {
+            ApiError::new(
+                kind.invalid(),
+                format!("The {} was refused; fix every problem listed in errors.", kind.noun()),
+            )
+            .with_errors(errors)
+        };
+        match kind {
+            DocKind::Adapter => Adapter::compile(&doc, 0, &self.settings).map(drop).map_err(invalid)?,
+            DocKind::Form => Form::compile(&doc, 0, &self.get().operations()).map(drop).map_err(invalid)?,
+        }
+        let id = doc["id"].as_str().unwrap_or_default().to_string();
+        if let Some(p) = path_id {
+            if p != id {
+                return Err(invalid(vec![FieldError::new(
+                    "/id",
+                    format!("the id \"{id}\" differs from \"{p}\" in the path"),
+                )]));
+            }
+        }
+        let text = doc.to_string();
+        let by = by.to_string();
+        let id2 = id.clone();
+        let stored = self
+            .db
+            .run(move |c| match kind {
+                DocKind::Adapter => store::adapters::publish(c, &id2, &text, &by, mode),
+                DocKind::Form => store::forms::publish(c, &id2, &text, &by, mode),
+            })
+            .await?;
+        let Some(version) = stored else {
+            return Err(match mode {
+                Publish::Create => ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("A {} \"{id}\" exists; publish a new version with PUT instead.", kind.noun()),
+                ),
+                _ => ApiError::not_found(format!("No {} \"{id}\"; register it with POST first.", kind.noun())),
+            });
+        };
+        self.reload().await?;
+        Ok((id, version))
+    }
+
+    pub async fn set_enabled(&self, kind: DocKind, id: &str, enabled: bool) -> Result<(), ApiError> {
+        let id2 = id.to_string();
+        let found = self
+            .db
+            .run(move |c| match kind {
+                DocKind::Adapter => store::adapters::set_enabled(c, &id2, enabled),
+                DocKind::Form => store::forms::set_enabled(c, &id2, enabled),
+            })
+            .await?;
+        if !found {
+            return Err(ApiError::not_found(format!("No {} \"{id}\".", kind.noun())));
+        }
+        self.reload().await?;
+        Ok(())
+    }
+
+    pub async fn versions(&self, kind: DocKind, id: &str) -> Result<Vec<store::VersionInfo>, ApiError> {
+        let id2 = id.to_string();
+        self.db
+            .run(move |c| match kind {
+                DocKind::Adapter => store::adapters::versions(c, &id2),
+                DocKind::Form => store::forms::versions(c, &id2),
+            })
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("No {} \"{id}\".", kind.noun())))
+    }
+
+    /// Makes an earlier version current again, after checking it still compiles.
+    pub async fn rollback(&self, kind: DocKind, id: &str, version: i32) -> Result<(), ApiError> {
+        let id2 = id.to_string();
+        let text = self
+            .db
+            .run(move |c| match kind {
+                DocKind::Adapter => store::adapters::document(c, &id2, version),
+                DocKind::Form => store::forms::document(c, &id2, version),
+            })
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("No version {version} of {} \"{id}\".", kind.noun())))?;
+        let doc: Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
+        let refuse = |e: Vec<FieldError>| {
+            ApiError::new(kind.invalid(), format!("Version {version} no longer validates; see errors.")).with_errors(e)
+        };
+        match kind {
+            DocKind::Adapter => Adapter::compile(&doc, version, &self.settings).map(drop).map_err(refuse)?,
+            DocKind::Form => Form::compile(&doc, version, &self.get().operations()).map(drop).map_err(refuse)?,
+        }
+        let id2 = id.to_string();
+        self.db
+            .run(move |c| match kind {
+                DocKind::Adapter => store::adapters::set_current(c, &id2, version),
+                DocKind::Form => store::forms::set_current(c, &id2, version),
+            })
+            .await?;
+        self.reload().await?;
+        Ok(())
+    }
+
+    fn check_partner(&self, p: &PartnerInput) -> Result<(), ApiError> {
+        let mut errors = Vec::new();
+        if let Err(e) = check_agency_code(&p.id) {
+            errors.push(FieldError::new("/id", e));
+        }
+        if p.name.trim().is_empty() {
+            errors.push(FieldError::new("/name", "the agency's name is required"));
+        }
+        if p.rate_per_minute == 0 || p.rate_per_minute > 1_000_000 {
+            errors.push(FieldError::new("/rate_per_minute", "must be between 1 and 1000000"));
+        }
+        if p.burst == 0 || p.burst > 100_000 {
+            errors.push(FieldError::new("/burst", "must be between 1 and 100000"));
+        }
+        errors.extend(p.policy.check(&self.get()));
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::InvalidPartner,
+                "The partner was refused; fix every problem listed in errors.",
+            )
+            .with_errors(errors))
+        }
+    }
+
+    pub async fn create_partner(&self, p: PartnerInput) -> Result<(), ApiError> {
+        self.check_partner(&p)?;
+        let now = now_micros();
+        let row = PartnerRow {
+            id: p.id.clone(),
+            name: p.name,
+            kind: p.kind.as_str().into(),
+            policy: serde_json::to_string(&p.policy).map_err(ApiError::internal)?,
+            rate_per_minute: p.rate_per_minute as i32,
+            burst: p.burst as i32,
+            enabled: i32::from(p.enabled),
+            created_at: now,
+            updated_at: now,
+        };
+        if !self.db.run(move |c| store::insert_partner(c, &row)).await? {
+            return Err(ApiError::new(ErrorCode::Conflict, format!("Partner {} exists; change it with PATCH.", p.id)));
+        }
+        self.reload().await?;
+        Ok(())
+    }
+
+    pub async fn update_partner(&self, id: &str, patch: PartnerPatch) -> Result<(), ApiError> {
+        let id2 = id.to_string();
+        let row = self
+            .db
+            .run(move |c| store::partner(c, &id2))
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("No partner {id}.")))?;
+        let merged = PartnerInput {
+            id: row.id.clone(),
+            name: patch.name.unwrap_or(row.name),
+            kind: patch.kind.or(PartnerKind::parse(&row.kind)).unwrap_or(PartnerKind::ConsentRequired),
+            policy: match patch.policy {
+                Some(p) => p,
+                None => serde_json::from_str(&row.policy).unwrap_or_default(),
+            },
+            rate_per_minute: patch.rate_per_minute.unwrap_or(row.rate_per_minute as u32),
+            burst: patch.burst.unwrap_or(row.burst as u32),
+            enabled: patch.enabled.unwrap_or(row.enabled == 1),
+        };
+        self.check_partner(&merged)?;
+        let updated = PartnerRow {
+            id: merged.id,
+            name: merged.name,
+            kind: merged.kind.as_str().into(),
+            policy: serde_json::to_string(&merged.policy).map_err(ApiError::internal)?,
+            rate_per_minute: merged.rate_per_minute as i32,
+            burst: merged.burst as i32,
+            enabled: i32::from(merged.enabled),
+            created_at: row.created_at,
+            updated_at: now_micros(),
+        };
+        self.db.run(move |c| store::update_partner(c, &updated)).await?;
+        self.reload().await?;
+        Ok(())
+    }
+
+    /// Makes a key for a partner; the secret is returned once.
+    pub async fn create_key(&self, partner: &str, label: &str) -> Result<NewKey, ApiError> {
+        if !self.get().partners.contains_key(partner) {
+            return Err(ApiError::not_found(format!("No partner {partner}.")));
+        }
+        let key = new_secret(KEY_PREFIX);
+        let new = NewKey {
+            id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+            partner_id: partner.to_string(),
+            label: label.chars().take(100).collect(),
+            key: key.clone(),
+        };
+        let (id, p, l, h) = (new.id.clone(), new.partner_id.clone(), new.label.clone(), hash_secret(&key));
+        self.db.run(move |c| store::insert_key(c, &id, &p, &h, &l)).await?;
+        self.reload().await?;
+        Ok(new)
+    }
+
+    pub async fn revoke_key(&self, partner: &str, key_id: &str) -> Result<(), ApiError> {
+        let (p, k) = (partner.to_string(), key_id.to_string());
+        if !self.db.run(move |c| store::revoke_key(c, &p, &k)).await? {
+            return Err(ApiError::not_found(format!("Partner {partner} has no live key {key_id}.")));
+        }
+        self.reload().await?;
+        Ok(())
+    }
+
+    /// A new key replacing `key_id`, which is revoked at once.
+    pub async fn rotate_key(&self, partner: &str, key_id: &str) -> Result<NewKey, ApiError> {
+        let (p, k) = (partner.to_string(), key_id.to_string());
+        let label = self
+            .db
+            .run(move |c| {
+                store::keys_of(c, &p).map(|keys| keys.into_iter().find(|x| x.id == k && x.revoked_at.is_none()))
+            })
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Partner {partner} has no live key {key_id}.")))?
+            .label;
+        let new = self.create_key(partner, &label).await?;
+        self.revoke_key(partner, key_id).await?;
+        Ok(new)
+    }
+}

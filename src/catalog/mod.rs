@@ -1,0 +1,201 @@
+//! The live catalogue: adapters, forms, partners, keys and admin tokens, held
+//! in memory as one immutable snapshot and swapped whole. Every node polls
+//! `catalog_version` and reloads when it changes; the node that made a change
+//! reloads at once. A reload keeps an adapter's compiled form (and its circuit
+//! breaker) when its version has not changed.
+
+pub mod manage;
+pub mod store;
+
+use crate::adapter::Adapter;
+use crate::auth::{hash_secret, AdminCaller, Partner, PartnerKind, Policy, Role};
+use crate::config::Settings;
+use crate::db::{catalog_version, Db, DbConnection, DbError};
+use crate::prefill::form::Form;
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+pub struct LiveAdapter {
+    pub adapter: Arc<Adapter>,
+    pub enabled: bool,
+}
+
+pub struct LiveForm {
+    pub form: Arc<Form>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyRef {
+    pub key_id: String,
+    pub partner_id: String,
+}
+
+/// One consistent snapshot.
+#[derive(Default)]
+pub struct Catalog {
+    pub version: i64,
+    pub adapters: BTreeMap<String, LiveAdapter>,
+    pub forms: BTreeMap<String, LiveForm>,
+    pub partners: HashMap<String, Arc<Partner>>,
+    /// Live API keys by hash.
+    pub keys: HashMap<String, KeyRef>,
+    /// Live admin tokens by hash.
+    pub admins: HashMap<String, AdminCaller>,
+    /// Stored entries that no longer compile (for example after the
+    /// allow-list changed), with why.
+    pub broken: Vec<(String, String)>,
+}
+
+impl Catalog {
+    /// An enabled adapter.
+    pub fn adapter(&self, id: &str) -> Option<&Arc<Adapter>> {
+        self.adapters.get(id).filter(|a| a.enabled).map(|a| &a.adapter)
+    }
+
+    /// An enabled form.
+    pub fn form(&self, id: &str) -> Option<&Arc<Form>> {
+        self.forms.get(id).filter(|f| f.enabled).map(|f| &f.form)
+    }
+
+    /// `adapter.operation` → the elements it provides, for every adapter.
+    pub fn operations(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.adapters
+            .values()
+            .flat_map(|a| {
+                a.adapter.operations.values().map(|op| {
+                    (format!("{}.{}", a.adapter.id, op.name), op.elements.iter().cloned().collect::<BTreeSet<_>>())
+                })
+            })
+            .collect()
+    }
+}
+
+pub struct LiveCatalog {
+    current: RwLock<Arc<Catalog>>,
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl LiveCatalog {
+    pub fn new(settings: Arc<Settings>, db: Db) -> LiveCatalog {
+        LiveCatalog {
+            current: RwLock::new(Arc::new(Catalog::default())),
+            settings,
+            db,
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn get(&self) -> Arc<Catalog> {
+        self.current.read().clone()
+    }
+
+    /// Reloads everything from the database.
+    pub async fn reload(&self) -> Result<(), DbError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let previous = self.get();
+        let settings = self.settings.clone();
+        let next = self.db.run(move |c| load(c, &settings, &previous)).await?;
+        *self.current.write() = Arc::new(next);
+        Ok(())
+    }
+
+    /// Reloads if another node (or this one) changed the catalogue.
+    pub async fn refresh(&self) -> Result<bool, DbError> {
+        let version = self.db.run(catalog_version).await?;
+        if version == self.get().version {
+            return Ok(false);
+        }
+        self.reload().await?;
+        Ok(true)
+    }
+}
+
+fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result<Catalog, DbError> {
+    let version = catalog_version(c)?;
+    let mut cat = Catalog { version, ..Default::default() };
+    for cur in store::adapters::all_current(c)? {
+        let reuse = previous.adapters.get(&cur.id).filter(|a| a.adapter.version == cur.version);
+        let adapter = match reuse {
+            Some(a) => Ok(a.adapter.clone()),
+            None => serde_json::from_str(&cur.document)
+                .map_err(|e| e.to_string())
+                .and_then(|m| Adapter::compile(&m, cur.version, settings).map_err(|e| format!("{e:?}")))
+                .map(Arc::new),
+        };
+        match adapter {
+            Ok(adapter) => {
+                cat.adapters.insert(cur.id, LiveAdapter { adapter, enabled: cur.enabled });
+            }
+            Err(why) => {
+                tracing::error!(adapter = %cur.id, version = cur.version, %why, "stored adapter does not compile");
+                cat.broken.push((cur.id, why));
+            }
+        }
+    }
+    let operations = cat.operations();
+    for cur in store::forms::all_current(c)? {
+        let form = serde_json::from_str(&cur.document)
+            .map_err(|e| e.to_string())
+            .and_then(|d| Form::compile(&d, cur.version, &operations).map_err(|e| format!("{e:?}")));
+        match form {
+            Ok(f) => {
+                cat.forms.insert(cur.id, LiveForm { form: Arc::new(f), enabled: cur.enabled });
+            }
+            Err(why) => {
+                tracing::error!(form = %cur.id, version = cur.version, %why, "stored form does not compile");
+                cat.broken.push((cur.id, why));
+            }
+        }
+    }
+    for row in store::all_partners(c)? {
+        let policy: Policy = serde_json::from_str(&row.policy).unwrap_or_default();
+        let partner = Partner {
+            kind: PartnerKind::parse(&row.kind).unwrap_or(PartnerKind::ConsentRequired),
+            id: row.id,
+            name: row.name,
+            policy,
+            rate_per_minute: row.rate_per_minute.max(1) as u32,
+            burst: row.burst.max(1) as u32,
+            enabled: row.enabled == 1,
+        };
+        cat.partners.insert(partner.id.clone(), Arc::new(partner));
+    }
+    for k in store::live_keys(c)? {
+        cat.keys.insert(k.key_hash, KeyRef { key_id: k.id, partner_id: k.partner_id });
+    }
+    for t in store::live_admin_tokens(c)? {
+        if let Some(role) = Role::parse(&t.role) {
+            cat.admins.insert(t.token_hash, AdminCaller { token_id: t.id, role });
+        }
+    }
+    Ok(cat)
+}
+
+/// First start: stores the shipped adapters and forms that the database does
+/// not hold yet, and the bootstrap admin tokens from the settings.
+pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<()> {
+    use store::Publish;
+    for (id, text) in crate::adapter::SHIPPED {
+        if !store::adapters::exists(c, id)? {
+            store::adapters::publish(c, id, text.trim(), "shipped", Publish::Create)?;
+        }
+    }
+    for (id, text) in crate::prefill::form::SHIPPED {
+        if !store::forms::exists(c, id)? {
+            store::forms::publish(c, id, text.trim(), "shipped", Publish::Create)?;
+        }
+    }
+    for t in &settings.bootstrap_admin_tokens {
+        let (role, token) = t
+            .expose()
+            .split_once(':')
+            .filter(|(r, tok)| Role::parse(r).is_some() && tok.len() >= 16)
+            .ok_or_else(|| anyhow::anyhow!("bootstrap_admin_tokens entries are role:token with role steward or auditor and a token of at least 16 characters"))?;
+        store::ensure_admin_token(c, &hash_secret(token), role, "bootstrap")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! Stored catalogue entries: versioned adapter manifests and form definitions,
+//! partners, their API keys, and admin tokens. Every write bumps
+//! `catalog_version` in the same transaction, so every node reloads.
+
+use crate::db::schema::{admin_tokens, api_keys, partners};
+use crate::db::{bump_catalog, now_micros, DbConnection, DbError};
+use diesel::prelude::*;
+use serde::Serialize;
+
+/// One published version of an adapter or form.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    pub version: i32,
+    pub created_at: String,
+    pub created_by: String,
+    pub current: bool,
+}
+
+/// The current version of one adapter or form, as stored.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub id: String,
+    pub version: i32,
+    pub enabled: bool,
+    pub document: String,
+}
+
+/// Outcome of publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Only when no entry of this id exists.
+    Create,
+    /// Only when one exists.
+    NewVersion,
+    /// Create or add a version.
+    Upsert,
+}
+
+/// Versioned documents (adapter manifests, form definitions): one macro, two
+/// tables each, the same operations.
+macro_rules! versioned_store {
+    ($module:ident, $head:ident, $versions:ident, $owner:ident, $document:ident) => {
+        pub mod $module {
+            use super::{Current, Publish, VersionInfo};
+            use crate::db::schema::{$head, $versions};
+            use crate::db::{bump_catalog, micros_to_rfc3339, now_micros, DbConnection, DbError};
+            use diesel::prelude::*;
+
+            /// Stores a new version and makes it current. `Ok(None)` when the
+            /// id's existence does not suit `mode`.
+            pub fn publish(
+                conn: &mut DbConnection,
+                id: &str,
+                document: &str,
+                by: &str,
+                mode: Publish,
+            ) -> Result<Option<i32>, DbError> {
+                conn.transaction::<_, DbError, _>(|c| {
+                    bump_catalog(c)?;
+                    let latest: Option<i32> = $versions::table
+                        .filter($versions::$owner.eq(id))
+                        .select(diesel::dsl::max($versions::version))
+                        .first(c)?;
+                    let exists = latest.is_some();
+                    if (exists && mode == Publish::Create) || (!exists && mode == Publish::NewVersion) {
+                        return Ok(None);
+                    }
+                    let version = latest.unwrap_or(0) + 1;
+                    let now = now_micros();
+                    diesel::insert_into($versions::table)
+                        .values((
+                            $versions::$owner.eq(id),
+                            $versions::version.eq(version),
+                            $versions::$document.eq(document),
+                            $versions::created_at.eq(now),
+                            $versions::created_by.eq(by),
+                        ))
+                        .execute(c)?;
+                    if exists {
+                        diesel::update($head::table.filter($head::id.eq(id)))
+                            .set(($head::current_version.eq(version), $head::updated_at.eq(now)))
+                            .execute(c)?;
+                    } else {
+                        diesel::insert_into($head::table)
+                            .values((
+                                $head::id.eq(id),
+                                $head::current_version.eq(version),
+                                $head::enabled.eq(1),
+                                $head::updated_at.eq(now),
+                            ))
+                            .execute(c)?;
+                    }
+                    Ok(Some(version))
+                })
+            }
+
+            /// `false` when there is no such entry.
+            pub fn set_enabled(conn: &mut DbConnection, id: &str, enabled: bool) -> Result<bool, DbError> {
+                conn.transaction::<_, DbError, _>(|c| {
+                    bump_catalog(c)?;
+                    let n = diesel::update($head::table.filter($head::id.eq(id)))
+                        .set(($head::enabled.eq(i32::from(enabled)), $head::updated_at.eq(now_micros())))
+                        .execute(c)?;
+                    Ok(n == 1)
+                })
+            }
+
+            /// Makes an earlier version current again (a rollback).
+            pub fn set_current(conn: &mut DbConnection, id: &str, version: i32) -> Result<bool, DbError> {
+                conn.transaction::<_, DbError, _>(|c| {
+                    bump_catalog(c)?;
+                    let exists: i64 = $versions::table
+                        .filter($versions::$owner.eq(id).and($versions::version.eq(version)))
+                        .count()
+                        .get_result(c)?;
+                    if exists == 0 {
+                        return Ok(false);
+                    }
+                    diesel::update($head::table.filter($head::id.eq(id)))
+                        .set(($head::current_version.eq(version), $head::updated_at.eq(now_micros())))
+                        .execute(c)?;
+                    Ok(true)
+                })
+            }
+
+            pub fn versions(conn: &mut DbConnection, id: &str) -> Result<Option<Vec<VersionInfo>>, DbError> {
+                let current: Option<i32> =
+                    $head::table.filter($head::id.eq(id)).select($head::current_version).first(conn).optional()?;
+                let Some(current) = current else { return Ok(None) };
+                let rows: Vec<(i32, i64, String)> = $versions::table
+                    .filter($versions::$owner.eq(id))
+                    .order($versions::version.asc())
+                    .select(($versions::version, $versions::created_at, $versions::created_by))
+                    .load(conn)?;
+                Ok(Some(
+                    rows.into_iter()
+                        .map(|(version, at, by)| VersionInfo {
+                            version,
+                            created_at: micros_to_rfc3339(at),
+                            created_by: by,
+                            current: version == current,
+                        })
+                        .collect(),
+                ))
+            }
+
+            pub fn document(conn: &mut DbConnection, id: &str, version: i32) -> Result<Option<String>, DbError> {
+                Ok($versions::table
+                    .filter($versions::$owner.eq(id).and($versions::version.eq(version)))
+                    .select($versions::$document)
+                    .first(conn)
+                    .optional()?)
+            }
+
+            /// The current version of every entry.
+            pub fn all_current(conn: &mut DbConnection) -> Result<Vec<Current>, DbError> {
+                let heads: Vec<(String, i32, i32)> =
+                    $head::table.select(($head::id, $head::current_version, $head::enabled)).load(conn)?;
+                let mut out = Vec::with_capacity(heads.len());
+                for (id, version, enabled) in heads {
+                    if let Some(document) = document(conn, &id, version)? {
+                        out.push(Current { id, version, enabled: enabled == 1, document });
+                    }
+                }
+                Ok(out)
+            }
+
+            pub fn exists(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> {
+                let n: i64 = $head::table.filter($head::id.eq(id)).count().get_result(conn)?;
+                Ok(n > 0)
+            }
+        }
+    };
+}
+
+versioned_store!(adapters, adapters, adapter_versions, adapter_id, manifest);
+versioned_store!(forms, forms, form_versions, form_id, definition);
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = partners)]
+pub struct PartnerRow {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub policy: String,
+    pub rate_per_minute: i32,
+    pub burst: i32,
+    pub enabled: i32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+pub struct KeyRow {
+    pub id: String,
+    pub partner_id: String,
+    pub key_hash: String,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = admin_tokens)]
+pub struct AdminTokenRow {
+    pub id: String,
+    pub token_hash: String,
+    pub role: String,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// `false` if the id is taken.
+pub fn insert_partner(conn: &mut DbConnection, row: &PartnerRow) -> Result<bool, DbError> {
+    conn.transaction::<_, DbError, _>(|c| {
+        bump_catalog(c)?;
+        let n: i64 = partners::table.filter(partners::id.eq(&row.id)).count().get_result(c)?;
+        if n > 0 {
+            return Ok(false);
+        }
+        diesel::insert_into(partners::table).values(row).execute(c)?;
+        Ok(true)
+    })
+}
+
+pub fn update_partner(conn: &mut DbConnection, row: &PartnerRow) -> Result<bool, DbError> {
+    conn.transaction::<_, DbError, _>(|c| {
+        bump_catalog(c)?;
+        let n = diesel::update(partners::table.filter(partners::id.eq(&row.id)))
+            .set((
+                partners::name.eq(&row.name),
+                partners::kind.eq(&row.kind),
+                partners::policy.eq(&row.policy),
+                partners::rate_per_minute.eq(row.rate_per_minute),
+                partners::burst.eq(row.burst),
+                partners::enabled.eq(row.enabled),
+                partners::updated_at.eq(now_micros()),
+            ))
+            .execute(c)?;
+        Ok(n == 1)
+    })
+}
+
+pub fn partner(conn: &mut DbConnection, id: &str) -> Result<Option<PartnerRow>, DbError> {
+    Ok(partners::table.filter(partners::id.eq(id)).select(PartnerRow::as_select()).first(conn).optional()?)
+}
+
+pub fn all_partners(conn: &mut DbConnection) -> Result<Vec<PartnerRow>, DbError> {
+    Ok(partners::table.order(partners::id.asc()).select(PartnerRow::as_select()).load(conn)?)
+}
+
+pub fn insert_key(conn: &mut DbConnection, id: &str, partner: &str, hash: &str, label: &str) -> Result<(), DbError> {
+    conn.transaction::<_, DbError, _>(|c| {
+        bump_catalog(c)?;
+        diesel::insert_into(api_keys::table)
+            .values((
+                api_keys::id.eq(id),
+                api_keys::partner_id.eq(partner),
+                api_keys::key_hash.eq(hash),
+                api_keys::label.eq(label),
+                api_keys::created_at.eq(now_micros()),
+            ))
+            .execute(c)?;
+        Ok(())
+    })
+}
+
+/// `false` when the partner has no such live key.
+pub fn revoke_key(conn: &mut DbConnection, partner: &str, key_id: &str) -> Result<bool, DbError> {
+    conn.transaction::<_, DbError, _>(|c| {
+        bump_catalog(c)?;
+        let n =
+            diesel::update(api_keys::table.filter(
+                api_keys::id.eq(key_id).and(api_keys::partner_id.eq(partner)).and(api_keys::revoked_at.is_null()),
+            ))
+            .set(api_keys::revoked_at.eq(now_micros()))
+            .execute(c)?;
+        Ok(n == 1)
+    })
+}
+
+pub fn keys_of(conn: &mut DbConnection, partner: &str) -> Result<Vec<KeyRow>, DbError> {
+    Ok(api_keys::table
+        .filter(api_keys::partner_id.eq(partner))
+        .order(api_keys::created_at.asc())
+        .select(KeyRow::as_select())
+        .load(conn)?)
+}
+
+pub fn live_keys(conn: &mut DbConnection) -> Result<Vec<KeyRow>, DbError> {
+    Ok(api_keys::table.filter(api_keys::revoked_at.is_null()).select(KeyRow::as_select()).load(conn)?)
+}
+
+/// Adds an admin token unless one with this hash exists.
+pub fn ensure_admin_token(conn: &mut DbConnection, hash: &str, role: &str, label: &str) -> Result<bool, DbError> {
+    conn.transaction::<_, DbError, _>(|c| {
+        let n: i64 = admin_tokens::table.filter(admin_tokens::token_hash.eq(hash)).count().get_result(c)?;
+        if n > 0 {
+            return Ok(false);
+        }
+        bump_catalog(c)?;
+        diesel::insert_into(admin_tokens::table)
+            .values((
+                admin_tokens::id.eq(format!("adm_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])),
+                admin_tokens::token_hash.eq(hash),
+                admin_tokens::role.eq(role),
+                admin_tokens::label.eq(label),
+                admin_tokens::created_at.eq(now_micros()),
+            ))
+            .execute(c)?;
+        Ok(true)
+    })
+}
+
+pub fn live_admin_tokens(conn: &mut DbConnection) -> Result<Vec<AdminTokenRow>, DbError> {
+    Ok(admin_tokens::table.filter(admin_tokens::revoked_at.is_null()).select(AdminTokenRow::as_select()).load(conn)?)
+}

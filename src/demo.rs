@@ -1,0 +1,152 @@
+//! What `lgsp demo` and `lgsp report forms` share: the mock registries wired
+//! to a gateway, a sample partner, and prefills over real HTTP for typical
+//! citizens of the synthetic population.
+
+use crate::auth::{PartnerKind, Policy};
+use crate::catalog::manage::{NewKey, PartnerInput};
+use crate::config::{Secret, Settings, UpstreamSettings};
+use crate::error::ErrorCode;
+use crate::registries::population::Samples;
+use crate::registries::{MockRegistries, RegistryKind};
+use crate::startup::AppState;
+use serde_json::{json, Value};
+
+/// The sample partner: the provincial public-service portal.
+pub const DEMO_PARTNER: &str = "000.00.15.H29";
+
+/// Points the gateway's upstreams at running mock registries.
+pub fn use_mocks(settings: &mut Settings, mocks: &MockRegistries, tokens: &[String; 3]) {
+    for (i, kind) in RegistryKind::ALL.into_iter().enumerate() {
+        settings.upstreams.insert(
+            kind.name().to_string(),
+            UpstreamSettings { url: mocks.url(kind), token: Secret::new(tokens[i].clone()) },
+        );
+    }
+}
+
+/// Registers the portal as a partner granted everything (if absent) and
+/// makes it a fresh key.
+pub async fn demo_partner(state: &AppState) -> anyhow::Result<NewKey> {
+    let all = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    let input = PartnerInput {
+        id: DEMO_PARTNER.into(),
+        name: "Cổng dịch vụ công tỉnh (demo)".into(),
+        kind: PartnerKind::StateAgency,
+        policy: Policy {
+            forms: all(&["*"]),
+            purposes: all(&["*"]),
+            operations: all(&["*"]),
+            elements: all(&["*"]),
+            access_log: true,
+        },
+        rate_per_minute: 600_000,
+        burst: 10_000,
+        enabled: true,
+    };
+    match state.catalog.create_partner(input).await {
+        Ok(()) => {}
+        Err(e) if e.code == ErrorCode::Conflict => {}
+        Err(e) => anyhow::bail!("registering the demo partner failed: {}", e.detail),
+    }
+    state.catalog.create_key(DEMO_PARTNER, "demo").await.map_err(|e| anyhow::anyhow!(e.detail))
+}
+
+/// The kinds of citizen a form is typically filled in for.
+pub fn typical_subjects(form: &str, s: &Samples) -> Vec<String> {
+    let pick = |v: &[String]| v.to_vec();
+    match form {
+        "birth_registration" => pick(&s.parent_of_newborn),
+        "death_registration" => pick(&s.deceased),
+        "marital_status_certificate" => [pick(&s.married), pick(&s.adult_with_household)].concat(),
+        "tk1_ts" => [pick(&s.adult_with_household), pick(&s.child_under_6), pick(&s.legacy_address)].concat(),
+        _ => [pick(&s.adult_with_household), pick(&s.legacy_address)].concat(),
+    }
+}
+
+/// One prefill over HTTP.
+pub async fn prefill(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    form: &str,
+    purpose: &str,
+    citizen_id: &str,
+) -> anyhow::Result<Value> {
+    let resp = client
+        .post(format!("{base}/v1/prefill"))
+        .bearer_auth(key)
+        .json(&json!({"form": form, "citizen_id": citizen_id, "purpose": purpose}))
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    anyhow::ensure!(status.is_success(), "prefill of {form} answered {status}: {body}");
+    Ok(body)
+}
+
+/// One row of `lgsp report forms`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FormReport {
+    pub form: String,
+    pub form_code: String,
+    pub fields: usize,
+    pub ceiling: f64,
+    pub prefills: usize,
+    pub measured: f64,
+    pub characters_saved: f64,
+}
+
+impl FormReport {
+    pub fn meets_target(&self) -> bool {
+        self.prefills > 0 && self.measured >= 0.2
+    }
+}
+
+/// Prefills every enabled form for its typical citizens and measures the cut.
+pub async fn report(state: &AppState, base: &str, key: &str, samples: &Samples) -> anyhow::Result<Vec<FormReport>> {
+    let client = reqwest::Client::new();
+    let catalog = state.catalog.get();
+    let mut out = Vec::new();
+    for live in catalog.forms.values().filter(|f| f.enabled) {
+        let form = &live.form;
+        let (bound, total) = form.ceiling();
+        let purpose = &form.doc.purposes[0];
+        let (mut cuts, mut chars) = (Vec::new(), 0.0);
+        for id in typical_subjects(form.id(), samples) {
+            let answer = prefill(&client, base, key, form.id(), purpose, &id).await?;
+            cuts.push(answer["coverage"]["cut"].as_f64().unwrap_or(0.0));
+            chars += answer["coverage"]["characters_saved"].as_f64().unwrap_or(0.0);
+        }
+        let n = cuts.len();
+        out.push(FormReport {
+            form: form.id().to_string(),
+            form_code: form.doc.form_code.clone(),
+            fields: total,
+            ceiling: crate::http::partner::ratio(bound, total),
+            prefills: n,
+            measured: if n == 0 { 0.0 } else { (cuts.iter().sum::<f64>() / n as f64 * 1000.0).round() / 1000.0 },
+            characters_saved: if n == 0 { 0.0 } else { (chars / n as f64 * 10.0).round() / 10.0 },
+        });
+    }
+    Ok(out)
+}
+
+pub fn print_report(rows: &[FormReport]) {
+    println!(
+        "{:<28} {:<22} {:>6} {:>8} {:>9} {:>9} {:>11}  target 20%",
+        "form", "code", "fields", "ceiling", "prefills", "measured", "chars saved"
+    );
+    for r in rows {
+        println!(
+            "{:<28} {:<22} {:>6} {:>7.1}% {:>9} {:>8.1}% {:>11.1}  {}",
+            r.form,
+            r.form_code,
+            r.fields,
+            r.ceiling * 100.0,
+            r.prefills,
+            r.measured * 100.0,
+            r.characters_saved,
+            if r.meets_target() { "met" } else { "MISSED" }
+        );
+    }
+}

@@ -1,0 +1,499 @@
+//! The steward and auditor API (`Authorization: Bearer <admin token>`):
+//! adapters, forms, partners and their keys, and the audit trail.
+
+use crate::audit::query::{AuditFilter, AuditPage, TimeRange};
+use crate::auth::{admin_caller, AdminCaller, Partner, Role};
+use crate::catalog::manage::{DocKind, NewKey, PartnerInput, PartnerPatch};
+use crate::catalog::store::{self, Publish, VersionInfo};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::partner::json_body;
+use crate::startup::AppState;
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::Duration;
+use utoipa::ToSchema;
+
+fn steward(req: &HttpRequest, state: &AppState) -> Result<AdminCaller, ApiError> {
+    admin_caller(req, &state.catalog.get(), Role::Steward)
+}
+
+fn by(caller: &AdminCaller) -> String {
+    format!("steward:{}", caller.token_id)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Published {
+    pub id: String,
+    pub version: i32,
+}
+
+async fn publish(
+    req: HttpRequest,
+    state: &AppState,
+    kind: DocKind,
+    body: &[u8],
+    path_id: Option<&str>,
+    mode: Publish,
+) -> Result<HttpResponse, ApiError> {
+    let caller = steward(&req, state)?;
+    let doc = json_body(&req, body)?;
+    let (id, version) = state.catalog.publish(kind, doc, path_id, &by(&caller), mode).await?;
+    tracing::info!(kind = kind.noun(), %id, version, by = %caller.token_id, "published");
+    let mut resp = if mode == Publish::Create { HttpResponse::Created() } else { HttpResponse::Ok() };
+    Ok(resp.json(Published { id, version }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdapterInfo {
+    pub id: String,
+    pub name: String,
+    pub version: i32,
+    pub enabled: bool,
+    pub operations: Vec<String>,
+    /// `closed`, `open` or `half_open`.
+    pub circuit_breaker: crate::adapter::client::BreakerStatus,
+    pub upstream: String,
+}
+
+/// Registers a new adapter (version 1). The manifest is validated in full first.
+#[utoipa::path(tag = "stewards", request_body(content = Object, description = "Adapter manifest (schemas/adapter-manifest.json)"),
+    responses((status = 201, body = Published), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("admin_token" = [])))]
+#[post("/admin/v1/adapters")]
+pub async fn create_adapter(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    publish(req, &state, DocKind::Adapter, &body, None, Publish::Create).await
+}
+
+/// Publishes a new version of an adapter; it takes effect on every node.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body(content = Object),
+    responses((status = 200, body = Published), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("admin_token" = [])))]
+#[put("/admin/v1/adapters/{id}")]
+pub async fn update_adapter(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    publish(req, &state, DocKind::Adapter, &body, Some(&path), Publish::NewVersion).await
+}
+
+#[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<AdapterInfo>)), security(("admin_token" = [])))]
+#[get("/admin/v1/adapters")]
+pub async fn list_adapters(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let catalog = state.catalog.get();
+    let list: Vec<AdapterInfo> = catalog
+        .adapters
+        .values()
+        .map(|a| AdapterInfo {
+            id: a.adapter.id.clone(),
+            name: a.adapter.name.clone(),
+            version: a.adapter.version,
+            enabled: a.enabled,
+            operations: a.adapter.operations.keys().cloned().collect(),
+            circuit_breaker: a.adapter.upstream.breaker.status(),
+            upstream: a.adapter.upstream.base_url.clone(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// The current manifest of an adapter.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[get("/admin/v1/adapters/{id}")]
+pub async fn get_adapter(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let catalog = state.catalog.get();
+    let a =
+        catalog.adapters.get(path.as_str()).ok_or_else(|| ApiError::not_found(format!("No adapter \"{path}\".")))?;
+    Ok(HttpResponse::Ok().json(
+        json!({"id": a.adapter.id, "version": a.adapter.version, "enabled": a.enabled, "manifest": a.adapter.manifest}),
+    ))
+}
+
+async fn versions(req: HttpRequest, state: &AppState, kind: DocKind, id: &str) -> Result<HttpResponse, ApiError> {
+    steward(&req, state)?;
+    let list: Vec<VersionInfo> = state.catalog.versions(kind, id).await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Vec<VersionInfo>), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[get("/admin/v1/adapters/{id}/versions")]
+pub async fn adapter_versions(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    versions(req, &state, DocKind::Adapter, &path).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateChange {
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+    /// Make this earlier version current again.
+    pub current_version: Option<i32>,
+}
+
+async fn change_state(
+    req: HttpRequest,
+    state: &AppState,
+    kind: DocKind,
+    id: &str,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, state)?;
+    let change: StateChange = serde_json::from_value(json_body(&req, body)?).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidBody, format!("Send {{\"enabled\": bool}} or {{\"current_version\": n}}: {e}"))
+    })?;
+    if change.enabled.is_none() && change.current_version.is_none() {
+        return Err(ApiError::new(ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}."));
+    }
+    if let Some(v) = change.current_version {
+        state.catalog.rollback(kind, id, v).await?;
+    }
+    if let Some(e) = change.enabled {
+        state.catalog.set_enabled(kind, id, e).await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Disables or re-enables an adapter, or rolls it back to an earlier version.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = StateChange,
+    responses((status = 204), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[post("/admin/v1/adapters/{id}/state")]
+pub async fn adapter_state(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    change_state(req, &state, DocKind::Adapter, &path, &body).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DryRun {
+    /// The sample subject; becomes `{"citizen_id": ...}` unless `request` is given.
+    pub citizen_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub request: Option<Value>,
+    /// Only these operations (default: all).
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// An unpublished manifest to try instead of the stored adapter.
+    #[schema(value_type = Object)]
+    pub manifest: Option<Value>,
+}
+
+/// Tests an adapter (or an unpublished manifest) against its registry with a
+/// sample request; nothing is stored and nothing goes live.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = DryRun,
+    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("admin_token" = [])))]
+#[post("/admin/v1/adapters/{id}/test")]
+pub async fn test_adapter(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let run: DryRun = serde_json::from_value(json_body(&req, &body)?)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("The body does not fit a test request: {e}")))?;
+    let adapter = match &run.manifest {
+        Some(m) => std::sync::Arc::new(crate::adapter::Adapter::compile(m, 0, &state.settings).map_err(|e| {
+            ApiError::new(ErrorCode::InvalidManifest, "The manifest was refused; fix every problem listed in errors.")
+                .with_errors(e)
+        })?),
+        None => state
+            .catalog
+            .get()
+            .adapters
+            .get(path.as_str())
+            .map(|a| a.adapter.clone())
+            .ok_or_else(|| ApiError::not_found(format!("No adapter \"{path}\".")))?,
+    };
+    let request = match (run.request, run.citizen_id) {
+        (Some(r), _) => r,
+        (None, Some(id)) => json!({"citizen_id": id}),
+        (None, None) => return Err(ApiError::new(ErrorCode::InvalidBody, "Give a sample citizen_id or a request.")),
+    };
+    let results = adapter.dry_run(&request, &run.operations, &state.http, &state.metrics).await;
+    let ok = results.iter().all(|r| r["ok"] == true);
+    Ok(HttpResponse::Ok()
+        .json(json!({"adapter": adapter.id, "version": adapter.version, "ok": ok, "results": results})))
+}
+
+/// Registers a new form. The definition is validated in full first.
+#[utoipa::path(tag = "stewards", request_body(content = Object, description = "Form definition (schemas/form.json)"),
+    responses((status = 201, body = Published), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("admin_token" = [])))]
+#[post("/admin/v1/forms")]
+pub async fn create_form(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    publish(req, &state, DocKind::Form, &body, None, Publish::Create).await
+}
+
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body(content = Object),
+    responses((status = 200, body = Published), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("admin_token" = [])))]
+#[put("/admin/v1/forms/{id}")]
+pub async fn update_form(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    publish(req, &state, DocKind::Form, &body, Some(&path), Publish::NewVersion).await
+}
+
+#[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<Object>)), security(("admin_token" = [])))]
+#[get("/admin/v1/forms")]
+pub async fn list_forms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let catalog = state.catalog.get();
+    let list: Vec<Value> = catalog
+        .forms
+        .values()
+        .map(|f| {
+            let mut v = serde_json::to_value(crate::http::partner::summary(&f.form)).unwrap_or_default();
+            v["enabled"] = json!(f.enabled);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Vec<VersionInfo>), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[get("/admin/v1/forms/{id}/versions")]
+pub async fn form_versions(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    versions(req, &state, DocKind::Form, &path).await
+}
+
+/// Disables or re-enables a form, or rolls it back to an earlier version.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = StateChange,
+    responses((status = 204), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[post("/admin/v1/forms/{id}/state")]
+pub async fn form_state(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    change_state(req, &state, DocKind::Form, &path, &body).await
+}
+
+/// Registers a partner agency with its access policy and rate limit.
+#[utoipa::path(tag = "stewards", request_body = PartnerInput,
+    responses((status = 201, body = Partner), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("admin_token" = [])))]
+#[post("/admin/v1/partners")]
+pub async fn create_partner(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let input: PartnerInput = serde_json::from_value(json_body(&req, &body)?)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidPartner, format!("The body does not fit a partner: {e}")))?;
+    let id = input.id.clone();
+    state.catalog.create_partner(input).await?;
+    let p = state.catalog.get().partners.get(&id).cloned().ok_or_else(|| ApiError::internal("partner vanished"))?;
+    Ok(HttpResponse::Created().json(&*p))
+}
+
+#[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<Partner>)), security(("admin_token" = [])))]
+#[get("/admin/v1/partners")]
+pub async fn list_partners(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let catalog = state.catalog.get();
+    let mut list: Vec<&Partner> = catalog.partners.values().map(|p| &**p).collect();
+    list.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(HttpResponse::Ok().json(list))
+}
+
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Partner), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[get("/admin/v1/partners/{id}")]
+pub async fn get_partner(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let catalog = state.catalog.get();
+    let p = catalog.partners.get(path.as_str()).ok_or_else(|| ApiError::not_found(format!("No partner {path}.")))?;
+    Ok(HttpResponse::Ok().json(&**p))
+}
+
+/// Changes a partner: name, kind, policy, rate limit, enabled. Takes effect at once.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = PartnerPatch,
+    responses((status = 200, body = Partner), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("admin_token" = [])))]
+#[patch("/admin/v1/partners/{id}")]
+pub async fn update_partner(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let patch: PartnerPatch = serde_json::from_value(json_body(&req, &body)?).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidPartner, format!("The body does not fit a partner change: {e}"))
+    })?;
+    state.catalog.update_partner(&path, patch).await?;
+    let p = state
+        .catalog
+        .get()
+        .partners
+        .get(path.as_str())
+        .cloned()
+        .ok_or_else(|| ApiError::internal("partner vanished"))?;
+    Ok(HttpResponse::Ok().json(&*p))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRequest {
+    #[serde(default)]
+    pub label: String,
+}
+
+/// Makes an API key for a partner. The key is in this answer only; lgsp keeps its hash.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = KeyRequest,
+    responses((status = 201, body = NewKey), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[post("/admin/v1/partners/{id}/keys")]
+pub async fn create_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let k: KeyRequest = if body.is_empty() {
+        KeyRequest::default()
+    } else {
+        serde_json::from_value(json_body(&req, &body)?)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("Send {{\"label\": \"...\"}}: {e}")))?
+    };
+    let key = state.catalog.create_key(&path, &k.label).await?;
+    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyInfo {
+    pub id: String,
+    pub label: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Vec<KeyInfo>)), security(("admin_token" = [])))]
+#[get("/admin/v1/partners/{id}/keys")]
+pub async fn list_keys(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let id = path.into_inner();
+    if !state.catalog.get().partners.contains_key(&id) {
+        return Err(ApiError::not_found(format!("No partner {id}.")));
+    }
+    let keys = state.db.run(move |c| store::keys_of(c, &id)).await?;
+    let list: Vec<KeyInfo> = keys
+        .into_iter()
+        .map(|k| KeyInfo {
+            id: k.id,
+            label: k.label,
+            created_at: crate::db::micros_to_rfc3339(k.created_at),
+            revoked_at: k.revoked_at.map(crate::db::micros_to_rfc3339),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Revokes a key; calls with it fail at once.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("key_id" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[delete("/admin/v1/partners/{id}/keys/{key_id}")]
+pub async fn revoke_key(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    state.catalog.revoke_key(&path.0, &path.1).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Replaces a key with a new one (returned once); the old one is revoked.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("key_id" = String, Path)),
+    responses((status = 201, body = NewKey), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[post("/admin/v1/partners/{id}/keys/{key_id}/rotate")]
+pub async fn rotate_key(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let key = state.catalog.rotate_key(&path.0, &path.1).await?;
+    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
+}
+
+fn parse_time(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+    v.as_deref()
+        .map(|s| {
+            s.parse::<jiff::Timestamp>().map(|t| t.as_microsecond()).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("{name} must be an RFC 3339 instant like 2026-11-22T00:00:00Z: {e}"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Searches the audit trail, newest first (auditor role).
+#[utoipa::path(tag = "auditors", params(AuditFilter), responses((status = 200, body = AuditPage), (status = 400, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[get("/admin/v1/audit")]
+pub async fn search_audit(
+    req: HttpRequest,
+    q: web::Query<AuditFilter>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    admin_caller(&req, &state.catalog.get(), Role::Auditor)?;
+    let f = q.into_inner();
+    let time = TimeRange { from: parse_time("from", &f.from)?, to: parse_time("to", &f.to)? };
+    state.audit.flush(Duration::from_secs(2)).await;
+    let page = state.db.run(move |c| crate::audit::query::search(c, &f, &time)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Verifies the hash chain of the whole trail (auditor role).
+#[utoipa::path(tag = "auditors", responses((status = 200, body = Object)), security(("admin_token" = [])))]
+#[get("/admin/v1/audit/verify")]
+pub async fn verify_audit(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    admin_caller(&req, &state.catalog.get(), Role::Auditor)?;
+    state.audit.flush(Duration::from_secs(2)).await;
+    let v = state.db.run(crate::audit::verify).await?;
+    Ok(HttpResponse::Ok().json(json!({"intact": v.is_intact(), "records": v.records, "head_seq": v.head_seq, "broken_at": v.broken_at, "reason": v.reason})))
+}

@@ -1,0 +1,584 @@
+//! The partner API (`Authorization: Bearer <api key>`): prefill, exchange,
+//! forms, adapters, and citizens' access logs. Every prefill and exchange,
+//! allowed or refused, leaves exactly one audit record.
+
+use crate::audit::query::Access;
+use crate::audit::AuditRecord;
+use crate::auth::{partner_caller, PartnerCaller, PartnerKind};
+use crate::domain::CitizenId;
+use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::prefill::{form::Form, PrefillAnswer, PrefillInput, PrefillRequest};
+use crate::ratelimit::Decision;
+use crate::startup::AppState;
+use crate::telemetry::RequestId;
+use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use utoipa::ToSchema;
+
+/// The audit record of one call, filled in as the call proceeds.
+pub struct Audit {
+    started: Instant,
+    record: AuditRecord,
+    rate: Option<Decision>,
+}
+
+impl Audit {
+    pub fn start(req: &HttpRequest, action: &str, resource: String) -> Audit {
+        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+        Audit {
+            started: Instant::now(),
+            record: AuditRecord {
+                record_id: uuid::Uuid::new_v4().to_string(),
+                ts: crate::db::now_micros(),
+                request_id,
+                partner_id: String::new(),
+                key_id: String::new(),
+                action: action.into(),
+                subject: None,
+                purpose: None,
+                resource,
+                adapters: Vec::new(),
+                elements: Vec::new(),
+                outcome: "ok".into(),
+                status: 200,
+                latency_us: 0,
+                detail: json!({}),
+            },
+            rate: None,
+        }
+    }
+
+    /// Records the call and adds the rate-limit headers to its answer.
+    pub fn finish(
+        mut self,
+        state: &AppState,
+        result: Result<HttpResponse, ApiError>,
+    ) -> Result<HttpResponse, ApiError> {
+        let r = &mut self.record;
+        r.latency_us = self.started.elapsed().as_micros() as i64;
+        match &result {
+            Ok(resp) => r.status = resp.status().as_u16(),
+            Err(e) => {
+                r.status = e.code.status().as_u16();
+                r.outcome = if r.status < 500 { "refused".into() } else { "failed".into() };
+                r.detail["error"] = json!(e.code.as_str());
+                r.detail["reason"] = json!(e.detail);
+            }
+        }
+        state.audit.record(self.record);
+        let Some(d) = self.rate else { return result };
+        match result {
+            Ok(mut resp) => {
+                for (name, value) in d.headers() {
+                    if let Ok(v) = HeaderValue::from_str(&value) {
+                        resp.headers_mut().insert(actix_web::http::header::HeaderName::from_static(lower(name)), v);
+                    }
+                }
+                Ok(resp)
+            }
+            Err(mut e) => {
+                for (name, value) in d.headers() {
+                    e = e.with_header(name, value);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn lower(name: &'static str) -> &'static str {
+    if name == "RateLimit" {
+        "ratelimit"
+    } else {
+        "ratelimit-policy"
+    }
+}
+
+/// Authenticates the partner and takes one request from its quota.
+fn admit(req: &HttpRequest, state: &AppState, audit: &mut Audit) -> Result<PartnerCaller, ApiError> {
+    let catalog = state.catalog.get();
+    let caller = partner_caller(req, &catalog)?;
+    audit.record.partner_id = caller.partner.id.clone();
+    audit.record.key_id = caller.key_id.clone();
+    let p = &caller.partner;
+    let d = state.limits.check(&p.id, p.rate_per_minute, p.burst);
+    audit.rate = Some(d);
+    if !d.allowed {
+        state.metrics.rate_limited.with_label_values(&[&p.id]).inc();
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "Partner {} may make {} requests per minute (bursts of {}); retry after {} s.",
+                p.id, p.rate_per_minute, p.burst, d.retry_after
+            ),
+        )
+        .with_retry_after(d.retry_after));
+    }
+    Ok(caller)
+}
+
+/// The purpose of a call: checked against the partner's grant.
+fn check_purpose(caller: &PartnerCaller, purpose: &str) -> Result<(), ApiError> {
+    if purpose.is_empty() || purpose.len() > 100 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "State the purpose of the call (the procedure code, at most 100 characters).",
+        ));
+    }
+    if !caller.partner.policy.may_state_purpose(purpose) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("Partner {} is not granted the purpose \"{purpose}\".", caller.partner.id),
+        ));
+    }
+    Ok(())
+}
+
+/// Partners that are not state agencies must cite the citizen's consent.
+fn check_consent(req: &HttpRequest, caller: &PartnerCaller, audit: &mut Audit) -> Result<(), ApiError> {
+    if caller.partner.kind != PartnerKind::ConsentRequired {
+        return Ok(());
+    }
+    let consent = req.headers().get("x-consent-reference").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    match consent {
+        Some(c) if c.len() <= 200 => {
+            audit.record.detail["consent_reference"] = json!(c);
+            Ok(())
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "This partner needs the citizen's consent for each call: send its reference in X-Consent-Reference.",
+        )),
+    }
+}
+
+/// A JSON body, with a clear error for anything else.
+pub fn json_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if !(essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Send the body as JSON with the header Content-Type: application/json.",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("The body is not valid JSON: {e}")))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExchangeAnswer {
+    pub adapter: String,
+    pub operation: String,
+    pub adapter_version: i32,
+    pub retrieved_at: String,
+    /// Canonical data elements (see `schemas/elements.json`).
+    #[schema(value_type = Object)]
+    pub elements: Value,
+    /// Elements the registry returned that this partner may not receive: not sent.
+    pub withheld: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Calls one registry operation and returns canonical elements. The body is
+/// the operation's request (see `GET /v1/adapters`); `X-Purpose` states why.
+#[utoipa::path(
+    tag = "partners",
+    params(("adapter" = String, Path), ("operation" = String, Path),
+           ("X-Purpose" = String, Header, description = "The procedure code the call serves")),
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, body = ExchangeAnswer),
+              (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
+              (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+              (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
+              (status = 429, body = crate::error::Problem), (status = 502, body = crate::error::Problem),
+              (status = 503, body = crate::error::Problem), (status = 504, body = crate::error::Problem)),
+    security(("partner_key" = []))
+)]
+#[post("/v1/exchange/{adapter}/{operation}")]
+pub async fn exchange(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (adapter_id, op_name) = path.into_inner();
+    let mut audit = Audit::start(&req, "exchange", format!("{adapter_id}.{op_name}"));
+    let result = exchange_inner(&req, &state, &adapter_id, &op_name, &body, &mut audit).await;
+    audit.finish(&state, result)
+}
+
+async fn exchange_inner(
+    req: &HttpRequest,
+    state: &AppState,
+    adapter_id: &str,
+    op_name: &str,
+    body: &[u8],
+    audit: &mut Audit,
+) -> Result<HttpResponse, ApiError> {
+    let caller = admit(req, state, audit)?;
+    let catalog = state.catalog.get();
+    let adapter = catalog
+        .adapter(adapter_id)
+        .ok_or_else(|| ApiError::not_found(format!("No enabled adapter \"{adapter_id}\"; see GET /v1/adapters.")))?;
+    let op = adapter.operations.get(op_name).ok_or_else(|| {
+        ApiError::not_found(format!("Adapter \"{adapter_id}\" has no operation \"{op_name}\"; see GET /v1/adapters."))
+    })?;
+    if !caller.partner.policy.may_call(adapter_id, op_name) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("Partner {} is not granted {adapter_id}.{op_name}.", caller.partner.id),
+        ));
+    }
+    let purpose = req.headers().get("x-purpose").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
+    audit.record.purpose = Some(purpose.clone()).filter(|p| !p.is_empty());
+    check_purpose(&caller, &purpose)?;
+    check_consent(req, &caller, audit)?;
+    let request = json_body(req, body)?;
+    if let Some(id) = request["citizen_id"].as_str() {
+        audit.record.subject = Some(id.chars().take(12).collect());
+    }
+    audit.record.adapters = vec![format!("{adapter_id}.{op_name}")];
+    let mapped = adapter.exchange(op, &request, &state.http, &state.metrics).await.map_err(|e| {
+        audit.record.detail["source"] = json!(e.kind());
+        if let crate::adapter::client::ExchangeError::InvalidResponse { point, .. } = &e {
+            audit.record.detail["schema_violation"] = json!(point);
+        }
+        ApiError::from(e)
+    })?;
+    let mut elements = serde_json::Map::new();
+    let mut withheld = Vec::new();
+    for (k, v) in mapped.elements.as_object().into_iter().flatten() {
+        if caller.partner.policy.may_receive(k) {
+            elements.insert(k.clone(), v.clone());
+        } else {
+            withheld.push(k.clone());
+        }
+    }
+    audit.record.elements = elements.keys().cloned().collect();
+    if !withheld.is_empty() {
+        audit.record.detail["withheld"] = json!(withheld);
+    }
+    Ok(HttpResponse::Ok().json(ExchangeAnswer {
+        adapter: adapter.id.clone(),
+        operation: op.name.clone(),
+        adapter_version: adapter.version,
+        retrieved_at: crate::db::micros_to_rfc3339(crate::db::now_micros()),
+        elements: Value::Object(elements),
+        withheld,
+        notes: mapped.notes,
+    }))
+}
+
+/// Prefills a form for a citizen: only the registries the form needs are
+/// called, in parallel; every field comes back with its source, or marked
+/// unavailable with the reason.
+#[utoipa::path(
+    tag = "partners",
+    request_body = PrefillRequest,
+    responses((status = 200, body = PrefillAnswer),
+              (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
+              (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+              (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
+              (status = 429, body = crate::error::Problem)),
+    security(("partner_key" = []))
+)]
+#[post("/v1/prefill")]
+pub async fn prefill(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut audit = Audit::start(&req, "prefill", String::new());
+    let result = prefill_inner(&req, &state, &body, &mut audit).await;
+    audit.finish(&state, result)
+}
+
+async fn prefill_inner(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+    audit: &mut Audit,
+) -> Result<HttpResponse, ApiError> {
+    let caller = admit(req, state, audit)?;
+    let value = json_body(req, body)?;
+    if let Some(f) = value["form"].as_str() {
+        audit.record.resource = f.chars().take(64).collect();
+    }
+    let request: PrefillRequest = serde_json::from_value(value).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidBody, format!("The body does not fit a prefill request: {e}"))
+            .with_errors(vec![FieldError::new("", e.to_string())])
+    })?;
+    audit.record.purpose = Some(request.purpose.clone());
+    let subject = CitizenId::parse(&request.citizen_id).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidCitizenId, format!("citizen_id: {e}"))
+            .with_errors(vec![FieldError::new("/citizen_id", e.to_string())])
+    })?;
+    let subject = subject.to_string();
+    audit.record.subject = Some(subject.clone());
+    for (person, id) in &request.relatives {
+        CitizenId::parse(id).map_err(|e| {
+            ApiError::new(ErrorCode::InvalidCitizenId, format!("relatives.{}: {e}", person.as_str()))
+                .with_errors(vec![FieldError::new(format!("/relatives/{}", person.as_str()), e.to_string())])
+        })?;
+    }
+    let catalog = state.catalog.get();
+    let form = catalog
+        .form(&request.form)
+        .ok_or_else(|| ApiError::not_found(format!("No enabled form \"{}\"; see GET /v1/forms.", request.form)))?;
+    if !caller.partner.policy.may_use_form(form.id()) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("Partner {} is not granted the form \"{}\".", caller.partner.id, form.id()),
+        ));
+    }
+    if !form.doc.purposes.contains(&request.purpose) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("Form \"{}\" serves the purposes {}; state one of them.", form.id(), form.doc.purposes.join(", ")),
+        )
+        .with_errors(vec![FieldError::new("/purpose", "not a purpose of this form")]));
+    }
+    check_purpose(&caller, &request.purpose)?;
+    check_consent(req, &caller, audit)?;
+    let policy = caller.partner.policy.clone();
+    let may_receive = move |e: &str| policy.may_receive(e);
+    let answer = crate::prefill::prefill(PrefillInput {
+        catalog: &catalog,
+        form,
+        citizen_id: &subject,
+        purpose: &request.purpose,
+        relatives: &request.relatives,
+        may_receive: &may_receive,
+        http: &state.http,
+        metrics: &state.metrics,
+        budget: Duration::from_millis(state.settings.prefill.budget_ms),
+    })
+    .await;
+    audit.record.adapters = answer.operations();
+    audit.record.elements = answer.released();
+    audit.record.outcome = answer.outcome().into();
+    audit.record.detail = json!({
+        "form_version": answer.form_version,
+        "coverage": answer.coverage,
+        "sources": answer.sources.iter().map(|s| json!({"operation": s.operation, "person": s.person, "status": s.status})).collect::<Vec<_>>(),
+        "not_permitted": answer.fields.iter().filter(|f| f.reason.as_deref() == Some("not_permitted")).map(|f| &f.id).collect::<Vec<_>>(),
+    });
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FormSummary {
+    pub id: String,
+    pub version: i32,
+    pub title: String,
+    pub form_code: String,
+    #[schema(value_type = Object)]
+    pub procedure: Value,
+    pub purposes: Vec<String>,
+    pub fields: usize,
+    /// Fields bound to a data element / declarable fields.
+    pub ceiling: f64,
+}
+
+pub fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        ((a as f64 / b as f64) * 1000.0).round() / 1000.0
+    }
+}
+
+pub fn summary(form: &Form) -> FormSummary {
+    let (bound, total) = form.ceiling();
+    FormSummary {
+        id: form.id().to_string(),
+        version: form.version,
+        title: form.doc.title.clone(),
+        form_code: form.doc.form_code.clone(),
+        procedure: serde_json::to_value(&form.doc.procedure).unwrap_or_default(),
+        purposes: form.doc.purposes.clone(),
+        fields: total,
+        ceiling: ratio(bound, total),
+    }
+}
+
+fn caller_only(req: &HttpRequest, state: &AppState) -> Result<PartnerCaller, ApiError> {
+    partner_caller(req, &state.catalog.get())
+}
+
+/// The forms this partner may prefill.
+#[utoipa::path(tag = "partners", responses((status = 200, body = Vec<FormSummary>), (status = 401, body = crate::error::Problem)), security(("partner_key" = [])))]
+#[get("/v1/forms")]
+pub async fn list_forms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = caller_only(&req, &state)?;
+    let catalog = state.catalog.get();
+    let list: Vec<FormSummary> = catalog
+        .forms
+        .values()
+        .filter(|f| f.enabled && caller.partner.policy.may_use_form(f.form.id()))
+        .map(|f| summary(&f.form))
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+fn visible_form(req: &HttpRequest, state: &AppState, id: &str) -> Result<std::sync::Arc<Form>, ApiError> {
+    let caller = caller_only(req, state)?;
+    let catalog = state.catalog.get();
+    let form = catalog.form(id).ok_or_else(|| ApiError::not_found(format!("No enabled form \"{id}\".")))?;
+    if !caller.partner.policy.may_use_form(id) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("Partner {} is not granted the form \"{id}\".", caller.partner.id),
+        ));
+    }
+    Ok(form.clone())
+}
+
+/// One form's definition: its fields, their labels and bindings.
+#[utoipa::path(tag = "partners", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)), security(("partner_key" = [])))]
+#[get("/v1/forms/{id}")]
+pub async fn get_form(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let form = visible_form(&req, &state, &path)?;
+    let mut doc = form.definition.clone();
+    doc["version"] = json!(form.version);
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FormCoverage {
+    pub form: String,
+    pub version: i32,
+    pub declarable_fields: usize,
+    pub bound_fields: usize,
+    /// Static ceiling: bound fields / declarable fields.
+    pub ceiling: f64,
+    /// Measured over the prefills this platform served for the form.
+    pub measured: Option<Measured>,
+    pub target: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Measured {
+    pub prefills: usize,
+    /// Mean of prefilled / declarable over those prefills.
+    pub cut: f64,
+    pub mean_characters_saved: f64,
+}
+
+/// The form's ceiling and its measured cut of declared data.
+#[utoipa::path(tag = "partners", params(("id" = String, Path)), responses((status = 200, body = FormCoverage), (status = 404, body = crate::error::Problem)), security(("partner_key" = [])))]
+#[get("/v1/forms/{id}/coverage")]
+pub async fn form_coverage(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let form = visible_form(&req, &state, &path)?;
+    state.audit.flush(Duration::from_secs(2)).await;
+    let id = form.id().to_string();
+    let details = state.db.run(move |c| crate::audit::query::prefill_details(c, &id, 10_000)).await?;
+    Ok(HttpResponse::Ok().json(coverage_of(&form, &details)))
+}
+
+pub fn coverage_of(form: &Form, details: &[Value]) -> FormCoverage {
+    let (bound, total) = form.ceiling();
+    let cuts: Vec<(f64, f64)> = details
+        .iter()
+        .filter_map(|d| Some((d["coverage"]["cut"].as_f64()?, d["coverage"]["characters_saved"].as_f64()?)))
+        .collect();
+    let measured = (!cuts.is_empty()).then(|| Measured {
+        prefills: cuts.len(),
+        cut: (cuts.iter().map(|c| c.0).sum::<f64>() / cuts.len() as f64 * 1000.0).round() / 1000.0,
+        mean_characters_saved: (cuts.iter().map(|c| c.1).sum::<f64>() / cuts.len() as f64 * 10.0).round() / 10.0,
+    });
+    FormCoverage {
+        form: form.id().to_string(),
+        version: form.version,
+        declarable_fields: total,
+        bound_fields: bound,
+        ceiling: ratio(bound, total),
+        measured,
+        target: 0.2,
+    }
+}
+
+/// The adapters and operations this partner may call, with their schemas
+/// (in the spirit of X-Road's listMethods and getOpenAPI).
+#[utoipa::path(tag = "partners", responses((status = 200, body = Vec<Object>), (status = 401, body = crate::error::Problem)), security(("partner_key" = [])))]
+#[get("/v1/adapters")]
+pub async fn list_adapters(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = caller_only(&req, &state)?;
+    let catalog = state.catalog.get();
+    let policy = &caller.partner.policy;
+    let list: Vec<Value> = catalog
+        .adapters
+        .values()
+        .filter(|a| a.enabled)
+        .filter_map(|a| {
+            let ops: Vec<Value> = a
+                .adapter
+                .operations
+                .values()
+                .filter(|op| policy.may_call(&a.adapter.id, &op.name))
+                .map(|op| {
+                    json!({
+                        "name": op.name,
+                        "description": op.description,
+                        "call": format!("POST /v1/exchange/{}/{}", a.adapter.id, op.name),
+                        "request_schema": op.request_schema,
+                        "response_schema": op.output_schema,
+                        "elements": op.elements.iter().filter(|e| policy.may_receive(e)).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            (!ops.is_empty()).then(|| {
+                json!({"id": a.adapter.id, "name": a.adapter.name, "description": a.adapter.description,
+                       "version": a.adapter.version, "operations": ops})
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Who accessed a citizen's data, when and why (for the portal to show the
+/// citizen). Needs the `access_log` grant.
+#[utoipa::path(tag = "partners", params(("citizen_id" = String, Path)), responses((status = 200, body = Vec<Access>), (status = 400, body = crate::error::Problem), (status = 403, body = crate::error::Problem)), security(("partner_key" = [])))]
+#[get("/v1/subjects/{citizen_id}/access-log")]
+pub async fn access_log(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = caller_only(&req, &state)?;
+    if !caller.partner.policy.access_log {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("Partner {} is not granted access logs (policy.access_log).", caller.partner.id),
+        ));
+    }
+    let id = CitizenId::parse(&path).map_err(|e| ApiError::new(ErrorCode::InvalidCitizenId, e.to_string()))?;
+    state.audit.flush(Duration::from_secs(2)).await;
+    let subject = id.to_string();
+    let rows = state.db.run(move |c| crate::audit::query::rows_for_subject(c, &subject, 500)).await?;
+    let catalog = state.catalog.get();
+    let items: Vec<Access> = rows
+        .into_iter()
+        .filter(|r| r.outcome == "ok" || r.outcome == "partial")
+        .map(|r| Access {
+            time: crate::db::micros_to_rfc3339(r.ts),
+            agency_name: catalog.partners.get(&r.partner_id).map(|p| p.name.clone()).unwrap_or_default(),
+            agency_id: r.partner_id,
+            purpose: r.purpose,
+            action: r.action,
+            resource: r.resource,
+            elements: serde_json::from_str(&r.elements).unwrap_or_default(),
+            outcome: r.outcome,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(items))
+}

@@ -1,0 +1,162 @@
+//! Form definitions (`schemas/form.json`): the fields a citizen fills in, each
+//! bound to a canonical data element about one person, or declared only.
+
+use crate::error::FieldError;
+use crate::schema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Whom a field is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Person {
+    Subject,
+    HouseholdHead,
+    Father,
+    Mother,
+    Spouse,
+    /// The subject or the spouse, whichever is female: the mother of a
+    /// child the subject registers.
+    ChildMother,
+    /// The subject or the spouse, whichever is male.
+    ChildFather,
+}
+
+impl Person {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Person::Subject => "subject",
+            Person::HouseholdHead => "household_head",
+            Person::Father => "father",
+            Person::Mother => "mother",
+            Person::Spouse => "spouse",
+            Person::ChildMother => "child_mother",
+            Person::ChildFather => "child_father",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    pub element: String,
+    pub person: Person,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FormField {
+    pub id: String,
+    pub label_vi: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_en: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<Binding>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Procedure {
+    pub code: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FormDoc {
+    pub id: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title_en: Option<String>,
+    pub form_code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_basis: Option<String>,
+    pub procedure: Procedure,
+    pub purposes: Vec<String>,
+    pub fields: Vec<FormField>,
+}
+
+/// A validated form, current version.
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub doc: FormDoc,
+    pub version: i32,
+    pub definition: Value,
+}
+
+impl Form {
+    /// Validates a definition. `operations` lists the `adapter.operation`s
+    /// of the catalogue with the elements each provides, to check `source`.
+    pub fn compile(
+        definition: &Value,
+        version: i32,
+        operations: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<Form, Vec<FieldError>> {
+        schema::check(schema::form_validator(), definition)?;
+        let doc: FormDoc =
+            serde_json::from_value(definition.clone()).map_err(|e| vec![FieldError::new("", e.to_string())])?;
+        let mut errors = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, f) in doc.fields.iter().enumerate() {
+            let at = |s: &str| format!("/fields/{i}{s}");
+            if !seen.insert(f.id.as_str()) {
+                errors.push(FieldError::new(at("/id"), format!("field id \"{}\" is used twice", f.id)));
+            }
+            let Some(b) = &f.bind else { continue };
+            if !schema::is_element(&b.element) {
+                errors.push(FieldError::new(at("/bind/element"), format!("unknown data element \"{}\"", b.element)));
+                continue;
+            }
+            if let Some(p) = &b.path {
+                if !schema::element_has_path(&b.element, p) {
+                    errors.push(FieldError::new(
+                        at("/bind/path"),
+                        format!("element \"{}\" has nothing at \"{p}\"", b.element),
+                    ));
+                }
+            }
+            if let Some(s) = &b.source {
+                match operations.get(s) {
+                    None => errors.push(FieldError::new(at("/bind/source"), format!("unknown operation \"{s}\""))),
+                    Some(els) if !els.contains(&b.element) => errors.push(FieldError::new(
+                        at("/bind/source"),
+                        format!("operation \"{s}\" does not provide \"{}\"", b.element),
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Form { doc, version, definition: definition.clone() })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.doc.id
+    }
+
+    /// Fields bound to a data element / declarable fields.
+    pub fn ceiling(&self) -> (usize, usize) {
+        (self.doc.fields.iter().filter(|f| f.bind.is_some()).count(), self.doc.fields.len())
+    }
+}
+
+/// The forms shipped in `schemas/forms/`, embedded in the binary.
+pub const SHIPPED: [(&str, &str); 6] = [
+    ("ct01", include_str!("../../schemas/forms/ct01.json")),
+    ("birth_registration", include_str!("../../schemas/forms/birth_registration.json")),
+    ("tk1_ts", include_str!("../../schemas/forms/tk1_ts.json")),
+    ("death_registration", include_str!("../../schemas/forms/death_registration.json")),
+    ("marital_status_certificate", include_str!("../../schemas/forms/marital_status_certificate.json")),
+    ("health_card_reissue", include_str!("../../schemas/forms/health_card_reissue.json")),
+];

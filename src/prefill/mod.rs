@@ -1,0 +1,557 @@
+//! Prefill: plan which registry operations a form needs for the people it is
+//! about, call only those, in parallel, within an overall time budget, merge
+//! the answers field by field, and count what the citizen no longer declares.
+//!
+//! **Planning.** Each bound field names an element and a person. Fields the
+//! partner may not receive are not planned at all. For each person the
+//! planner takes the operations a field pins (`bind.source`), then covers the
+//! remaining elements greedily with the operation that provides most of them,
+//! so a form calls as few operations as it can. Relatives (household head,
+//! parents, spouse) are found through the subject's own record.
+//!
+//! **Merging.** The operation the planner chose for an element is its
+//! authoritative source. When another operation called for the same person
+//! returns a different value for that element, the field keeps the
+//! authoritative value, lists the other values in `conflicts` and becomes a
+//! suggestion instead of read-only. An address whose legacy ward was split is
+//! a suggestion too.
+
+pub mod form;
+
+use crate::adapter::client::ExchangeError;
+use crate::catalog::Catalog;
+use crate::db::micros_to_rfc3339;
+use crate::telemetry::Metrics;
+use form::{Form, Person};
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrefillRequest {
+    /// Form id (see `GET /v1/forms`).
+    pub form: String,
+    /// Personal ID number of the subject: the citizen filling in the form.
+    pub citizen_id: String,
+    /// The procedure this prefill serves; one of the form's purposes.
+    pub purpose: String,
+    /// ID numbers of relatives the registries do not link to the subject.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub relatives: BTreeMap<Person, String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldValue {
+    pub id: String,
+    pub label_vi: String,
+    /// `prefilled`, `unavailable`, or `declare` (not held by any registry).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub value: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub element: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+    /// `adapter.operation` the value came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrieved_at: Option<String>,
+    /// Came from the element's authoritative registry, schema-checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// `authoritative` (show read-only) or `suggestion` (let the citizen edit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    /// Why there is no value: `no_record`, `no_person`, `source_failed`, `not_permitted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub conflicts: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SourceStatus {
+    /// `adapter.operation`.
+    pub operation: String,
+    pub person: Person,
+    /// `ok`, `no_record`, `timeout`, `unavailable`, `circuit_open`, `invalid_response`, `budget_exceeded`.
+    pub status: String,
+    pub latency_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct Coverage {
+    /// Fields the citizen would fill in without lgsp.
+    pub declarable: usize,
+    pub prefilled: usize,
+    /// prefilled / declarable.
+    pub cut: f64,
+    /// Characters the citizen no longer types.
+    pub characters_saved: usize,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PrefillAnswer {
+    pub form: String,
+    pub form_version: i32,
+    pub purpose: String,
+    pub fields: Vec<FieldValue>,
+    pub sources: Vec<SourceStatus>,
+    pub coverage: Coverage,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl PrefillAnswer {
+    /// Operations called, for the audit trail.
+    pub fn operations(&self) -> Vec<String> {
+        let set: BTreeSet<&str> = self.sources.iter().map(|s| s.operation.as_str()).collect();
+        set.into_iter().map(str::to_string).collect()
+    }
+
+    /// Elements released: `element` for the subject, `person.element` for others.
+    pub fn released(&self) -> Vec<String> {
+        let set: BTreeSet<String> = self
+            .fields
+            .iter()
+            .filter(|f| f.status == "prefilled")
+            .filter_map(|f| {
+                let e = f.element.as_ref()?;
+                Some(match f.person {
+                    Some(Person::Subject) | None => e.clone(),
+                    Some(p) => format!("{}.{e}", p.as_str()),
+                })
+            })
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// `ok` when every source answered, `partial` otherwise.
+    pub fn outcome(&self) -> &'static str {
+        if self.sources.iter().all(|s| s.status == "ok" || s.status == "no_record") {
+            "ok"
+        } else {
+            "partial"
+        }
+    }
+}
+
+/// The element of the subject's record that links to this person.
+fn link_element(p: Person) -> Option<&'static str> {
+    match p {
+        Person::Subject => None,
+        Person::HouseholdHead => Some("household_head"),
+        Person::Father => Some("father"),
+        Person::Mother => Some("mother"),
+        Person::Spouse | Person::ChildMother | Person::ChildFather => Some("spouse"),
+    }
+}
+
+/// Operations callable with only a citizen ID, with what they provide.
+fn candidates(catalog: &Catalog) -> Vec<(String, BTreeSet<String>)> {
+    let mut out = Vec::new();
+    for (id, live) in &catalog.adapters {
+        if !live.enabled {
+            continue;
+        }
+        for op in live.adapter.operations.values() {
+            let required = op.request_schema["required"].as_array().cloned().unwrap_or_default();
+            if required.iter().all(|r| r == "citizen_id") {
+                out.push((format!("{id}.{}", op.name), op.elements.iter().cloned().collect()));
+            }
+        }
+    }
+    out
+}
+
+/// Element → operation for one person: pinned sources first, then a greedy cover.
+fn plan(
+    candidates: &[(String, BTreeSet<String>)],
+    needed: &BTreeSet<String>,
+    pinned: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut chosen: BTreeMap<String, String> = BTreeMap::new();
+    let mut ops: Vec<&String> = Vec::new();
+    for (el, op) in pinned {
+        if candidates.iter().any(|(c, _)| c == op) {
+            chosen.insert(el.clone(), op.clone());
+            ops.push(op);
+        }
+    }
+    // Elements already covered by a pinned operation come from it too.
+    for op in ops {
+        if let Some((_, els)) = candidates.iter().find(|(c, _)| c == op) {
+            for el in needed.intersection(els) {
+                chosen.entry(el.clone()).or_insert_with(|| op.clone());
+            }
+        }
+    }
+    let mut left: BTreeSet<&String> = needed.iter().filter(|e| !chosen.contains_key(*e)).collect();
+    while !left.is_empty() {
+        let best = candidates
+            .iter()
+            .map(|(op, els)| (left.iter().filter(|e| els.contains(**e)).count(), els.len(), op, els))
+            .filter(|(n, ..)| *n > 0)
+            .max_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(a.2)));
+        let Some((_, _, op, els)) = best else { break };
+        left.retain(|e| {
+            if els.contains(*e) {
+                chosen.insert((*e).clone(), op.clone());
+                false
+            } else {
+                true
+            }
+        });
+    }
+    chosen
+}
+
+/// What one call brought back.
+#[derive(Clone)]
+struct Fetched {
+    result: Result<Value, String>,
+    latency_ms: f64,
+    retrieved_at: i64,
+}
+
+struct Fetcher<'a> {
+    catalog: &'a Catalog,
+    http: &'a reqwest::Client,
+    metrics: &'a Metrics,
+    deadline: tokio::time::Instant,
+    cache: HashMap<(String, String), Fetched>,
+    sources: Vec<SourceStatus>,
+}
+
+impl Fetcher<'_> {
+    async fn fetch_all(&mut self, calls: Vec<(Person, String, String)>) {
+        let todo: Vec<(Person, String, String)> =
+            calls.into_iter().filter(|(_, op, id)| !self.cache.contains_key(&(op.clone(), id.clone()))).collect();
+        let mut unique = BTreeSet::new();
+        let todo: Vec<_> = todo.into_iter().filter(|(_, op, id)| unique.insert((op.clone(), id.clone()))).collect();
+        let (catalog, http, metrics, deadline) = (self.catalog, self.http, self.metrics, self.deadline);
+        let futures = todo.iter().map(|(_, op_key, id)| async move {
+            let started = Instant::now();
+            let result = match op_key.split_once('.').and_then(|(a, o)| {
+                let adapter = catalog.adapter(a)?;
+                Some((adapter, adapter.operations.get(o)?))
+            }) {
+                None => Err("unavailable".to_string()),
+                Some((adapter, op)) => {
+                    let request = json!({ "citizen_id": id });
+                    let call = adapter.exchange(op, &request, http, metrics);
+                    match tokio::time::timeout_at(deadline, call).await {
+                        Err(_) => Err("budget_exceeded".to_string()),
+                        Ok(Ok(mapped)) => Ok(mapped.elements),
+                        Ok(Err(ExchangeError::NotFound)) => Err("no_record".to_string()),
+                        Ok(Err(e)) => {
+                            tracing::warn!(operation = %op_key, kind = e.kind(), "prefill source failed");
+                            Err(e.kind().to_string())
+                        }
+                    }
+                }
+            };
+            Fetched {
+                result,
+                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                retrieved_at: crate::db::now_micros(),
+            }
+        });
+        let results = join_all(futures).await;
+        for ((person, op, id), fetched) in todo.into_iter().zip(results) {
+            self.sources.push(SourceStatus {
+                operation: op.clone(),
+                person,
+                status: match &fetched.result {
+                    Ok(_) => "ok".to_string(),
+                    Err(k) => k.clone(),
+                },
+                latency_ms: (fetched.latency_ms * 1000.0).round() / 1000.0,
+            });
+            self.cache.insert((op, id), fetched);
+        }
+    }
+
+    fn get(&self, op: &str, id: &str) -> Option<&Fetched> {
+        self.cache.get(&(op.to_string(), id.to_string()))
+    }
+}
+
+/// Characters a citizen would type for a value.
+pub fn display_chars(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.chars().count(),
+        Value::Number(n) => n.to_string().len(),
+        Value::Bool(_) | Value::Null => 0,
+        Value::Array(a) => a.iter().map(display_chars).sum(),
+        Value::Object(o) => {
+            if let Some(t) = o.get("text").or_else(|| o.get("name")).or_else(|| o.get("full_name")) {
+                display_chars(t)
+            } else {
+                o.values().map(display_chars).sum()
+            }
+        }
+    }
+}
+
+fn pick(value: &Value, path: Option<&str>) -> Value {
+    match path {
+        Some(p) => value.pointer(p).cloned().unwrap_or(Value::Null),
+        None => value.clone(),
+    }
+}
+
+pub struct PrefillInput<'a> {
+    pub catalog: &'a Catalog,
+    pub form: &'a Form,
+    pub citizen_id: &'a str,
+    pub purpose: &'a str,
+    pub relatives: &'a BTreeMap<Person, String>,
+    /// Whether the partner may receive an element.
+    pub may_receive: &'a dyn Fn(&str) -> bool,
+    pub http: &'a reqwest::Client,
+    pub metrics: &'a Metrics,
+    pub budget: Duration,
+}
+
+pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
+    let form = input.form;
+    let candidates = candidates(input.catalog);
+    let permitted =
+        |p: Person, el: &str| (input.may_receive)(el) && link_element(p).is_none_or(|l| (input.may_receive)(l));
+
+    // What each person needs, and the pinned sources.
+    let mut needed: BTreeMap<Person, BTreeSet<String>> = BTreeMap::new();
+    let mut pinned: BTreeMap<Person, BTreeMap<String, String>> = BTreeMap::new();
+    for f in &form.doc.fields {
+        let Some(b) = &f.bind else { continue };
+        if !permitted(b.person, &b.element) {
+            continue;
+        }
+        needed.entry(b.person).or_default().insert(b.element.clone());
+        if let Some(s) = &b.source {
+            pinned.entry(b.person).or_default().insert(b.element.clone(), s.clone());
+        }
+        if let Some(l) = link_element(b.person) {
+            if !input.relatives.contains_key(&b.person) {
+                needed.entry(Person::Subject).or_default().insert(l.to_string());
+                if matches!(b.person, Person::ChildMother | Person::ChildFather) {
+                    needed.entry(Person::Subject).or_default().insert("sex".into());
+                }
+            }
+        }
+    }
+    let plans: BTreeMap<Person, BTreeMap<String, String>> =
+        needed.iter().map(|(p, els)| (*p, plan(&candidates, els, pinned.get(p).unwrap_or(&BTreeMap::new())))).collect();
+
+    let mut fetcher = Fetcher {
+        catalog: input.catalog,
+        http: input.http,
+        metrics: input.metrics,
+        deadline: tokio::time::Instant::now() + input.budget,
+        cache: HashMap::new(),
+        sources: Vec::new(),
+    };
+    let subject = input.citizen_id.to_string();
+    let ops_of =
+        |p: Person| -> BTreeSet<String> { plans.get(&p).map(|m| m.values().cloned().collect()).unwrap_or_default() };
+
+    // Phase 1: the subject. Phase 2: the relatives it links to.
+    fetcher
+        .fetch_all(ops_of(Person::Subject).into_iter().map(|op| (Person::Subject, op, subject.clone())).collect())
+        .await;
+    let subject_value = |el: &str| -> Option<Value> {
+        let op = plans.get(&Person::Subject)?.get(el)?;
+        let v = fetcher.get(op, &subject)?.result.as_ref().ok()?.get(el)?;
+        (!v.is_null()).then(|| v.clone())
+    };
+    let mut ids: BTreeMap<Person, String> = BTreeMap::new();
+    ids.insert(Person::Subject, subject.clone());
+    let sex = subject_value("sex");
+    for p in plans.keys().copied().filter(|p| *p != Person::Subject) {
+        if let Some(id) = input.relatives.get(&p) {
+            ids.insert(p, id.clone());
+            continue;
+        }
+        let linked = link_element(p).and_then(subject_value).and_then(|v| v["citizen_id"].as_str().map(String::from));
+        let id = match p {
+            Person::ChildMother | Person::ChildFather => {
+                let subject_is = if p == Person::ChildMother { "female" } else { "male" };
+                match &sex {
+                    Some(s) if s == subject_is => Some(subject.clone()),
+                    Some(_) => linked,
+                    None => None,
+                }
+            }
+            _ => linked,
+        };
+        if let Some(id) = id {
+            ids.insert(p, id);
+        }
+    }
+    let phase2: Vec<(Person, String, String)> = plans
+        .keys()
+        .filter(|p| **p != Person::Subject)
+        .filter_map(|p| ids.get(p).map(|id| (*p, id.clone())))
+        .flat_map(|(p, id)| ops_of(p).into_iter().map(move |op| (p, op, id.clone())))
+        .collect();
+    fetcher.fetch_all(phase2).await;
+
+    // Merge, field by field.
+    let mut fields = Vec::with_capacity(form.doc.fields.len());
+    let mut characters = 0;
+    let mut notes = Vec::new();
+    for f in &form.doc.fields {
+        let mut out = FieldValue {
+            id: f.id.clone(),
+            label_vi: f.label_vi.clone(),
+            status: "declare",
+            value: None,
+            element: None,
+            person: None,
+            source: None,
+            retrieved_at: None,
+            verified: None,
+            mode: None,
+            reason: None,
+            conflicts: Vec::new(),
+        };
+        let Some(b) = &f.bind else {
+            fields.push(out);
+            continue;
+        };
+        out.element = Some(b.element.clone());
+        out.person = Some(b.person);
+        out.status = "unavailable";
+        if !permitted(b.person, &b.element) {
+            out.reason = Some("not_permitted".into());
+            fields.push(out);
+            continue;
+        }
+        let Some(id) = ids.get(&b.person) else {
+            out.reason = Some("no_person".into());
+            fields.push(out);
+            continue;
+        };
+        let Some(op) = plans.get(&b.person).and_then(|m| m.get(&b.element)) else {
+            out.reason = Some("no_source".into());
+            fields.push(out);
+            continue;
+        };
+        out.source = Some(op.clone());
+        let Some(fetched) = fetcher.get(op, id) else {
+            out.reason = Some("source_failed".into());
+            fields.push(out);
+            continue;
+        };
+        let elements = match &fetched.result {
+            Ok(e) => e,
+            Err(kind) => {
+                out.reason = Some(if kind == "no_record" { "no_record".into() } else { "source_failed".into() });
+                fields.push(out);
+                continue;
+            }
+        };
+        let element_value = elements.get(&b.element).cloned().unwrap_or(Value::Null);
+        let value = pick(&element_value, b.path.as_deref());
+        if value.is_null() || value.as_array().is_some_and(Vec::is_empty) {
+            out.reason = Some("no_record".into());
+            fields.push(out);
+            continue;
+        }
+        // Other sources called for this person that hold the same element.
+        for other in ops_of(b.person).iter().filter(|o| *o != op) {
+            if let Some(Ok(els)) = fetcher.get(other, id).map(|f| &f.result) {
+                let v = pick(els.get(&b.element).unwrap_or(&Value::Null), b.path.as_deref());
+                if !v.is_null() && v != value {
+                    out.conflicts.push(json!({ "source": other, "value": v }));
+                }
+            }
+        }
+        let guessed = element_value["is_guess"] == true;
+        if guessed {
+            notes.push(format!(
+                "{}: the legacy ward was split; the default new ward was chosen, confirm it with the citizen",
+                f.id
+            ));
+        }
+        out.mode = Some(if out.conflicts.is_empty() && !guessed { "authoritative" } else { "suggestion" });
+        out.verified = Some(out.conflicts.is_empty());
+        out.retrieved_at = Some(micros_to_rfc3339(fetched.retrieved_at));
+        characters += display_chars(&value);
+        out.value = Some(value);
+        out.status = "prefilled";
+        fields.push(out);
+    }
+    let prefilled = fields.iter().filter(|f| f.status == "prefilled").count();
+    let declarable = fields.len();
+    for f in &fields {
+        let result = match (f.status, f.reason.as_deref()) {
+            ("prefilled", _) => "prefilled",
+            ("declare", _) => "declared",
+            (_, Some("not_permitted")) => "not_permitted",
+            _ => "unavailable",
+        };
+        input.metrics.prefill_fields.with_label_values(&[form.id(), result]).inc();
+    }
+    PrefillAnswer {
+        form: form.id().to_string(),
+        form_version: form.version,
+        purpose: input.purpose.to_string(),
+        fields,
+        sources: fetcher.sources,
+        coverage: Coverage {
+            declarable,
+            prefilled,
+            cut: if declarable == 0 { 0.0 } else { ((prefilled as f64 / declarable as f64) * 1000.0).round() / 1000.0 },
+            characters_saved: characters,
+        },
+        notes,
+    }
+}
+
+/// The element object of a field list, for tests and reports.
+pub fn values_by_id(answer: &PrefillAnswer) -> Map<String, Value> {
+    answer.fields.iter().filter_map(|f| Some((f.id.clone(), f.value.clone()?))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_planner_covers_a_form_with_as_few_operations_as_it_can() {
+        let c = vec![
+            ("civil_status.birth".to_string(), set(&["full_name", "date_of_birth", "birth_registration"])),
+            ("insurance.card".to_string(), set(&["social_insurance_number"])),
+            ("population.citizen".to_string(), set(&["full_name", "date_of_birth", "sex", "phone"])),
+        ];
+        let p = plan(&c, &set(&["full_name", "sex", "phone"]), &BTreeMap::new());
+        assert!(p.values().all(|op| op == "population.citizen"), "{p:?}");
+        let pinned = BTreeMap::from([("full_name".to_string(), "civil_status.birth".to_string())]);
+        let p = plan(&c, &set(&["full_name", "date_of_birth", "social_insurance_number"]), &pinned);
+        assert_eq!(p["full_name"], "civil_status.birth");
+        assert_eq!(p["date_of_birth"], "civil_status.birth", "a pinned source also serves what else it holds");
+        assert_eq!(p["social_insurance_number"], "insurance.card");
+        assert!(plan(&c, &set(&["email"]), &BTreeMap::new()).is_empty(), "nothing provides it");
+    }
+
+    #[test]
+    fn characters_count_what_a_citizen_would_type() {
+        assert_eq!(display_chars(&json!("Nguyễn Văn An")), 13);
+        assert_eq!(display_chars(&json!({"code": "01", "name": "Kinh"})), 4);
+        assert_eq!(display_chars(&json!({"text": "Phường Ba Đình, Hà Nội", "ward_code": "00004"})), 22);
+        assert_eq!(display_chars(&json!([{"full_name": "A B"}, {"full_name": "C"}])), 4);
+    }
+}

@@ -1,0 +1,684 @@
+//! The platform end to end: mock registries over HTTP, a gateway with its own
+//! database, partners with keys, adapters and forms changed at run time.
+
+use crate::helpers::{assert_problem, fresh_database_url, init_logs, test_settings};
+use crate::registries::start_mocks;
+use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
+use lgsp::startup::{AppState, Application};
+use serde_json::{json, Value};
+
+pub const STEWARD: &str = "steward-token-for-tests-0001";
+pub const AUDITOR: &str = "auditor-token-for-tests-0001";
+
+pub struct Platform {
+    pub mocks: MockRegistries,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: actix_web::web::Data<AppState>,
+    pub database_url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn platform() -> Platform {
+    platform_with(|_| {}).await
+}
+
+pub async fn platform_with(customise: impl FnOnce(&mut lgsp::config::Settings)) -> Platform {
+    init_logs();
+    let mocks = start_mocks(3_000);
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path());
+    let mut settings = test_settings(&database_url);
+    lgsp::demo::use_mocks(&mut settings, &mocks, &default_tokens());
+    settings.bootstrap_admin_tokens = vec![
+        lgsp::config::Secret::new(format!("steward:{STEWARD}")),
+        lgsp::config::Secret::new(format!("auditor:{AUDITOR}")),
+    ];
+    customise(&mut settings);
+    let app = Application::build(settings).await.expect("gateway builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    Platform { mocks, base, client: reqwest::Client::new(), state, database_url, _dir: dir }
+}
+
+impl Platform {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Registers a partner through the steward API and returns its first key.
+    pub async fn partner(&self, id: &str, policy: Value, per_minute: u32, burst: u32) -> String {
+        let body = json!({"id": id, "name": format!("Agency {id}"), "kind": "state_agency", "policy": policy,
+                          "rate_per_minute": per_minute, "burst": burst});
+        let r = self.admin(reqwest::Method::POST, "/admin/v1/partners", STEWARD, Some(body)).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        self.key(id).await.1
+    }
+
+    /// A new key: (key id, secret).
+    pub async fn key(&self, partner: &str) -> (String, String) {
+        let r = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/v1/partners/{partner}/keys"),
+                STEWARD,
+                Some(json!({"label": "t"})),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let k: Value = r.json().await.unwrap();
+        (k["id"].as_str().unwrap().into(), k["key"].as_str().unwrap().into())
+    }
+
+    pub async fn exchange(&self, key: &str, adapter: &str, op: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/exchange/{adapter}/{op}")))
+            .bearer_auth(key)
+            .header("X-Purpose", "residence_change")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn prefill(&self, key: &str, form: &str, purpose: &str, id: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/prefill"))
+            .bearer_auth(key)
+            .json(&json!({"form": form, "citizen_id": id, "purpose": purpose}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn audit(&self, query: &str) -> Value {
+        let r = self.admin(reqwest::Method::GET, &format!("/admin/v1/audit?{query}"), AUDITOR, None).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+}
+
+pub fn everything() -> Value {
+    json!({"forms": ["*"], "purposes": ["*"], "operations": ["*"], "elements": ["*"], "access_log": true})
+}
+
+#[tokio::test]
+async fn a_partner_exchanges_through_an_adapter_and_only_gets_its_granted_elements() {
+    let p = platform().await;
+    let s = p.mocks.population.samples(1);
+    let id = &s.adult_with_household[0];
+    let person = p.mocks.population.find(id).unwrap();
+    let key = p
+        .partner(
+            "000.00.20.H29",
+            json!({"operations": ["population.citizen"], "purposes": ["residence_change"],
+                                          "elements": ["full_name", "date_of_birth"]}),
+            600,
+            100,
+        )
+        .await;
+    let r = p.exchange(&key, "population", "citizen", json!({"citizen_id": id})).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("ratelimit") && r.headers().contains_key("ratelimit-policy"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["elements"]["full_name"], person.name.full());
+    assert_eq!(body["elements"]["date_of_birth"], person.dob.to_string());
+    assert!(body["elements"].get("phone").is_none() && body["elements"].get("permanent_residence").is_none());
+    assert!(body["withheld"].as_array().unwrap().iter().any(|e| e == "permanent_residence"), "{body}");
+
+    // Outside the grant: another operation, an unknown one, a wrong purpose, no key.
+    let r = p.exchange(&key, "population", "household", json!({"citizen_id": id})).await;
+    let problem = assert_problem(r, 403, "forbidden").await;
+    assert!(problem["detail"].as_str().unwrap().contains("population.household"), "{problem}");
+    assert_problem(p.exchange(&key, "population", "nope", json!({"citizen_id": id})).await, 404, "not_found").await;
+    let r = p
+        .client
+        .post(p.url("/v1/exchange/population/citizen"))
+        .bearer_auth(&key)
+        .header("X-Purpose", "marketing")
+        .json(&json!({"citizen_id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403, "forbidden").await;
+    let r =
+        p.client.post(p.url("/v1/exchange/population/citizen")).json(&json!({"citizen_id": id})).send().await.unwrap();
+    assert_problem(r, 401, "unauthorized").await;
+    // Checkpoint 1: the partner's request breaks the operation's schema.
+    let r = p.exchange(&key, "population", "citizen", json!({"citizen_id": "12ab"})).await;
+    let problem = assert_problem(r, 422, "invalid_body").await;
+    assert_eq!(problem["errors"][0]["pointer"], "/citizen_id");
+
+    // The list of what it may call carries the schemas.
+    let list: Value = p.client.get(p.url("/v1/adapters")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["operations"][0]["name"], "citizen");
+    assert!(list[0]["operations"][0]["request_schema"]["required"].is_array());
+
+    // Every one of those calls is in the audit trail, the refusals too.
+    let page = p.audit("partner_id=000.00.20.H29&action=exchange").await;
+    let outcomes: Vec<&str> =
+        page["items"].as_array().unwrap().iter().map(|i| i["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes.len(), 5, "{page}");
+    assert_eq!(outcomes.iter().filter(|o| **o == "ok").count(), 1);
+    assert_eq!(page["items"].as_array().unwrap().last().unwrap()["elements"], json!(["date_of_birth", "full_name"]));
+    let all = p.audit("action=exchange").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 6, "the call without a key is recorded too");
+}
+
+fn new_registry_manifest(url: &str) -> Value {
+    json!({
+        "id": "residence_lookup",
+        "name": "Residence lookup (registered at run time)",
+        "upstream": {"base_url": url, "credential": "population", "auth": {"header": "Authorization", "prefix": "Bearer "}},
+        "operations": {
+            "whereabouts": {
+                "method": "GET",
+                "path": "/api/v1/cong-dan/{citizen_id}",
+                "request_schema": {"type": "object", "required": ["citizen_id"], "additionalProperties": false,
+                                   "properties": {"citizen_id": {"type": "string", "pattern": "^[0-9]{12}$"}}},
+                "response_schema": {"type": "object", "required": ["du_lieu"],
+                                    "properties": {"du_lieu": {"type": "object", "required": ["ho_ten"]}}},
+                "mapping": "{full_name: .du_lieu.ho_ten, phone: .du_lieu.so_dien_thoai}",
+                "elements": ["full_name", "phone"]
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_steward_registers_versions_disables_and_tests_an_adapter_without_a_restart() {
+    let p = platform().await;
+    let s = p.mocks.population.samples(1);
+    let id = &s.adult_with_household[0];
+    let person = p.mocks.population.find(id).unwrap();
+    let key = p.partner("000.00.21.H29", everything(), 600, 100).await;
+    let url = p.mocks.url(RegistryKind::Population);
+
+    // Refused, with every problem listed: a schema that is not one, a mapping
+    // that does not compile, an unknown element, a host off the allow-list.
+    let mut bad = new_registry_manifest(&url);
+    bad["upstream"]["base_url"] = json!("http://198.51.100.7:80");
+    bad["upstream"]["credential"] = json!("not_configured");
+    bad["operations"]["whereabouts"]["response_schema"] = json!({"type": "nonsense"});
+    bad["operations"]["whereabouts"]["mapping"] = json!("{full_name: .hoTen");
+    bad["operations"]["whereabouts"]["elements"] = json!(["full_name", "shoe_size"]);
+    let r = p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(bad)).await;
+    let problem = assert_problem(r, 422, "invalid_manifest").await;
+    let pointers: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    for expected in [
+        "/upstream/base_url",
+        "/operations/whereabouts/response_schema",
+        "/operations/whereabouts/mapping",
+        "/operations/whereabouts/elements/1",
+    ] {
+        assert!(pointers.contains(&expected), "{expected} missing from {pointers:?}");
+    }
+    // A partner key never opens /admin; an auditor token cannot change adapters.
+    let r = p.admin(reqwest::Method::POST, "/admin/v1/adapters", &key, Some(new_registry_manifest(&url))).await;
+    assert_problem(r, 401, "unauthorized").await;
+    let r = p.admin(reqwest::Method::POST, "/admin/v1/adapters", AUDITOR, Some(new_registry_manifest(&url))).await;
+    assert_problem(r, 403, "forbidden").await;
+
+    // Dry run of the unpublished manifest, then registration, then use.
+    let r = p
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/adapters/residence_lookup/test",
+            STEWARD,
+            Some(json!({"citizen_id": id, "manifest": new_registry_manifest(&url)})),
+        )
+        .await;
+    let run: Value = r.json().await.unwrap();
+    assert_eq!(run["ok"], true, "{run}");
+    assert_eq!(run["results"][0]["elements"]["full_name"], person.name.full());
+    assert_problem(
+        p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let r = p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(new_registry_manifest(&url))).await;
+    assert_eq!(r.status(), 201);
+    let r = p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["elements"]["full_name"], person.name.full());
+    assert_eq!(body["adapter_version"], 1);
+    let again = p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(new_registry_manifest(&url))).await;
+    assert_problem(again, 409, "conflict").await;
+
+    // Version 2 changes the mapping; it takes effect at once.
+    let mut v2 = new_registry_manifest(&url);
+    v2["operations"]["whereabouts"]["mapping"] = json!("{full_name: (.du_lieu.ho_ten | ascii_upcase)}");
+    let r = p.admin(reqwest::Method::PUT, "/admin/v1/adapters/residence_lookup", STEWARD, Some(v2)).await;
+    assert_eq!(r.status(), 200);
+    let body: Value =
+        p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await.json().await.unwrap();
+    assert_eq!(body["adapter_version"], 2);
+    assert_eq!(body["elements"]["full_name"], person.name.full().to_ascii_uppercase());
+    let versions: Value = p
+        .admin(reqwest::Method::GET, "/admin/v1/adapters/residence_lookup/versions", STEWARD, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    assert_eq!(versions[1]["current"], true);
+
+    // Disabled: gone for partners; enabled again: back.
+    let off = p
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/adapters/residence_lookup/state",
+            STEWARD,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(off.status(), 204);
+    assert_problem(
+        p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await,
+        404,
+        "not_found",
+    )
+    .await;
+    p.admin(
+        reqwest::Method::POST,
+        "/admin/v1/adapters/residence_lookup/state",
+        STEWARD,
+        Some(json!({"enabled": true, "current_version": 1})),
+    )
+    .await;
+    let body: Value =
+        p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await.json().await.unwrap();
+    assert_eq!(body["adapter_version"], 1, "rolled back");
+}
+
+#[tokio::test]
+async fn another_node_sees_a_change_without_a_restart() {
+    // Two gateways on one database: a change made through one is live on the other.
+    let p = platform_with(|s| s.catalog_refresh_ms = 100).await;
+    let mut settings = test_settings(&p.database_url);
+    lgsp::demo::use_mocks(&mut settings, &p.mocks, &default_tokens());
+    settings.catalog_refresh_ms = 100;
+    let other = Application::build(settings).await.unwrap();
+    let other_base = format!("http://127.0.0.1:{}", other.port());
+    tokio::spawn(other.run_until_stopped());
+
+    let key = p.partner("000.00.22.H29", everything(), 600, 100).await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let url = p.mocks.url(RegistryKind::Population);
+    p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(new_registry_manifest(&url))).await;
+    let call = || {
+        p.client
+            .post(format!("{other_base}/v1/exchange/residence_lookup/whereabouts"))
+            .bearer_auth(&key)
+            .header("X-Purpose", "residence_change")
+            .json(&json!({"citizen_id": id}))
+            .send()
+    };
+    let mut status = 0;
+    for _ in 0..50 {
+        status = call().await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the other node picked up the new adapter and the new key");
+}
+
+#[tokio::test]
+async fn keys_rotate_and_revoke_at_once() {
+    let p = platform().await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let first = p.partner("000.00.23.H29", everything(), 600, 100).await;
+    let (second_id, second) = p.key("000.00.23.H29").await;
+    for k in [&first, &second] {
+        assert_eq!(p.exchange(k, "population", "citizen", json!({"citizen_id": id})).await.status(), 200);
+    }
+    let r = p
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/v1/partners/000.00.23.H29/keys/{second_id}/rotate"),
+            STEWARD,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let rotated: Value = r.json().await.unwrap();
+    let third = rotated["key"].as_str().unwrap();
+    assert_problem(p.exchange(&second, "population", "citizen", json!({"citizen_id": id})).await, 401, "unauthorized")
+        .await;
+    assert_eq!(p.exchange(third, "population", "citizen", json!({"citizen_id": id})).await.status(), 200);
+    let keys: Value = p
+        .admin(reqwest::Method::GET, "/admin/v1/partners/000.00.23.H29/keys", STEWARD, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 3);
+    assert!(keys.to_string().find(&first[8..]).is_none(), "no secret is ever listed");
+    let first_id = keys[0]["id"].as_str().unwrap();
+    let r = p
+        .admin(reqwest::Method::DELETE, &format!("/admin/v1/partners/000.00.23.H29/keys/{first_id}"), STEWARD, None)
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_problem(p.exchange(&first, "population", "citizen", json!({"citizen_id": id})).await, 401, "unauthorized")
+        .await;
+
+    // Bad partner definitions are refused with what to fix.
+    let r = p
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/partners",
+            STEWARD,
+            Some(json!({"id": "H29", "name": "x", "kind": "state_agency", "rate_per_minute": 0, "burst": 1,
+                           "policy": {"elements": ["shoe_size"]}})),
+        )
+        .await;
+    let problem = assert_problem(r, 422, "invalid_partner").await;
+    let pointers: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["/id", "/rate_per_minute", "/policy/elements"]);
+}
+
+#[tokio::test]
+async fn a_limited_partner_gets_its_quota_and_no_more_while_another_is_unaffected() {
+    let p = platform().await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let limited = p.partner("000.00.24.H29", everything(), 60, 3).await;
+    let other = p.partner("000.00.25.H29", everything(), 6000, 100).await;
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..6 {
+        let r = p.exchange(&limited, "population", "citizen", json!({"citizen_id": id})).await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            refused = Some(r);
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+    let r = refused.unwrap();
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1, "Retry-After is whole seconds, never 0");
+    assert!(r.headers()["ratelimit-policy"].to_str().unwrap().contains("q=60"));
+    assert!(r.headers()["ratelimit"].to_str().unwrap().contains("r=0"));
+    assert_problem(r, 429, "rate_limited").await;
+    for _ in 0..10 {
+        assert_eq!(p.exchange(&other, "population", "citizen", json!({"citizen_id": id})).await.status(), 200);
+    }
+    // A new quota takes effect at once.
+    let r =
+        p.admin(reqwest::Method::PATCH, "/admin/v1/partners/000.00.24.H29", STEWARD, Some(json!({"burst": 50}))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(p.exchange(&limited, "population", "citizen", json!({"citizen_id": id})).await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_audit_trail_holds_one_record_per_request_under_load_and_detects_tampering() {
+    let p = platform().await;
+    let ids = p.mocks.population.samples(5).adult_with_household;
+    let key = p.partner("000.00.26.H29", everything(), 60_000, 1_000).await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let (client, url, key, id) = (p.client.clone(), p.url("/v1/prefill"), key.clone(), ids[i % ids.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            let form = if i % 2 == 0 { "ct01" } else { "tk1_ts" };
+            let purpose = if i % 2 == 0 { "residence_change" } else { "health_insurance_enrolment" };
+            let body = if i % 10 == 9 {
+                json!({"form": form})
+            } else {
+                json!({"form": form, "citizen_id": id, "purpose": purpose})
+            };
+            client.post(url).bearer_auth(key).json(&body).send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == 200 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 54);
+    let page = p.audit("limit=500&action=prefill").await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 60, "one record per request, refusals included");
+    assert_eq!(items.iter().filter(|i| i["outcome"] == "refused").count(), 6);
+    let verify: Value =
+        p.admin(reqwest::Method::GET, "/admin/v1/audit/verify", AUDITOR, None).await.json().await.unwrap();
+    assert_eq!(verify["intact"], true, "{verify}");
+    assert_eq!(verify["records"], 60);
+    // Stewards do not read the audit trail.
+    assert_problem(p.admin(reqwest::Method::GET, "/admin/v1/audit", STEWARD, None).await, 403, "forbidden").await;
+
+    // The citizen's view: who, when, why.
+    let subject = &ids[0];
+    let log: Value = p
+        .client
+        .get(p.url(&format!("/v1/subjects/{subject}/access-log")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = log.as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| e["agency_id"] == "000.00.26.H29" && e["purpose"].is_string()), "{log}");
+    assert!(entries[0]["elements"].as_array().unwrap().iter().any(|e| e == "full_name"));
+
+    // Edit one row, then delete another: verification names the first broken record.
+    use diesel::RunQueryDsl;
+    let db = p.state.db.clone();
+    let verify_now = || {
+        let db = db.clone();
+        async move { db.run(lgsp::audit::verify).await.unwrap() }
+    };
+    let d = db.clone();
+    d.run(|c| Ok(diesel::sql_query("UPDATE audit_log SET purpose = 'edited' WHERE seq = 7").execute(c)?))
+        .await
+        .unwrap();
+    let v = verify_now().await;
+    assert_eq!(v.broken_at, Some(7), "{v:?}");
+    d.run(|c| Ok(diesel::sql_query("DELETE FROM audit_log WHERE seq = 3").execute(c)?)).await.unwrap();
+    let v = verify_now().await;
+    assert_eq!(v.broken_at, Some(3), "{v:?}");
+}
+
+fn field<'a>(answer: &'a Value, id: &str) -> &'a Value {
+    answer["fields"].as_array().unwrap().iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no field {id}"))
+}
+
+#[tokio::test]
+async fn shipped_forms_prefill_typical_citizens_with_the_registries_data() {
+    let p = platform().await;
+    let pop = &p.mocks.population;
+    let s = pop.samples(2);
+    let key = p.partner("000.00.27.H29", everything(), 60_000, 1_000).await;
+
+    for id in &s.adult_with_household {
+        let person = pop.find(id).unwrap();
+        let a: Value = p.prefill(&key, "ct01", "residence_change", id).await.json().await.unwrap();
+        assert_eq!(field(&a, "full_name")["value"], person.name.full());
+        assert_eq!(field(&a, "full_name")["source"], "population.citizen");
+        assert_eq!(field(&a, "full_name")["mode"], "authoritative");
+        assert_eq!(field(&a, "citizen_id")["value"], id.as_str());
+        assert_eq!(field(&a, "request_content")["status"], "declare");
+        let head = pop.household_of(person);
+        let head_person = head
+            .members
+            .iter()
+            .map(|m| pop.get(*m))
+            .find(|m| m.relation == lgsp::registries::population::Relation::Head)
+            .unwrap();
+        assert_eq!(field(&a, "household_head_name")["value"], head_person.name.full());
+        let members = field(&a, "members_changing")["value"].as_array().unwrap().clone();
+        assert!(members.len() <= head.members.len() && members.iter().any(|m| m["citizen_id"] == id.as_str()));
+        let calls: Vec<&str> =
+            a["sources"].as_array().unwrap().iter().map(|s| s["operation"].as_str().unwrap()).collect();
+        assert_eq!(calls, ["population.citizen", "population.household"], "only what the form needs");
+        assert!(a["coverage"]["cut"].as_f64().unwrap() >= 0.2);
+    }
+    for id in &s.parent_of_newborn {
+        let parent = pop.find(id).unwrap();
+        let a: Value = p.prefill(&key, "birth_registration", "birth_registration", id).await.json().await.unwrap();
+        let (me, other) = if parent.sex.as_str() == "female" { ("mother", "father") } else { ("father", "mother") };
+        assert_eq!(field(&a, &format!("{me}_name"))["value"], parent.name.full());
+        match parent.spouse.map(|s| pop.get(s)) {
+            Some(spouse) => {
+                assert_eq!(
+                    field(&a, &format!("{other}_name"))["value"],
+                    spouse.name.full(),
+                    "found through the spouse link"
+                )
+            }
+            None => assert_eq!(field(&a, &format!("{other}_name"))["reason"], "no_person"),
+        }
+        assert_eq!(field(&a, "child_name")["status"], "declare");
+    }
+    for id in &s.married {
+        let a: Value =
+            p.prefill(&key, "marital_status_certificate", "marital_status_certificate", id).await.json().await.unwrap();
+        assert_eq!(field(&a, "marital_status")["value"], "married");
+        assert_eq!(field(&a, "marital_status")["source"], "civil_status.marriage", "the pinned authoritative source");
+    }
+    for id in &s.legacy_address {
+        let a: Value = p.prefill(&key, "tk1_ts", "health_insurance_enrolment", id).await.json().await.unwrap();
+        let addr = &field(&a, "address")["value"];
+        assert_eq!(addr["ward_code"].as_str().unwrap().len(), 5);
+        assert!(addr["legacy"]["district_code"].is_string(), "the original legacy codes are kept: {addr}");
+    }
+    for id in &s.split_ward_address {
+        let a: Value = p.prefill(&key, "tk1_ts", "health_insurance_enrolment", id).await.json().await.unwrap();
+        let f = field(&a, "address");
+        assert_eq!(f["value"]["is_guess"], true, "{f}");
+        assert_eq!(f["mode"], "suggestion", "a guessed ward is for the citizen to confirm");
+    }
+    for id in &s.child_under_6 {
+        let child = pop.find(id).unwrap();
+        let a: Value = p.prefill(&key, "tk1_ts", "health_insurance_enrolment", id).await.json().await.unwrap();
+        let mother = child.mother.map(|m| pop.get(m).name.full());
+        assert_eq!(field(&a, "guardian_name")["value"].as_str().map(String::from), mother);
+    }
+}
+
+#[tokio::test]
+async fn a_registry_down_mid_request_leaves_the_other_fields_and_says_which_source_failed() {
+    let p = platform().await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let key = p.partner("000.00.28.H29", everything(), 60_000, 1_000).await;
+    p.mocks.set_faults(RegistryKind::Insurance, Faults { error_rate: 1.0, ..Default::default() });
+    let r = p.prefill(&key, "tk1_ts", "health_insurance_enrolment", &id).await;
+    assert_eq!(r.status(), 200, "a registry fault never fails the whole prefill");
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(field(&a, "social_insurance_number")["status"], "unavailable");
+    assert_eq!(field(&a, "social_insurance_number")["reason"], "source_failed");
+    assert_eq!(field(&a, "full_name")["status"], "prefilled");
+    let ins = a["sources"].as_array().unwrap().iter().find(|s| s["operation"] == "insurance.card").unwrap();
+    assert_eq!(ins["status"], "unavailable");
+    let page = p.audit("action=prefill").await;
+    assert_eq!(page["items"][0]["outcome"], "partial");
+}
+
+#[tokio::test]
+async fn fields_outside_the_grant_are_marked_not_permitted_and_never_sent() {
+    let p = platform().await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let key = p
+        .partner(
+            "000.00.29.H29",
+            json!({"forms": ["ct01"], "purposes": ["residence_change"],
+                                          "elements": ["full_name", "date_of_birth", "sex", "citizen_id"]}),
+            600,
+            100,
+        )
+        .await;
+    let a: Value = p.prefill(&key, "ct01", "residence_change", &id).await.json().await.unwrap();
+    assert_eq!(field(&a, "full_name")["status"], "prefilled");
+    for f in ["phone", "household_head_name", "members_changing"] {
+        assert_eq!(field(&a, f)["reason"], "not_permitted");
+        assert!(field(&a, f).get("value").is_none());
+    }
+    let calls: Vec<&str> = a["sources"].as_array().unwrap().iter().map(|s| s["operation"].as_str().unwrap()).collect();
+    assert_eq!(calls, ["population.citizen"], "nothing is fetched for fields it may not receive");
+    assert_problem(p.prefill(&key, "tk1_ts", "residence_change", &id).await, 403, "forbidden").await;
+    assert_problem(p.prefill(&key, "ct01", "birth_registration", &id).await, 422, "invalid_body").await;
+    assert_problem(p.prefill(&key, "ct01", "residence_change", "00109001234x").await, 400, "invalid_citizen_id").await;
+}
+
+#[tokio::test]
+async fn a_form_registered_at_run_time_is_prefilled_and_the_report_matches_an_independent_count() {
+    let p = platform().await;
+    let key = p.partner("000.00.30.H29", everything(), 60_000, 1_000).await;
+    let form = json!({
+        "id": "library_card", "title": "Đăng ký thẻ thư viện", "form_code": "TV-01",
+        "procedure": {"code": "library_card", "name": "Cấp thẻ thư viện"}, "purposes": ["library_card"],
+        "fields": [
+            {"id": "name", "label_vi": "Họ và tên", "type": "text", "required": true, "bind": {"element": "full_name", "person": "subject"}},
+            {"id": "phone", "label_vi": "Điện thoại", "type": "phone", "required": false, "bind": {"element": "phone", "person": "subject"}},
+            {"id": "school", "label_vi": "Trường", "type": "text", "required": false}
+        ]
+    });
+    let mut bad = form.clone();
+    bad["fields"][1]["bind"]["element"] = json!("shoe_size");
+    bad["fields"][2]["id"] = json!("name");
+    let problem = assert_problem(
+        p.admin(reqwest::Method::POST, "/admin/v1/forms", STEWARD, Some(bad)).await,
+        422,
+        "invalid_form",
+    )
+    .await;
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
+    assert_eq!(p.admin(reqwest::Method::POST, "/admin/v1/forms", STEWARD, Some(form)).await.status(), 201);
+
+    let s = p.mocks.population.samples(4);
+    let mut expected_prefilled = 0usize;
+    let subjects: Vec<String> = s.adult_with_household.iter().chain(&s.missing_phone).cloned().collect();
+    for id in &subjects {
+        let person = p.mocks.population.find(id).unwrap();
+        expected_prefilled += 1 + usize::from(person.phone.is_some());
+        let a: Value = p.prefill(&key, "library_card", "library_card", id).await.json().await.unwrap();
+        assert_eq!(field(&a, "name")["value"], person.name.full());
+    }
+    let expected_cut = expected_prefilled as f64 / (3 * subjects.len()) as f64;
+    let cov: Value = p
+        .client
+        .get(p.url("/v1/forms/library_card/coverage"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cov["ceiling"], 0.667);
+    assert_eq!(cov["measured"]["prefills"], subjects.len());
+    assert!((cov["measured"]["cut"].as_f64().unwrap() - expected_cut).abs() < 0.002, "{cov} vs {expected_cut}");
+
+    // The report over the shipped forms meets the 20% target on every form.
+    let rows = lgsp::demo::report(&p.state, &p.base, &key, &s).await.unwrap();
+    assert_eq!(rows.len(), 7);
+    for r in &rows {
+        assert!(r.prefills > 0, "{r:?}");
+        assert!(r.measured <= r.ceiling + 1e-9, "{r:?}");
+        assert!(r.meets_target(), "{r:?}");
+    }
+}
