@@ -478,7 +478,7 @@ fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Result<ExitCo
         println!("# Forms and their cut of declared data\ncurl -s {base}/v1/forms -H \"Authorization: Bearer $LGSP_KEY\"\ncurl -s {base}/v1/forms/ct01/coverage -H \"Authorization: Bearer $LGSP_KEY\"\n");
         println!("# Who accessed this citizen's data\ncurl -s {base}/v1/subjects/{adult}/access-log -H \"Authorization: Bearer $LGSP_KEY\"\n");
         println!("# The audit trail and its chain (auditor)\ncurl -s '{base}/admin/v1/audit?limit=5' -H \"Authorization: Bearer $LGSP_AUDITOR\"\ncurl -s {base}/admin/v1/audit/verify -H \"Authorization: Bearer $LGSP_AUDITOR\"\n");
-        println!("# Take a registry down and prefill again (the others still answer)\ncurl -s -X PUT {}/__faults -H 'Content-Type: application/json' -d '{{\"error_rate\":1.0}}'\n", mocks.url(crate::registries::RegistryKind::Insurance));
+        println!("# Take a registry down and prefill again (the others still answer)\ncurl -s -X PUT {}/__faults -H 'X-BHXH-Token: {}' -H 'Content-Type: application/json' -d '{{\"error_rate\":1.0}}'\n", mocks.url(crate::registries::RegistryKind::Insurance), crate::registries::default_tokens()[2]);
         println!("Ctrl-C stops everything.");
         app.run_until_stopped().await?;
         mocks.stop().await;
