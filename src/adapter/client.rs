@@ -141,7 +141,9 @@ impl From<ExchangeError> for ApiError {
             )
             .with_retry_after(secs),
             ExchangeError::InvalidResponse { point, errors } => {
-                tracing::warn!(point, ?errors, "registry data failed its schema");
+                // Only the pointers: the messages quote the registry's (personal) data.
+                let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+                tracing::warn!(point, ?pointers, "registry data failed its schema");
                 ApiError::new(
                     ErrorCode::UpstreamInvalidResponse,
                     "The registry answered with data that breaks its schema; nothing of it was passed on.",
@@ -287,7 +289,10 @@ impl Adapter {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Attempt::Retryable(ExchangeError::Timeout),
-            Err(e) => return Attempt::Retryable(ExchangeError::Unavailable(format!("request failed: {e}"))),
+            // The URL holds the citizen's ID: never let it reach the log.
+            Err(e) => {
+                return Attempt::Retryable(ExchangeError::Unavailable(format!("request failed: {}", e.without_url())))
+            }
         };
         let status = resp.status().as_u16();
         if op.is_not_found(status) {
@@ -301,7 +306,9 @@ impl Adapter {
         }
         match resp.bytes().await {
             Err(e) if e.is_timeout() => Attempt::Retryable(ExchangeError::Timeout),
-            Err(e) => Attempt::Retryable(ExchangeError::Unavailable(format!("reading the body failed: {e}"))),
+            Err(e) => {
+                Attempt::Retryable(ExchangeError::Unavailable(format!("reading the body failed: {}", e.without_url())))
+            }
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(v) => Attempt::Done(v),
                 Err(e) => Attempt::Fatal(ExchangeError::InvalidResponse {
