@@ -572,6 +572,23 @@ async fn shipped_forms_prefill_typical_citizens_with_the_registries_data() {
         assert_eq!(f["value"]["is_guess"], true, "{f}");
         assert_eq!(f["mode"], "suggestion", "a guessed ward is for the citizen to confirm");
     }
+    for id in &s.deceased {
+        let person = pop.find(id).unwrap();
+        let a: Value = p.prefill(&key, "death_registration", "death_registration", id).await.json().await.unwrap();
+        assert_eq!(field(&a, "deceased_name")["value"], person.name.full());
+        assert_eq!(field(&a, "deceased_date_of_birth")["value"], person.dob.to_string());
+        assert_eq!(field(&a, "deceased_id")["value"], id.as_str());
+        assert_eq!(field(&a, "cause_of_death")["status"], "declare");
+    }
+    for id in &s.adult_with_household {
+        let person = pop.find(id).unwrap();
+        let a: Value = p.prefill(&key, "health_card_reissue", "health_card_reissue", id).await.json().await.unwrap();
+        assert_eq!(field(&a, "full_name")["value"], person.name.full());
+        let card: Value = p.exchange(&key, "insurance", "card", json!({"citizen_id": id})).await.json().await.unwrap();
+        assert_eq!(field(&a, "card_number")["value"], card["elements"]["health_insurance_card"]["number"]);
+        assert_eq!(field(&a, "social_insurance_number")["value"], card["elements"]["social_insurance_number"]);
+        assert_eq!(field(&a, "card_number")["source"], "insurance.card");
+    }
     for id in &s.child_under_6 {
         let child = pop.find(id).unwrap();
         let a: Value = p.prefill(&key, "tk1_ts", "health_insurance_enrolment", id).await.json().await.unwrap();
