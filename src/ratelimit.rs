@@ -21,6 +21,8 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformati
 
 struct Bucket {
     quota: (u32, u32),
+    /// How often one request's worth of quota comes back.
+    interval: Duration,
     limiter: Limiter,
     /// Milliseconds since the table's epoch of the last check.
     last_used: AtomicU64,
@@ -86,9 +88,11 @@ impl RateLimits {
         match map.get(partner) {
             Some(b) if b.quota == q => b.clone(),
             _ => {
+                let built = quota(q.0, q.1);
                 let b = Arc::new(Bucket {
                     quota: q,
-                    limiter: RateLimiter::direct(quota(q.0, q.1)).with_middleware::<StateInformationMiddleware>(),
+                    interval: built.replenish_interval(),
+                    limiter: RateLimiter::direct(built).with_middleware::<StateInformationMiddleware>(),
                     last_used: AtomicU64::new(self.now_ms()),
                 });
                 map.insert(partner.to_string(), b.clone());
@@ -101,8 +105,7 @@ impl RateLimits {
     pub fn check(&self, partner: &str, per_minute: u32, burst: u32) -> Decision {
         let b = self.bucket(partner, (per_minute, burst));
         b.last_used.store(self.now_ms(), Ordering::Relaxed);
-        let q = quota(per_minute, burst);
-        let interval = q.replenish_interval();
+        let interval = b.interval;
         match b.limiter.check() {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();

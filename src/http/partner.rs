@@ -73,8 +73,11 @@ impl Audit {
         match result {
             Ok(mut resp) => {
                 for (name, value) in d.headers() {
-                    if let Ok(v) = HeaderValue::from_str(&value) {
-                        resp.headers_mut().insert(actix_web::http::header::HeaderName::from_static(lower(name)), v);
+                    if let (Ok(n), Ok(v)) = (
+                        actix_web::http::header::HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(&value),
+                    ) {
+                        resp.headers_mut().insert(n, v);
                     }
                 }
                 Ok(resp)
@@ -86,14 +89,6 @@ impl Audit {
                 Err(e)
             }
         }
-    }
-}
-
-fn lower(name: &'static str) -> &'static str {
-    if name == "RateLimit" {
-        "ratelimit"
-    } else {
-        "ratelimit-policy"
     }
 }
 
@@ -381,13 +376,7 @@ pub struct FormSummary {
     pub ceiling: f64,
 }
 
-pub fn ratio(a: usize, b: usize) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        ((a as f64 / b as f64) * 1000.0).round() / 1000.0
-    }
-}
+pub use crate::prefill::ratio;
 
 pub fn summary(form: &Form) -> FormSummary {
     let (bound, total) = form.ceiling();

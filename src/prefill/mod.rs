@@ -284,6 +284,15 @@ impl Fetcher<'_> {
     }
 }
 
+/// `a / b` rounded to three decimals (0 when `b` is 0).
+pub fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        ((a as f64 / b as f64) * 1000.0).round() / 1000.0
+    }
+}
+
 /// Characters a citizen would type for a value.
 pub fn display_chars(v: &Value) -> usize {
     match v {
@@ -507,12 +516,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
         purpose: input.purpose.to_string(),
         fields,
         sources: fetcher.sources,
-        coverage: Coverage {
-            declarable,
-            prefilled,
-            cut: if declarable == 0 { 0.0 } else { ((prefilled as f64 / declarable as f64) * 1000.0).round() / 1000.0 },
-            characters_saved: characters,
-        },
+        coverage: Coverage { declarable, prefilled, cut: ratio(prefilled, declarable), characters_saved: characters },
         notes,
     }
 }
