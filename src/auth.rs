@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 /// Prefix of every partner API key.
 pub const KEY_PREFIX: &str = "lgsp_pk_";
+/// Admin tokens made through lgsp (bootstrap tokens may be any string of 16+ characters).
+pub const ADMIN_TOKEN_PREFIX: &str = "lgsp_at_";
 
 /// A new random secret with its prefix: 32 bytes from the OS generator.
 pub fn new_secret(prefix: &str) -> String {

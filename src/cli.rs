@@ -1,6 +1,8 @@
 //! The `lgsp` command line.
 
+use crate::auth::Role;
 use crate::catalog::manage::{DocKind, PartnerInput};
+use crate::catalog::store;
 use crate::catalog::LiveCatalog;
 use crate::config::Settings;
 use crate::db::Db;
@@ -50,6 +52,11 @@ pub enum Command {
     Partners {
         #[command(subcommand)]
         command: PartnersCommand,
+    },
+    /// Admin tokens for stewards and auditors.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
     },
     /// Reports.
     Report {
@@ -101,6 +108,26 @@ pub enum PartnersCommand {
         partner: String,
         key_id: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Make an admin token (printed once).
+    Create {
+        /// steward or auditor.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List admin tokens (never their secrets).
+    List,
+    /// Revoke an admin token on every node.
+    Revoke { id: String },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("`{s}` is not a role; use steward or auditor"))
 }
 
 #[derive(Subcommand)]
@@ -239,6 +266,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Adapters { command } => documents(settings, DocKind::Adapter, command),
         Command::Forms { command } => documents(settings, DocKind::Form, command),
         Command::Partners { command } => partners(settings, command),
+        Command::Tokens { command } => tokens(settings, command),
         Command::Report { command: ReportCommand::Forms { population, per_kind } } => {
             report_forms(settings, population, per_kind)
         }
@@ -401,6 +429,33 @@ fn partners(settings: Settings, command: PartnersCommand) -> anyhow::Result<Exit
     })
 }
 
+fn tokens(settings: Settings, command: TokensCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let catalog = open_catalog(settings).await?;
+        match command {
+            TokensCommand::Create { role, label } => {
+                let t = catalog.create_admin_token(role, &label).await.map_err(api)?;
+                println!("token id {}\nadmin token {}\n(shown once: lgsp keeps only its hash)", t.id, t.token);
+            }
+            TokensCommand::List => {
+                let rows = catalog.db.run(store::all_admin_tokens).await.map_err(anyhow::Error::from)?;
+                for t in rows {
+                    let state = match t.revoked_at {
+                        Some(at) => format!("revoked {}", crate::db::micros_to_rfc3339(at)),
+                        None => "live".to_string(),
+                    };
+                    println!("{:<18} {:<8} {:<36} {}", t.id, t.role, state, t.label);
+                }
+            }
+            TokensCommand::Revoke { id } => {
+                catalog.revoke_admin_token(&id).await.map_err(api)?;
+                println!("revoked {id}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// Mock registries on free ports and a gateway on a throw-away database.
 async fn gateway_with_mocks(
     mut settings: Settings,
@@ -440,8 +495,8 @@ fn report_forms(mut settings: Settings, population: PopulationArgs, per_kind: us
 
 fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Result<ExitCode> {
     actix_rt::System::new().block_on(async move {
-        let steward = crate::auth::new_secret("lgsp_adm_");
-        let auditor = crate::auth::new_secret("lgsp_adm_");
+        let steward = crate::auth::new_secret(crate::auth::ADMIN_TOKEN_PREFIX);
+        let auditor = crate::auth::new_secret(crate::auth::ADMIN_TOKEN_PREFIX);
         let mut settings = settings;
         settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("steward:{steward}")));
         settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("auditor:{auditor}")));

@@ -146,6 +146,13 @@ impl Application {
         self.port
     }
 
+    /// Stops the server from inside the process, as SIGTERM would:
+    /// `handle().stop(true)` lets in-flight requests finish, after which
+    /// `run_until_stopped` stores the pending audit records and returns.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }

@@ -198,6 +198,12 @@ impl AuditSink {
         }
     }
 
+    /// True once `shutdown` has run: no record is taken any more and the
+    /// writer has stored everything it had.
+    pub fn is_closed(&self) -> bool {
+        self.tx.read().is_none() && self.writer.lock().is_none()
+    }
+
     /// Stops accepting records, stores everything queued, and joins the writer.
     pub fn shutdown(&self) {
         self.tx.write().take();
@@ -285,8 +291,18 @@ impl Verification {
     }
 }
 
-/// Walks the chain from the first record, recomputing every hash.
+/// Walks the chain from the first record, recomputing every hash. It reads
+/// one snapshot, so batches stored while it runs neither count nor break it.
 pub fn verify(conn: &mut DbConnection) -> Result<Verification, DbError> {
+    conn.transaction::<_, DbError, _>(|c| {
+        if let DbConnection::Postgres(pg) = c {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(pg)?;
+        }
+        verify_snapshot(c)
+    })
+}
+
+fn verify_snapshot(conn: &mut DbConnection) -> Result<Verification, DbError> {
     let (head_seq, head_hash): (i64, String) =
         audit_head::table.filter(audit_head::id.eq(1)).select((audit_head::seq, audit_head::hash)).first(conn)?;
     let mut expected_seq = 1i64;

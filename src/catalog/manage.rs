@@ -5,7 +5,9 @@
 use super::store::{self, PartnerRow, Publish};
 use super::LiveCatalog;
 use crate::adapter::Adapter;
-use crate::auth::{check_agency_code, hash_secret, new_secret, PartnerKind, Policy, KEY_PREFIX};
+use crate::auth::{
+    check_agency_code, hash_secret, new_secret, PartnerKind, Policy, Role, ADMIN_TOKEN_PREFIX, KEY_PREFIX,
+};
 use crate::db::now_micros;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::prefill::form::Form;
@@ -310,4 +312,45 @@ impl LiveCatalog {
         self.revoke_key(partner, key_id).await?;
         Ok(new)
     }
+
+    /// Makes an admin token with a role; the secret is returned once.
+    pub async fn create_admin_token(&self, role: Role, label: &str) -> Result<NewAdminToken, ApiError> {
+        let token = new_secret(ADMIN_TOKEN_PREFIX);
+        let new = NewAdminToken {
+            id: format!("adm_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            role,
+            label: label.chars().take(100).collect(),
+            token: token.clone(),
+        };
+        let (id, l, h) = (new.id.clone(), new.label.clone(), hash_secret(&token));
+        self.db.run(move |c| store::insert_admin_token(c, &id, &h, role.as_str(), &l)).await?;
+        self.reload().await?;
+        Ok(new)
+    }
+
+    /// Revokes an admin token at once; the last live steward token cannot be revoked.
+    pub async fn revoke_admin_token(&self, id: &str) -> Result<(), ApiError> {
+        let owned = id.to_string();
+        match self.db.run(move |c| store::revoke_admin_token(c, &owned)).await? {
+            store::TokenRevocation::Revoked => {}
+            store::TokenRevocation::NotFound => return Err(ApiError::not_found(format!("No live admin token {id}."))),
+            store::TokenRevocation::LastSteward => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("{id} is the last live steward token; create another steward token before revoking it."),
+                ))
+            }
+        }
+        self.reload().await?;
+        Ok(())
+    }
+}
+
+/// A new admin token: the secret is shown here once and never again.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NewAdminToken {
+    pub id: String,
+    pub role: Role,
+    pub label: String,
+    pub token: String,
 }

@@ -293,25 +293,71 @@ pub fn live_keys(conn: &mut DbConnection) -> Result<Vec<KeyRow>, DbError> {
     Ok(api_keys::table.filter(api_keys::revoked_at.is_null()).select(KeyRow::as_select()).load(conn)?)
 }
 
-/// Adds an admin token unless one with this hash exists.
+/// Adds an admin token unless one with this hash exists (revoked ones
+/// included, so a revoked bootstrap token stays revoked).
 pub fn ensure_admin_token(conn: &mut DbConnection, hash: &str, role: &str, label: &str) -> Result<bool, DbError> {
     conn.transaction::<_, DbError, _>(|c| {
         let n: i64 = admin_tokens::table.filter(admin_tokens::token_hash.eq(hash)).count().get_result(c)?;
         if n > 0 {
             return Ok(false);
         }
+        let id = format!("adm_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        insert_admin_token(c, &id, hash, role, label)?;
+        Ok(true)
+    })
+}
+
+pub fn insert_admin_token(c: &mut DbConnection, id: &str, hash: &str, role: &str, label: &str) -> Result<(), DbError> {
+    c.transaction::<_, DbError, _>(|c| {
         bump_catalog(c)?;
         diesel::insert_into(admin_tokens::table)
             .values((
-                admin_tokens::id.eq(format!("adm_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])),
+                admin_tokens::id.eq(id),
                 admin_tokens::token_hash.eq(hash),
                 admin_tokens::role.eq(role),
                 admin_tokens::label.eq(label),
                 admin_tokens::created_at.eq(now_micros()),
             ))
             .execute(c)?;
-        Ok(true)
+        Ok(())
     })
+}
+
+/// What revoking an admin token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRevocation {
+    Revoked,
+    NotFound,
+    /// Refused: it is the last live steward token, and nobody could manage lgsp after.
+    LastSteward,
+}
+
+pub fn revoke_admin_token(conn: &mut DbConnection, id: &str) -> Result<TokenRevocation, DbError> {
+    conn.transaction::<_, DbError, _>(|c| {
+        // Bumping first locks the catalogue row, so two concurrent revocations
+        // cannot both see another steward left.
+        bump_catalog(c)?;
+        let live = || admin_tokens::table.filter(admin_tokens::revoked_at.is_null());
+        let Some(role) =
+            live().filter(admin_tokens::id.eq(id)).select(admin_tokens::role).first::<String>(c).optional()?
+        else {
+            return Ok(TokenRevocation::NotFound);
+        };
+        if role == "steward" {
+            let stewards: i64 = live().filter(admin_tokens::role.eq("steward")).count().get_result(c)?;
+            if stewards <= 1 {
+                return Ok(TokenRevocation::LastSteward);
+            }
+        }
+        diesel::update(admin_tokens::table.filter(admin_tokens::id.eq(id)))
+            .set(admin_tokens::revoked_at.eq(now_micros()))
+            .execute(c)?;
+        Ok(TokenRevocation::Revoked)
+    })
+}
+
+pub fn all_admin_tokens(conn: &mut DbConnection) -> Result<Vec<AdminTokenRow>, DbError> {
+    Ok(admin_tokens::table.order(admin_tokens::created_at.asc()).select(AdminTokenRow::as_select()).load(conn)?)
 }
 
 pub fn live_admin_tokens(conn: &mut DbConnection) -> Result<Vec<AdminTokenRow>, DbError> {

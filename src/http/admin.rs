@@ -3,7 +3,7 @@
 
 use crate::audit::query::{AuditFilter, AuditPage, TimeRange};
 use crate::auth::{admin_caller, AdminCaller, Partner, Role};
-use crate::catalog::manage::{DocKind, NewKey, PartnerInput, PartnerPatch};
+use crate::catalog::manage::{DocKind, NewAdminToken, NewKey, PartnerInput, PartnerPatch};
 use crate::catalog::store::{self, Publish, VersionInfo};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::partner::json_body;
@@ -457,6 +457,79 @@ pub async fn rotate_key(
     steward(&req, &state)?;
     let key = state.catalog.rotate_key(&path.0, &path.1).await?;
     Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub role: Role,
+    #[serde(default)]
+    pub label: String,
+}
+
+/// Makes an admin token (steward role). The token is in this answer only; lgsp keeps its hash.
+#[utoipa::path(tag = "stewards", request_body = TokenRequest,
+    responses((status = 201, body = NewAdminToken), (status = 422, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[post("/admin/v1/tokens")]
+pub async fn create_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = steward(&req, &state)?;
+    let t: TokenRequest = serde_json::from_value(json_body(&req, &body)?).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("Send {{\"role\": \"steward\" or \"auditor\", \"label\": \"...\"}}: {e}"),
+        )
+    })?;
+    let token = state.catalog.create_admin_token(t.role, &t.label).await?;
+    tracing::info!(token = %token.id, role = t.role.as_str(), by = %caller.token_id, "admin token created");
+    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(token))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub role: String,
+    pub label: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// Lists admin tokens, revoked ones included (never their secrets).
+#[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<TokenInfo>)), security(("admin_token" = [])))]
+#[get("/admin/v1/tokens")]
+pub async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    steward(&req, &state)?;
+    let rows = state.db.run(store::all_admin_tokens).await?;
+    let list: Vec<TokenInfo> = rows
+        .into_iter()
+        .map(|t| TokenInfo {
+            id: t.id,
+            role: t.role,
+            label: t.label,
+            created_at: crate::db::micros_to_rfc3339(t.created_at),
+            revoked_at: t.revoked_at.map(crate::db::micros_to_rfc3339),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Revokes an admin token on every node. The last live steward token cannot be revoked (409).
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("admin_token" = [])))]
+#[delete("/admin/v1/tokens/{id}")]
+pub async fn revoke_token(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = steward(&req, &state)?;
+    state.catalog.revoke_admin_token(&path).await?;
+    tracing::info!(token = %path, by = %caller.token_id, "admin token revoked");
+    Ok(HttpResponse::NoContent().finish())
 }
 
 fn parse_time(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {

@@ -25,6 +25,7 @@ use utoipa::OpenApi;
         admin::create_form, admin::update_form, admin::list_forms, admin::form_versions, admin::form_state,
         admin::create_partner, admin::list_partners, admin::get_partner, admin::update_partner,
         admin::create_key, admin::list_keys, admin::revoke_key, admin::rotate_key,
+        admin::create_token, admin::list_tokens, admin::revoke_token,
         admin::search_audit, admin::verify_audit,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
@@ -88,6 +89,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(admin::rotate_key)
     .service(admin::get_partner)
     .service(admin::update_partner)
+    .service(admin::create_token)
+    .service(admin::list_tokens)
+    .service(admin::revoke_token)
     .service(admin::verify_audit)
     .service(admin::search_audit)
     .service(ops::healthz)

@@ -1,11 +1,13 @@
 //! Form definitions (`schemas/form.json`): the fields a citizen fills in, each
 //! bound to a canonical data element about one person, or declared only.
 
+use crate::adapter::mapping::Mapping;
 use crate::error::FieldError;
 use crate::schema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Whom a field is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -46,6 +48,11 @@ pub struct Binding {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// A jq program applied to the value (after `path`) before it is
+    /// released, so a form that asks for less gets less: `.[0:4] | tonumber`
+    /// turns a date of birth into the year of birth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -67,6 +74,9 @@ pub struct FormField {
 pub struct Procedure {
     pub code: String,
     pub name: String,
+    /// Code on the National Public Service Portal (mã thủ tục hành chính).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub national_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -90,6 +100,8 @@ pub struct Form {
     pub doc: FormDoc,
     pub version: i32,
     pub definition: Value,
+    /// Compiled `transform`s by field id.
+    transforms: BTreeMap<String, Arc<Mapping>>,
 }
 
 impl Form {
@@ -105,6 +117,7 @@ impl Form {
             serde_json::from_value(definition.clone()).map_err(|e| vec![FieldError::new("", e.to_string())])?;
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
+        let mut transforms = BTreeMap::new();
         for (i, f) in doc.fields.iter().enumerate() {
             let at = |s: &str| format!("/fields/{i}{s}");
             if !seen.insert(f.id.as_str()) {
@@ -123,6 +136,14 @@ impl Form {
                     ));
                 }
             }
+            if let Some(t) = &b.transform {
+                match Mapping::compile(t) {
+                    Ok(m) => {
+                        transforms.insert(f.id.clone(), Arc::new(m));
+                    }
+                    Err(e) => errors.push(FieldError::new(at("/bind/transform"), e)),
+                }
+            }
             if let Some(s) = &b.source {
                 match operations.get(s) {
                     None => errors.push(FieldError::new(at("/bind/source"), format!("unknown operation \"{s}\""))),
@@ -135,7 +156,7 @@ impl Form {
             }
         }
         if errors.is_empty() {
-            Ok(Form { doc, version, definition: definition.clone() })
+            Ok(Form { doc, version, definition: definition.clone(), transforms })
         } else {
             Err(errors)
         }
@@ -143,6 +164,15 @@ impl Form {
 
     pub fn id(&self) -> &str {
         &self.doc.id
+    }
+
+    /// The value a field releases: the element's value, through the field's
+    /// `transform` if it has one.
+    pub fn release(&self, field: &str, value: Value) -> Result<Value, String> {
+        match self.transforms.get(field) {
+            Some(t) => t.run(&value),
+            None => Ok(value),
+        }
     }
 
     /// Fields bound to a data element / declarable fields.
@@ -160,3 +190,34 @@ pub const SHIPPED: [(&str, &str); 6] = [
     ("marital_status_certificate", include_str!("../../schemas/forms/marital_status_certificate.json")),
     ("health_card_reissue", include_str!("../../schemas/forms/health_card_reissue.json")),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn form(bind: Value) -> Value {
+        json!({"id": "year_form", "title": "F", "form_code": "F-1", "procedure": {"code": "year_form", "name": "F"},
+               "purposes": ["year_form"], "fields": [{"id": "yob", "label_vi": "Năm sinh", "type": "year",
+               "required": true, "bind": bind}]})
+    }
+
+    #[test]
+    fn a_transform_releases_only_what_the_field_asks_for() {
+        let f = Form::compile(
+            &form(json!({"element": "date_of_birth", "person": "mother", "transform": ".[0:4] | tonumber"})),
+            1,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(f.release("yob", json!("1990-07-14")).unwrap(), json!(1990));
+        assert!(f.release("yob", json!({"not": "a date"})).is_err(), "a failing transform is an error, not a panic");
+        let errors = Form::compile(
+            &form(json!({"element": "date_of_birth", "person": "mother", "transform": ".[0:4 | tonumber"})),
+            1,
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].pointer, "/fields/0/bind/transform");
+    }
+}

@@ -68,7 +68,8 @@ pub struct FieldValue {
     /// `authoritative` (show read-only) or `suggestion` (let the citizen edit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
-    /// Why there is no value: `no_record`, `no_person`, `source_failed`, `not_permitted`.
+    /// Why there is no value: `no_record`, `no_person`, `no_source`, `source_failed`, `not_permitted`,
+    /// `transform_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -480,7 +481,9 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
             if let Some(Ok(els)) = fetcher.get(other, id).map(|f| &f.result) {
                 let v = pick(els.get(&b.element).unwrap_or(&Value::Null), b.path.as_deref());
                 if !v.is_null() && v != value {
-                    out.conflicts.push(json!({ "source": other, "value": v }));
+                    // What the form asks for, never more (a year, not the whole date).
+                    let shown = form.release(&f.id, v).unwrap_or(Value::Null);
+                    out.conflicts.push(json!({ "source": other, "value": shown }));
                 }
             }
         }
@@ -491,6 +494,17 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
                 f.id
             ));
         }
+        let value = match form.release(&f.id, value) {
+            Ok(v) if !v.is_null() => v,
+            _ => {
+                // The jq error quotes the value, so only the field is logged.
+                tracing::warn!(form = form.id(), field = %f.id, "field transform failed");
+                out.reason = Some("transform_failed".into());
+                out.conflicts.clear();
+                fields.push(out);
+                continue;
+            }
+        };
         out.mode = Some(if out.conflicts.is_empty() && !guessed { "authoritative" } else { "suggestion" });
         out.verified = Some(out.conflicts.is_empty());
         out.retrieved_at = Some(micros_to_rfc3339(fetched.retrieved_at));

@@ -5,5 +5,6 @@ mod adapters;
 mod helpers;
 mod ops;
 mod platform;
+mod process;
 mod registries;
 mod storage;

@@ -1,0 +1,225 @@
+//! The `lgsp` binary as an operator runs it: stopped with SIGTERM it finishes
+//! what is in flight and stores every audit record; killed with SIGKILL under
+//! load it restarts on the same database with an intact chain.
+
+use crate::helpers::fresh_database_url;
+use crate::platform::everything;
+use crate::registries::start_mocks;
+use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+const STEWARD: &str = "steward-token-for-process-tests";
+
+struct Gateway {
+    child: Child,
+    base: String,
+    config: std::path::PathBuf,
+}
+
+/// Writes a configuration file for the binary: the mocks, the database, a
+/// free port and a steward token.
+fn write_config(dir: &Path, mocks: &MockRegistries, database_url: &str) -> std::path::PathBuf {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut toml = format!(
+        "host = \"127.0.0.1\"\nport = {port}\nworkers = 2\ndatabase_url = \"{database_url}\"\n\
+         shutdown_timeout_secs = 20\nbootstrap_admin_tokens = [\"steward:{STEWARD}\"]\n\
+         [log]\nlevel = \"warn\"\n"
+    );
+    for (i, kind) in RegistryKind::ALL.into_iter().enumerate() {
+        toml.push_str(&format!(
+            "[upstreams.{}]\nurl = \"{}\"\ntoken = \"{}\"\n",
+            kind.name(),
+            mocks.url(kind),
+            default_tokens()[i]
+        ));
+    }
+    let path = dir.join("lgsp.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+impl Gateway {
+    async fn start(config: &Path) -> Gateway {
+        let text = std::fs::read_to_string(config).unwrap();
+        let port = text.lines().find_map(|l| l.strip_prefix("port = ")).unwrap().trim().to_string();
+        let child = Command::new(env!("CARGO_BIN_EXE_lgsp"))
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("lgsp starts");
+        let g = Gateway { child, base: format!("http://127.0.0.1:{port}"), config: config.to_path_buf() };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/readyz", g.base)).send().await {
+                if r.status() == 200 {
+                    return g;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("lgsp did not become ready");
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success(), "kill -{name}");
+    }
+
+    async fn wait(&mut self) -> ExitStatus {
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("lgsp did not exit");
+    }
+
+    /// A partner granted everything, through the steward API; returns its key.
+    async fn partner(&self, client: &reqwest::Client, id: &str) -> String {
+        let r = client
+            .post(format!("{}/admin/v1/partners", self.base))
+            .bearer_auth(STEWARD)
+            .json(&json!({"id": id, "name": "Process test agency", "kind": "state_agency", "policy": everything(),
+                          "rate_per_minute": 600_000, "burst": 10_000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let k: Value = client
+            .post(format!("{}/admin/v1/partners/{id}/keys", self.base))
+            .bearer_auth(STEWARD)
+            .json(&json!({"label": "process"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        k["key"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Prefills fired at once; each task yields the HTTP status, or 0 when the
+/// connection failed (the process was killed under it).
+fn fire(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    ids: &[String],
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..n)
+        .map(|i| {
+            let (client, url, key) = (client.clone(), format!("{base}/v1/prefill"), key.to_string());
+            let body = json!({"form": "ct01", "citizen_id": ids[i % ids.len()], "purpose": "residence_change"});
+            tokio::spawn(async move {
+                match client.post(url).bearer_auth(key).json(&body).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                }
+            })
+        })
+        .collect()
+}
+
+async fn verify(database_url: &str) -> lgsp::audit::Verification {
+    let db = lgsp::db::Db::new(&lgsp::config::Secret::new(database_url), &Default::default()).unwrap();
+    db.run(lgsp::audit::verify).await.unwrap()
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_prefills_finish_and_stores_every_audit_record() {
+    let mocks = start_mocks(2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path());
+    let mut gw = Gateway::start(&write_config(dir.path(), &mocks, &database_url)).await;
+    let client = reqwest::Client::new();
+    let key = gw.partner(&client, "000.00.40.H29").await;
+    let ids = mocks.population.samples(4).adult_with_household;
+
+    // Slow registries keep the prefills in flight when the signal arrives.
+    mocks.set_faults(RegistryKind::Population, Faults { latency_ms: 600, ..Default::default() });
+    let tasks = fire(&client, &gw.base, &key, &ids, 40);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    gw.signal("TERM");
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(gw.wait().await.success(), "a graceful stop exits 0");
+    assert!(statuses.iter().all(|s| *s == 200), "every request in flight was answered: {statuses:?}");
+
+    // The process is gone: what it stored is all there is.
+    let v = verify(&database_url).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.records, 40, "one stored audit record per request answered");
+}
+
+#[tokio::test]
+async fn sigkill_under_load_leaves_a_database_that_opens_with_an_intact_chain() {
+    let mocks = start_mocks(2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path());
+    let config = write_config(dir.path(), &mocks, &database_url);
+    let mut gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let key = gw.partner(&client, "000.00.41.H29").await;
+    let ids = mocks.population.samples(4).adult_with_household;
+
+    // A steady stream of prefills, killed in the middle of it.
+    mocks.set_faults(RegistryKind::Population, Faults { latency_ms: 5, jitter_ms: 20, ..Default::default() });
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        tasks.extend(fire(&client, &gw.base, &key, &ids, 40));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    gw.signal("KILL");
+    let status = gw.wait().await;
+    assert!(!status.success());
+    let mut answered = 0;
+    for t in tasks {
+        if t.await.unwrap() == 200 {
+            answered += 1;
+        }
+    }
+    assert!(answered > 0, "some prefills were answered before the kill");
+
+    // The database opens cleanly; the chain verifies up to the last committed record.
+    let v = verify(&database_url).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert!(v.records > 0 && v.records <= 240, "{v:?}");
+
+    // Restarted on the same database, it serves again and extends the same chain.
+    let restarted = Gateway::start(&gw.config).await;
+    drop(gw);
+    let r = client
+        .post(format!("{}/v1/prefill", restarted.base))
+        .bearer_auth(&key)
+        .json(&json!({"form": "ct01", "citizen_id": ids[0], "purpose": "residence_change"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the partner's key survived the crash");
+    let mut after = verify(&database_url).await;
+    for _ in 0..100 {
+        if after.records > v.records {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = verify(&database_url).await;
+    }
+    assert!(after.is_intact(), "{after:?}");
+    assert_eq!(after.records, v.records + 1, "the new record is chained after the last committed one");
+}
