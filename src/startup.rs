@@ -61,6 +61,12 @@ pub async fn prepare(db: &Db, settings: &Arc<Settings>, catalog: &LiveCatalog) -
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
+        // A TLS misconfiguration stops the start, before anything else runs.
+        let tls = match (&settings.tls.cert_path, &settings.tls.key_path) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            (None, None) => None,
+            _ => anyhow::bail!("tls.cert_path and tls.key_path go together: set both to serve HTTPS, or neither"),
+        };
         let db = Db::new(&settings.database_url, &settings.database)?;
         let metrics = Arc::new(Metrics::new());
         let db_ready = Arc::new(AtomicBool::new(false));
@@ -138,7 +144,10 @@ impl Application {
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }
-        let server = server.listen(listener)?.run();
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?.run(),
+            None => server.listen(listener)?.run(),
+        };
         Ok(Application { port, server, state })
     }
 

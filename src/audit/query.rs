@@ -27,7 +27,8 @@ pub struct AuditFilter {
     /// Only records before this instant (RFC 3339).
     pub to: Option<String>,
     /// Page size, 1 to 500 (default 50).
-    pub limit: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<i64>,
 }
@@ -93,7 +94,7 @@ pub struct AuditPage {
 
 /// Newest first.
 pub fn search(conn: &mut DbConnection, f: &AuditFilter, time: &TimeRange) -> Result<AuditPage, DbError> {
-    let limit = f.limit.unwrap_or(50).clamp(1, 500);
+    let limit = i64::from(f.limit.unwrap_or(50).clamp(1, 500));
     let mut q = audit_log::table.into_boxed();
     if let Some(p) = &f.partner_id {
         q = q.filter(audit_log::partner_id.eq(p.clone()));

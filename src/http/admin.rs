@@ -555,6 +555,9 @@ pub async fn search_audit(
 ) -> Result<HttpResponse, ApiError> {
     admin_caller(&req, &state.catalog.get(), Role::Auditor)?;
     let f = q.into_inner();
+    if f.limit.is_some_and(|l| !(1..=500).contains(&l)) {
+        return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 500."));
+    }
     let time = TimeRange { from: parse_time("from", &f.from)?, to: parse_time("to", &f.to)? };
     state.audit.flush(Duration::from_secs(2)).await;
     let page = state.db.run(move |c| crate::audit::query::search(c, &f, &time)).await?;

@@ -6,7 +6,7 @@
 
 pub mod names;
 pub mod population;
-mod render;
+pub mod render;
 
 use crate::domain::{AdminUnits, CitizenId};
 use actix_web::dev::ServerHandle;

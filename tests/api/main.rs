@@ -2,9 +2,12 @@
 //! (SQLite by default; PostgreSQL when LGSP_TEST_POSTGRES_URL is set).
 
 mod adapters;
+mod faults;
 mod helpers;
+mod hostile;
 mod ops;
 mod platform;
 mod process;
 mod registries;
 mod storage;
+mod tls;

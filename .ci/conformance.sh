@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# API conformance: schemathesis (from PyPI) generates requests from lgsp's own
+# /openapi.json and checks that none is answered with a server error and that
+# every response matches the documented schema. Runs the given lgsp binary
+# (default target/debug/lgsp) against the mock registries on a fresh SQLite file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/debug/lgsp}
+EXAMPLES=${LGSP_CONFORMANCE_EXAMPLES:-40}
+P_POP=17301 P_CIVIL=17302 P_INS=17303 P_LGSP=17390
+STEWARD=steward-token-for-conformance
+AUDITOR=auditor-token-for-conformance
+
+command -v schemathesis >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" registries serve --citizens 2000 --population-port $P_POP --civil-status-port $P_CIVIL \
+  --insurance-port $P_INS >"$WORK/mocks.log" 2>&1 &
+PIDS+=($!)
+cat >"$WORK/lgsp.toml" <<TOML
+host = "127.0.0.1"
+port = $P_LGSP
+workers = 2
+database_url = "sqlite://$WORK/lgsp.db"
+bootstrap_admin_tokens = ["steward:$STEWARD", "auditor:$AUDITOR"]
+[log]
+level = "error"
+[upstreams.population]
+url = "http://127.0.0.1:$P_POP"
+token = "population-dev-token"
+[upstreams.civil_status]
+url = "http://127.0.0.1:$P_CIVIL"
+token = "civil-status-dev-token"
+[upstreams.insurance]
+url = "http://127.0.0.1:$P_INS"
+token = "insurance-dev-token"
+TOML
+"$BIN" --config "$WORK/lgsp.toml" serve >"$WORK/lgsp.log" 2>&1 &
+PIDS+=($!)
+BASE=http://127.0.0.1:$P_LGSP
+for _ in $(seq 1 300); do curl -fs -o /dev/null "$BASE/readyz" && break; sleep 0.1; done
+curl -fs -o /dev/null "$BASE/admin/v1/partners" -H "Authorization: Bearer $STEWARD" -H 'Content-Type: application/json' \
+  -d '{"id":"000.00.98.H29","name":"Conformance portal","kind":"state_agency","rate_per_minute":1000000,"burst":100000,
+       "policy":{"forms":["*"],"purposes":["*"],"operations":["*"],"elements":["*"],"access_log":true}}'
+KEY=$(curl -fs "$BASE/admin/v1/partners/000.00.98.H29/keys" -H "Authorization: Bearer $STEWARD" \
+  -H 'Content-Type: application/json' -d '{"label":"conformance"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+
+st() { # label, then schemathesis options
+  local label=$1
+  shift
+  printf -- '--- %s\n' "$label"
+  schemathesis run "$BASE/openapi.json" --checks not_a_server_error,response_schema_conformance \
+    --max-examples "$EXAMPLES" --seed 2025 --workers 2 --suppress-health-check all --warnings off "$@"
+}
+status=0
+st "partner API" --include-path-regex '^/v1/' -H "Authorization: Bearer $KEY" || status=1
+st "steward API" --include-path-regex '^/admin/v1/(adapters|forms|partners|tokens)' -H "Authorization: Bearer $STEWARD" || status=1
+st "auditor API" --include-path-regex '^/admin/v1/audit' -H "Authorization: Bearer $AUDITOR" || status=1
+st "operations" --include-path-regex '^/(healthz|readyz|metrics)' || status=1
+if [[ $status -ne 0 ]]; then
+  echo "lgsp log:"; tail -n 50 "$WORK/lgsp.log"
+fi
+exit $status

@@ -1,0 +1,108 @@
+//! Micro-benchmarks of what every exchange and prefill does on its own CPU:
+//! `cargo bench --bench hot_paths` (criterion; reports land in target/criterion).
+//!
+//! - checkpoint 3: validating a population-registry answer against the
+//!   operation's response schema;
+//! - mapping that answer to canonical elements (jq, address normalisation and
+//!   checkpoint 4), for a current address and for a legacy one;
+//! - the 2025 crosswalk lookup on its own;
+//! - the per-partner rate-limit check;
+//! - hashing one audit record into the chain.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use lgsp::adapter::Adapter;
+use lgsp::audit::{AuditRow, GENESIS};
+use lgsp::config::Settings;
+use lgsp::domain::admin_units::LegacyCodes;
+use lgsp::domain::AdminUnits;
+use lgsp::ratelimit::RateLimits;
+use lgsp::registries::population::Population;
+use lgsp::registries::render;
+use serde_json::Value;
+use std::hint::black_box;
+
+// The allocator the lgsp binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn population_adapter() -> Adapter {
+    let (_, text) = lgsp::adapter::SHIPPED.iter().find(|(id, _)| *id == "population").expect("shipped");
+    let manifest: Value = serde_json::from_str(text).expect("manifest is JSON");
+    Adapter::compile(&manifest, 1, &Settings::default()).expect("the shipped adapter compiles")
+}
+
+fn registry_answers() -> (Value, Value) {
+    let pop = Population::generate(2025, 20_000);
+    let s = pop.samples(1);
+    let current = pop.find(&s.adult_with_household[0]).expect("sample");
+    let legacy = pop.find(&s.legacy_address[0]).expect("sample");
+    // The population registry's envelope around the record, as it answers.
+    let answer = |data| serde_json::json!({"ma_loi": "00", "mo_ta": "Thành công", "du_lieu": data});
+    (answer(render::population_record(&pop, current)), answer(render::population_record(&pop, legacy)))
+}
+
+fn schema_and_mapping(c: &mut Criterion) {
+    let adapter = population_adapter();
+    let op = &adapter.operations["citizen"];
+    let (current, legacy) = registry_answers();
+    op.check_response(&current).expect("a valid answer");
+    op.map(&legacy).expect("maps");
+    c.bench_function("schema: population.citizen response (checkpoint 3)", |b| {
+        b.iter(|| op.check_response(black_box(&current)).is_ok())
+    });
+    c.bench_function("mapping: population.citizen, current address", |b| b.iter(|| op.map(black_box(&current))));
+    c.bench_function("mapping: population.citizen, legacy address", |b| b.iter(|| op.map(black_box(&legacy))));
+}
+
+fn crosswalk(c: &mut Criterion) {
+    let units = AdminUnits::get();
+    let ward = units.legacy.iter().find(|w| !w.ward_code.is_empty()).expect("a legacy ward");
+    let codes = LegacyCodes {
+        province_code: &ward.province_code,
+        district_code: &ward.district_code,
+        ward_code: &ward.ward_code,
+    };
+    units.from_legacy(&codes).expect("in the crosswalk");
+    c.bench_function("crosswalk: legacy ward to 2025 ward", |b| b.iter(|| units.from_legacy(black_box(&codes))));
+}
+
+fn rate_limit(c: &mut Criterion) {
+    let limits = RateLimits::default();
+    let partners: Vec<String> = (0..1_000).map(|i| format!("000.00.{:02}.H{:02}", i / 100, i % 100)).collect();
+    let mut i = 0usize;
+    c.bench_function("rate limit: check, 1,000 partners", |b| {
+        b.iter(|| {
+            i = (i + 1) % partners.len();
+            limits.check(black_box(&partners[i]), 6_000_000, 10_000).allowed
+        })
+    });
+}
+
+fn audit_hash(c: &mut Criterion) {
+    let row = AuditRow {
+        seq: 1_234_567,
+        record_id: "6f1c2a8e-5d0b-4c57-9a43-1e0f7f3b2d11".into(),
+        ts: 1_795_000_000_000_000,
+        request_id: "0d3e4b8a-77a1-4f0c-8a51-2b6c9d0e1f23".into(),
+        partner_id: "000.00.15.H29".into(),
+        key_id: "key_0123456789abcdef".into(),
+        action: "prefill".into(),
+        subject: Some("001090012345".into()),
+        purpose: Some("health_insurance_enrolment".into()),
+        resource: "tk1_ts".into(),
+        adapters: r#"["insurance.card","population.citizen","population.household"]"#.into(),
+        elements: r#"["address","date_of_birth","ethnicity","full_name","household_members","nationality","phone","sex"]"#
+            .into(),
+        outcome: "ok".into(),
+        status: 200,
+        latency_us: 1_873,
+        detail: r#"{"sources":[{"operation":"population.citizen","status":"ok"},{"operation":"insurance.card","status":"ok"}]}"#
+            .into(),
+        prev_hash: GENESIS.into(),
+        hash: String::new(),
+    };
+    c.bench_function("audit: hash one record into the chain", |b| b.iter(|| black_box(&row).compute_hash()));
+}
+
+criterion_group!(hot_paths, schema_and_mapping, crosswalk, rate_limit, audit_hash);
+criterion_main!(hot_paths);

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# The load-test scenario (see BENCHMARKS.md). On a fresh machine it installs wrk
+# and nginx from the distribution's packages, builds lgsp in release mode, starts
+# the mock registries, nginx as a plain reverse proxy, lgsp with its audit trail
+# on SQLite and a second lgsp on PostgreSQL, drives each with wrk, and prints one
+# table with the ratios to nginx and lgsp's memory.
+#
+# Settings (environment):
+#   LGSP_LOAD_DURATION     seconds per scenario               (default 10)
+#   LGSP_LOAD_CONNECTIONS  concurrent connections             (default 64)
+#   LGSP_LOAD_CITIZENS     size of the mock population        (default 100000)
+#   LGSP_LOAD_POSTGRES_URL server for scenario 5              (default postgres://postgres@127.0.0.1:5432;
+#                                                              empty skips it)
+#   LGSP_LOAD_OUT          where the table is also written    (default target/load/latest.md)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+
+DURATION=${LGSP_LOAD_DURATION:-10}
+CONNS=${LGSP_LOAD_CONNECTIONS:-64}
+CITIZENS=${LGSP_LOAD_CITIZENS:-100000}
+PG=${LGSP_LOAD_POSTGRES_URL-postgres://postgres@127.0.0.1:5432}
+OUT=${LGSP_LOAD_OUT:-$ROOT/target/load/latest.md}
+LATENCY_CONNS=8
+P_POP=17101 P_CIVIL=17102 P_INS=17103 P_NGINX=17180 P_LGSP=17190 P_LGSP_PG=17191
+POP_TOKEN=population-dev-token INS_TOKEN=insurance-dev-token CIVIL_TOKEN=civil-status-dev-token
+STEWARD=steward-token-for-the-load-test
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+need() {
+  local missing=()
+  for p in "$@"; do command -v "${p%%:*}" >/dev/null 2>&1 || missing+=("${p#*:}"); done
+  if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+need wrk:wrk nginx:nginx-light curl:curl python3:python3
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+say "building lgsp (release)"
+cargo build --release --locked --bin lgsp >&2
+BIN=$ROOT/target/release/lgsp
+
+WORK=$(mktemp -d)
+PIDS=()
+PG_DB=""
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ -n "$PG_DB" ]]; then psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_http() { # url [header]
+  for _ in $(seq 1 600); do
+    if curl -fs -o /dev/null ${2:+-H "$2"} "$1"; then return 0; fi
+    sleep 0.1
+  done
+  say "$1 did not answer"; exit 1
+}
+
+say "starting the mock registries ($CITIZENS citizens)"
+"$BIN" registries serve --citizens "$CITIZENS" --population-port $P_POP --civil-status-port $P_CIVIL \
+  --insurance-port $P_INS >"$WORK/mocks.log" 2>&1 &
+PIDS+=($!)
+"$BIN" registries sample --citizens "$CITIZENS" --per-kind 500 --json >"$WORK/samples.json"
+python3 -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["adult_with_household"]))' \
+  "$WORK/samples.json" >"$WORK/ids.txt"
+FIRST_ID=$(head -n1 "$WORK/ids.txt")
+wait_http "http://127.0.0.1:$P_POP/api/v1/cong-dan/$FIRST_ID" "Authorization: Bearer $POP_TOKEN"
+
+say "starting nginx as a plain reverse proxy to the population registry"
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  upstream population { server 127.0.0.1:$P_POP; keepalive 256; }
+  server {
+    listen 127.0.0.1:$P_NGINX;
+    location / {
+      proxy_pass http://population;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$P_NGINX/api/v1/cong-dan/$FIRST_ID" "Authorization: Bearer $POP_TOKEN"
+
+lgsp_config() { # port database_url
+  cat <<EOF
+host = "127.0.0.1"
+port = $1
+database_url = "$2"
+bootstrap_admin_tokens = ["steward:$STEWARD"]
+[log]
+level = "warn"
+[database]
+max_connections = 8
+[upstreams.population]
+url = "http://127.0.0.1:$P_POP"
+token = "$POP_TOKEN"
+[upstreams.civil_status]
+url = "http://127.0.0.1:$P_CIVIL"
+token = "$CIVIL_TOKEN"
+[upstreams.insurance]
+url = "http://127.0.0.1:$P_INS"
+token = "$INS_TOKEN"
+EOF
+}
+
+start_lgsp() { # name port database_url -> pid in LGSP_PID, key in LGSP_KEY
+  lgsp_config "$2" "$3" >"$WORK/$1.toml"
+  "$BIN" --config "$WORK/$1.toml" serve >"$WORK/$1.log" 2>&1 &
+  LGSP_PID=$!
+  PIDS+=($LGSP_PID)
+  wait_http "http://127.0.0.1:$2/readyz"
+  local base="http://127.0.0.1:$2"
+  curl -fsS -o /dev/null "$base/admin/v1/partners" -H "Authorization: Bearer $STEWARD" -H 'Content-Type: application/json' \
+    -d '{"id":"000.00.99.H29","name":"Load test portal","kind":"state_agency","rate_per_minute":1000000,"burst":100000,
+         "policy":{"forms":["*"],"purposes":["*"],"operations":["*"],"elements":["*"],"access_log":true}}'
+  LGSP_KEY=$(curl -fsS "$base/admin/v1/partners/000.00.99.H29/keys" -H "Authorization: Bearer $STEWARD" \
+    -H 'Content-Type: application/json' -d '{"label":"load"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+}
+
+say "starting lgsp (audit trail on SQLite)"
+start_lgsp sqlite $P_LGSP "sqlite://$WORK/lgsp.db"
+SQLITE_PID=$LGSP_PID SQLITE_KEY=$LGSP_KEY
+SQLITE_BASELINE_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SQLITE_PID/status")
+# One prefill to see the form really calls three operations.
+SOURCES=$(curl -fs "http://127.0.0.1:$P_LGSP/v1/prefill" -H "Authorization: Bearer $SQLITE_KEY" -H 'Content-Type: application/json' \
+  -d "{\"form\":\"tk1_ts\",\"citizen_id\":\"$FIRST_ID\",\"purpose\":\"health_insurance_enrolment\"}" |
+  python3 -c 'import json,sys; print(" ".join(s["operation"] for s in json.load(sys.stdin)["sources"]))')
+say "the prefill calls: $SOURCES"
+
+if [[ -n "$PG" ]]; then
+  say "starting lgsp (audit trail on PostgreSQL)"
+  PG_DB="lgsp_load_$$"
+  psql "$PG/postgres" -qc "CREATE DATABASE $PG_DB" >/dev/null
+  start_lgsp postgres $P_LGSP_PG "$PG/$PG_DB"
+  PG_PID=$LGSP_PID PG_KEY=$LGSP_KEY
+fi
+
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+run() { # label url mode token connections
+  say "$1 ($5 connections, ${DURATION}s)"
+  local line
+  line=$(LGSP_LOAD_MODE=$3 LGSP_LOAD_TOKEN=$4 LGSP_LOAD_IDS=$WORK/ids.txt \
+    wrk -t2 -c"$5" -d"${DURATION}s" --timeout 10s -s "$ROOT/benches/load/scenario.lua" "$2" | grep '^RESULT')
+  echo "$1|$5|${line#RESULT }" >>"$RESULTS"
+}
+
+run "1 population registry, direct" "http://127.0.0.1:$P_POP" population "$POP_TOKEN" "$CONNS"
+run "2 nginx -> registry" "http://127.0.0.1:$P_NGINX" population "$POP_TOKEN" "$CONNS"
+run "3 lgsp exchange -> registry" "http://127.0.0.1:$P_LGSP" exchange "$SQLITE_KEY" "$CONNS"
+run "4 lgsp prefill, 3 sources, SQLite audit" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" "$CONNS"
+if [[ -n "$PG" ]]; then
+  run "5 lgsp prefill, 3 sources, PostgreSQL audit" "http://127.0.0.1:$P_LGSP_PG" prefill "$PG_KEY" "$CONNS"
+  kill "$PG_PID" 2>/dev/null || true
+fi
+run "6 lgsp prefill, 1,000 connections" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" 1000
+PEAK_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SQLITE_PID/status")
+# Latency at low concurrency: what the prefill adds over its slowest upstream.
+run "7a upstream population.citizen" "http://127.0.0.1:$P_POP" population "$POP_TOKEN" $LATENCY_CONNS
+run "7b upstream population.household" "http://127.0.0.1:$P_POP" household "$POP_TOKEN" $LATENCY_CONNS
+run "7c upstream insurance.card" "http://127.0.0.1:$P_INS" insurance "$INS_TOKEN" $LATENCY_CONNS
+run "7d lgsp prefill over 7a-7c" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" $LATENCY_CONNS
+sleep 1
+AFTER_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SQLITE_PID/status")
+AUDIT=$(curl -fs "http://127.0.0.1:$P_LGSP/metrics" | awk '/^lgsp_audit_records_written_total/ {print $2}')
+
+mkdir -p "$(dirname "$OUT")"
+python3 - "$RESULTS" "$SQLITE_BASELINE_KB" "$PEAK_KB" "$AFTER_KB" "${AUDIT:-?}" "$DURATION" "$SOURCES" <<'EOF' | tee "$OUT"
+import sys
+rows = []
+for line in open(sys.argv[1]):
+    label, conns, rest = line.rstrip("\n").split("|")
+    rps, p50, p90, p99, n, errors = rest.split()
+    rows.append(dict(label=label, conns=int(conns), rps=float(rps), p50=float(p50), p90=float(p90),
+                     p99=float(p99), n=int(n), errors=int(errors)))
+by = {r["label"].split()[0]: r for r in rows}
+base_kb, peak_kb, after_kb, audit, duration, sources = sys.argv[2:8]
+print(f"{duration} s per scenario; prefill form tk1_ts, calling {sources}\n")
+print("| scenario | conns | requests/s | p50 ms | p90 ms | p99 ms | requests | errors |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for r in rows:
+    print(f"| {r['label']} | {r['conns']} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p90']:.2f} | {r['p99']:.2f} | {r['n']:,} | {r['errors']} |")
+print()
+nginx = by["2"]["rps"]
+def ratio(k):
+    return by[k]["rps"] / nginx if k in by else float("nan")
+print(f"- exchange / nginx throughput: {ratio('3'):.2f}x (target >= 0.8x)")
+print(f"- prefill (SQLite audit) / nginx throughput: {ratio('4'):.2f}x; {by['4']['rps']:,.0f} prefills/s (target >= 3,000)")
+if "5" in by:
+    print(f"- prefill (PostgreSQL audit): {by['5']['rps']:,.0f} prefills/s, {by['5']['rps'] / by['4']['rps']:.2f}x SQLite")
+slowest = max(by[k]["p99"] for k in ("7a", "7b", "7c"))
+print(f"- prefill p99 at {by['7d']['conns']} connections: {by['7d']['p99']:.2f} ms over a slowest upstream p99 of "
+      f"{slowest:.2f} ms: adds {by['7d']['p99'] - slowest:.2f} ms (target <= 2 ms)")
+print(f"- lgsp memory (SQLite node): {int(base_kb) / 1024:.0f} MB after start, peak {int(peak_kb) / 1024:.0f} MB "
+      f"through 1,000 connections (target <= 100 MB), {int(after_kb) / 1024:.0f} MB after the run")
+print(f"- audit records written by the SQLite node: {audit}; non-2xx or socket errors are in the errors column")
+EOF

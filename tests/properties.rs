@@ -1,0 +1,125 @@
+//! Property tests: personal ID numbers, the shipped mappings over generated
+//! registry records and arbitrary JSON, and the 2025 crosswalk.
+
+use lgsp::adapter::Adapter;
+use lgsp::config::Settings;
+use lgsp::domain::admin_units::LegacyCodes;
+use lgsp::domain::citizen_id::LEGACY_PROVINCES;
+use lgsp::domain::{AdminUnits, CitizenId, Sex};
+use lgsp::registries::population::Population;
+use lgsp::registries::render;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+fn sex() -> impl Strategy<Value = Sex> {
+    prop_oneof![Just(Sex::Male), Just(Sex::Female)]
+}
+
+proptest! {
+    #[test]
+    fn any_string_parses_or_is_refused_without_panicking(s in "\\PC{0,20}") {
+        if let Ok(id) = CitizenId::parse(&s) {
+            prop_assert_eq!(id.to_string(), s);
+        }
+    }
+
+    #[test]
+    fn a_number_built_from_its_parts_parses_back_to_them(
+        p in 0..LEGACY_PROVINCES.len(), sex in sex(), year in 1900i16..2100, random in 0u32..1_000_000
+    ) {
+        let id = CitizenId::from_parts(LEGACY_PROVINCES[p], sex, year, random);
+        let text = id.to_string();
+        prop_assert_eq!(text.len(), 12);
+        let parsed = CitizenId::parse(&text).unwrap();
+        prop_assert_eq!(parsed.sex(), sex);
+        prop_assert_eq!(parsed.birth_year(), year);
+        prop_assert_eq!(parsed.birth_province(), format!("{:02}", LEGACY_PROVINCES[p]));
+        prop_assert!(parsed.contradictions(year, sex).is_empty());
+    }
+
+    #[test]
+    fn twelve_characters_with_a_non_digit_are_refused(digits in "[0-9]{12}", at in 0usize..12, c in "[^0-9]") {
+        let mut s: Vec<char> = digits.chars().collect();
+        s[at] = c.chars().next().unwrap();
+        let s: String = s.into_iter().collect();
+        prop_assert!(CitizenId::parse(&s).is_err());
+    }
+}
+
+fn population() -> &'static Population {
+    static POP: OnceLock<Population> = OnceLock::new();
+    POP.get_or_init(|| Population::generate(7, 5_000))
+}
+
+fn shipped(id: &str) -> &'static Adapter {
+    static ADAPTERS: OnceLock<Vec<Adapter>> = OnceLock::new();
+    let all = ADAPTERS.get_or_init(|| {
+        lgsp::adapter::SHIPPED
+            .iter()
+            .map(|(_, text)| Adapter::compile(&serde_json::from_str(text).unwrap(), 1, &Settings::default()).unwrap())
+            .collect()
+    });
+    all.iter().find(|a| a.id == id).unwrap()
+}
+
+/// Arbitrary JSON, a few levels deep.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            prop::collection::btree_map("[a-z_]{1,10}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn every_citizen_record_maps_to_schema_valid_elements(i in 0usize..5_000) {
+        let pop = population();
+        let person = &pop.people[i];
+        let answer = json!({"ma_loi": "00", "mo_ta": "Thành công", "du_lieu": render::population_record(pop, person)});
+        let op = &shipped("population").operations["citizen"];
+        prop_assert!(op.check_response(&answer).is_ok());
+        let mapped = op.map(&answer).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        prop_assert_eq!(&mapped.elements["citizen_id"], &json!(person.id.to_string()));
+        prop_assert_eq!(&mapped.elements["full_name"], &json!(person.name.full()));
+        prop_assert_eq!(&mapped.elements["date_of_birth"], &json!(person.dob.to_string()));
+        let address = &mapped.elements["permanent_residence"];
+        prop_assert!(AdminUnits::get().ward(address["ward_code"].as_str().unwrap()).is_some(), "{}", address);
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics_a_mapping_or_a_schema_check(input in json_value()) {
+        for adapter in ["population", "civil_status", "insurance"] {
+            for op in shipped(adapter).operations.values() {
+                // Each either accepts or says why; neither panics (a panic fails the case).
+                let _ = op.check_response(&input);
+                let _ = op.map(&input);
+                let _ = op.check_request(&input);
+            }
+        }
+    }
+
+    #[test]
+    fn every_legacy_ward_lands_on_a_current_ward_of_the_crosswalk(i in any::<prop::sample::Index>()) {
+        let units = AdminUnits::get();
+        let w = &units.legacy[i.index(units.legacy.len())];
+        let codes = LegacyCodes { province_code: &w.province_code, district_code: &w.district_code, ward_code: &w.ward_code };
+        let n = units.from_legacy(&codes).map_err(|e| TestCaseError::fail(format!("{}: {e}", w.ward_code)))?;
+        let current = units.ward(&n.ward_code);
+        prop_assert!(current.is_some(), "{} -> {}", w.ward_code, n.ward_code);
+        prop_assert_eq!(&current.unwrap().province_code, &n.province_code);
+        prop_assert_eq!(n.is_guess, !n.alternatives.is_empty());
+        prop_assert_eq!(units.from_legacy(&codes).unwrap(), n, "deterministic");
+    }
+}
