@@ -154,6 +154,13 @@ if [[ -n "$PG" ]]; then
   PG_PID=$LGSP_PID PG_KEY=$LGSP_KEY
 fi
 
+# "failed/total" registry calls made by the lgsp node on this port: a prefill
+# answers 200 even when a source failed, so its partial answers show here.
+upstream_failures() {
+  curl -fs "http://127.0.0.1:$1/metrics" | awk '/^lgsp_upstream_requests_total/ {
+    n += $2; if ($1 !~ /outcome="ok"/) f += $2 } END { printf "%d/%d", f, n }'
+}
+
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 run() { # label url mode token connections
@@ -170,6 +177,7 @@ run "3 lgsp exchange -> registry" "http://127.0.0.1:$P_LGSP" exchange "$SQLITE_K
 run "4 lgsp prefill, 3 sources, SQLite audit" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" "$CONNS"
 if [[ -n "$PG" ]]; then
   run "5 lgsp prefill, 3 sources, PostgreSQL audit" "http://127.0.0.1:$P_LGSP_PG" prefill "$PG_KEY" "$CONNS"
+  PG_UPSTREAM=$(upstream_failures $P_LGSP_PG)
   kill "$PG_PID" 2>/dev/null || true
 fi
 run "6 lgsp prefill, 1,000 connections" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" 1000
@@ -182,9 +190,11 @@ run "7d lgsp prefill over 7a-7c" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY
 sleep 1
 AFTER_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SQLITE_PID/status")
 AUDIT=$(curl -fs "http://127.0.0.1:$P_LGSP/metrics" | awk '/^lgsp_audit_records_written_total/ {print $2}')
+SQLITE_UPSTREAM=$(upstream_failures $P_LGSP)
 
 mkdir -p "$(dirname "$OUT")"
-python3 - "$RESULTS" "$SQLITE_BASELINE_KB" "$PEAK_KB" "$AFTER_KB" "${AUDIT:-?}" "$DURATION" "$SOURCES" <<'EOF' | tee "$OUT"
+python3 - "$RESULTS" "$SQLITE_BASELINE_KB" "$PEAK_KB" "$AFTER_KB" "${AUDIT:-?}" "$DURATION" "$SOURCES" \
+  "$SQLITE_UPSTREAM" "${PG_UPSTREAM:-}" <<'EOF' | tee "$OUT"
 import sys
 rows = []
 for line in open(sys.argv[1]):
@@ -193,7 +203,7 @@ for line in open(sys.argv[1]):
     rows.append(dict(label=label, conns=int(conns), rps=float(rps), p50=float(p50), p90=float(p90),
                      p99=float(p99), n=int(n), errors=int(errors)))
 by = {r["label"].split()[0]: r for r in rows}
-base_kb, peak_kb, after_kb, audit, duration, sources = sys.argv[2:8]
+base_kb, peak_kb, after_kb, audit, duration, sources, sqlite_up, pg_up = sys.argv[2:10]
 print(f"{duration} s per scenario; prefill form tk1_ts, calling {sources}\n")
 print("| scenario | conns | requests/s | p50 ms | p90 ms | p99 ms | requests | errors |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -213,4 +223,6 @@ print(f"- prefill p99 at {by['7d']['conns']} connections: {by['7d']['p99']:.2f} 
 print(f"- lgsp memory (SQLite node): {int(base_kb) / 1024:.0f} MB after start, peak {int(peak_kb) / 1024:.0f} MB "
       f"through 1,000 connections (target <= 100 MB), {int(after_kb) / 1024:.0f} MB after the run")
 print(f"- audit records written by the SQLite node: {audit}; non-2xx or socket errors are in the errors column")
+print(f"- registry calls that failed (failed/total; those prefills answered partially): SQLite node {sqlite_up}"
+      + (f", PostgreSQL node {pg_up}" if pg_up else ""))
 EOF
