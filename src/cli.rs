@@ -146,7 +146,12 @@ pub enum ReportCommand {
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain; names the first broken record.
-    Verify,
+    Verify {
+        /// A head printed by an earlier run, SEQ:HASH, kept outside the database;
+        /// repeatable. Catches a rewrite that recomputed every hash.
+        #[arg(long = "anchor")]
+        anchors: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -270,15 +275,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report { command: ReportCommand::Forms { population, per_kind } } => {
             report_forms(settings, population, per_kind)
         }
-        Command::Audit { command: AuditCommand::Verify } => {
+        Command::Audit { command: AuditCommand::Verify { anchors } } => {
+            let anchors = crate::audit::parse_anchors(&anchors.join(",")).map_err(anyhow::Error::msg)?;
             let db = Db::new(&settings.database_url, &settings.database)?;
             let v = runtime()?.block_on(async move {
                 let d = db.clone();
                 tokio::task::spawn_blocking(move || d.migrate()).await??;
-                anyhow::Ok(db.run(crate::audit::verify).await?)
+                anyhow::Ok(db.run(move |c| crate::audit::verify_anchored(c, &anchors)).await?)
             })?;
             if v.is_intact() {
                 println!("audit chain intact: {} records", v.records);
+                if v.head_seq > 0 {
+                    println!("anchor to keep outside the database: {}:{}", v.head_seq, v.head_hash);
+                }
                 Ok(ExitCode::SUCCESS)
             } else {
                 println!(

@@ -19,6 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -280,6 +281,9 @@ fn take(m: Msg, batch: &mut Vec<AuditRecord>, waiting: &mut Vec<mpsc::SyncSender
 pub struct Verification {
     pub records: i64,
     pub head_seq: i64,
+    /// The last record's hash: kept outside the database with `head_seq`, it
+    /// is an anchor that a later verification checks (see `verify_anchored`).
+    pub head_hash: String,
     /// The first record where the chain breaks, and why.
     pub broken_at: Option<i64>,
     pub reason: Option<String>,
@@ -294,15 +298,44 @@ impl Verification {
 /// Walks the chain from the first record, recomputing every hash. It reads
 /// one snapshot, so batches stored while it runs neither count nor break it.
 pub fn verify(conn: &mut DbConnection) -> Result<Verification, DbError> {
+    verify_anchored(conn, &BTreeMap::new())
+}
+
+/// Anchors as `SEQ:HASH`, separated by commas (the form `verify` reports a
+/// chain head in, to be kept outside the database).
+pub fn parse_anchors(text: &str) -> Result<BTreeMap<i64, String>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            let (seq, hash) = a.split_once(':').ok_or_else(|| format!("anchor `{a}` is not SEQ:HASH"))?;
+            let seq: i64 = seq
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("anchor `{a}`: SEQ is a record number, 1 or more"))?;
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                return Err(format!("anchor `{a}`: HASH is 64 lower-case hex digits"));
+            }
+            Ok((seq, hash.to_string()))
+        })
+        .collect()
+}
+
+/// `verify`, and also checks that each anchored record (`seq` to the hash
+/// recorded for it earlier, outside the database) still has that hash. The
+/// chain alone cannot see a rewrite that recomputed every later hash and the
+/// head; an anchor taken before the rewrite can.
+pub fn verify_anchored(conn: &mut DbConnection, anchors: &BTreeMap<i64, String>) -> Result<Verification, DbError> {
     conn.transaction::<_, DbError, _>(|c| {
         if let DbConnection::Postgres(pg) = c {
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(pg)?;
         }
-        verify_snapshot(c)
+        verify_snapshot(c, anchors)
     })
 }
 
-fn verify_snapshot(conn: &mut DbConnection) -> Result<Verification, DbError> {
+fn verify_snapshot(conn: &mut DbConnection, anchors: &BTreeMap<i64, String>) -> Result<Verification, DbError> {
     let (head_seq, head_hash): (i64, String) =
         audit_head::table.filter(audit_head::id.eq(1)).select((audit_head::seq, audit_head::hash)).first(conn)?;
     let mut expected_seq = 1i64;
@@ -311,6 +344,7 @@ fn verify_snapshot(conn: &mut DbConnection) -> Result<Verification, DbError> {
     let broken = |seq: i64, reason: String, count: i64| Verification {
         records: count,
         head_seq,
+        head_hash: head_hash.clone(),
         broken_at: Some(seq),
         reason: Some(reason),
     };
@@ -338,6 +372,13 @@ fn verify_snapshot(conn: &mut DbConnection) -> Result<Verification, DbError> {
             if row.compute_hash() != row.hash {
                 return Ok(broken(row.seq, "its content does not match its hash (edited)".into(), count));
             }
+            if anchors.get(&row.seq).is_some_and(|a| *a != row.hash) {
+                return Ok(broken(
+                    row.seq,
+                    "its hash is not the one anchored for it: the chain was rewritten at or before this record".into(),
+                    count,
+                ));
+            }
             prev = row.hash;
             expected_seq += 1;
             count += 1;
@@ -353,5 +394,8 @@ fn verify_snapshot(conn: &mut DbConnection) -> Result<Verification, DbError> {
     if prev != head_hash {
         return Ok(broken(head_seq, "the last record does not match the chain head".into(), count));
     }
-    Ok(Verification { records: count, head_seq, broken_at: None, reason: None })
+    if let Some((&seq, _)) = anchors.range(count + 1..).next() {
+        return Ok(broken(seq, "an anchored record is no longer in the chain".into(), count));
+    }
+    Ok(Verification { records: count, head_seq, head_hash, broken_at: None, reason: None })
 }

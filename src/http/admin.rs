@@ -564,12 +564,29 @@ pub async fn search_audit(
     Ok(HttpResponse::Ok().json(page))
 }
 
-/// Verifies the hash chain of the whole trail (auditor role).
-#[utoipa::path(tag = "auditors", responses((status = 200, body = Object)), security(("admin_token" = [])))]
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct VerifyQuery {
+    /// Anchors recorded earlier, `SEQ:HASH` separated by commas (a `head_seq`
+    /// and `head_hash` of an earlier answer): each record must still have that hash.
+    pub anchor: Option<String>,
+}
+
+/// Verifies the hash chain of the whole trail (auditor role). Keep the answer's
+/// `head_seq:head_hash` outside lgsp and pass it back as `anchor` later: that
+/// also catches a rewrite of the chain that recomputed every hash.
+#[utoipa::path(tag = "auditors", params(VerifyQuery),
+    responses((status = 200, body = Object), (status = 400, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/audit/verify")]
-pub async fn verify_audit(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn verify_audit(
+    req: HttpRequest,
+    q: web::Query<VerifyQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     admin_caller(&req, &state.catalog.get(), Role::Auditor)?;
+    let anchors = crate::audit::parse_anchors(q.anchor.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e))?;
     state.audit.flush(Duration::from_secs(2)).await;
-    let v = state.db.run(crate::audit::verify).await?;
-    Ok(HttpResponse::Ok().json(json!({"intact": v.is_intact(), "records": v.records, "head_seq": v.head_seq, "broken_at": v.broken_at, "reason": v.reason})))
+    let v = state.db.run(move |c| crate::audit::verify_anchored(c, &anchors)).await?;
+    Ok(HttpResponse::Ok().json(json!({"intact": v.is_intact(), "records": v.records, "head_seq": v.head_seq,
+        "head_hash": v.head_hash, "broken_at": v.broken_at, "reason": v.reason})))
 }

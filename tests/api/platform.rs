@@ -809,3 +809,59 @@ async fn a_graceful_stop_lets_in_flight_prefills_finish_and_stores_their_records
     assert!(v.is_intact(), "{v:?}");
     assert_eq!(v.records, 30);
 }
+
+#[tokio::test]
+async fn an_anchor_kept_outside_the_database_catches_a_rewritten_chain() {
+    let p = platform().await;
+    let key = p.partner("000.00.34.H29", everything(), 60_000, 1_000).await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    for _ in 0..5 {
+        assert_eq!(p.prefill(&key, "ct01", "residence_change", &id).await.status(), 200);
+    }
+    let p = &p;
+    let verify = |anchor: String| async move {
+        p.admin(reqwest::Method::GET, &format!("/admin/v1/audit/verify?anchor={anchor}"), AUDITOR, None).await
+    };
+    let v: Value = verify(String::new()).await.json().await.unwrap();
+    assert_eq!(v["intact"], true, "{v}");
+    let anchor = format!("{}:{}", v["head_seq"], v["head_hash"].as_str().unwrap());
+    assert_eq!(verify(anchor.clone()).await.json::<Value>().await.unwrap()["intact"], true);
+    assert_problem(verify("5:nothex".into()).await, 400, "invalid_parameter").await;
+
+    // Someone with write access edits record 2 and recomputes every later hash and the head.
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl, SelectableHelper};
+    use lgsp::audit::{AuditRow, GENESIS};
+    use lgsp::db::schema::{audit_head, audit_log};
+    p.state
+        .db
+        .run(|c| {
+            let rows: Vec<AuditRow> =
+                audit_log::table.order(audit_log::seq.asc()).select(AuditRow::as_select()).load(c)?;
+            let mut prev = GENESIS.to_string();
+            for mut r in rows {
+                if r.seq == 2 {
+                    r.purpose = Some("rewritten".into());
+                }
+                r.prev_hash = prev;
+                r.hash = r.compute_hash();
+                prev = r.hash.clone();
+                diesel::update(audit_log::table.filter(audit_log::seq.eq(r.seq)))
+                    .set((
+                        audit_log::purpose.eq(&r.purpose),
+                        audit_log::prev_hash.eq(&r.prev_hash),
+                        audit_log::hash.eq(&r.hash),
+                    ))
+                    .execute(c)?;
+            }
+            diesel::update(audit_head::table).set(audit_head::hash.eq(&prev)).execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let v: Value = verify(String::new()).await.json().await.unwrap();
+    assert_eq!(v["intact"], true, "the chain alone cannot see a full rewrite: {v}");
+    let v: Value = verify(anchor).await.json().await.unwrap();
+    assert_eq!(v["intact"], false, "{v}");
+    assert_eq!(v["broken_at"], 5, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("rewritten at or before"), "{v}");
+}
