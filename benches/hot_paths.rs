@@ -17,7 +17,7 @@ use lgsp::domain::admin_units::LegacyCodes;
 use lgsp::domain::AdminUnits;
 use lgsp::ratelimit::RateLimits;
 use lgsp::registries::population::Population;
-use lgsp::registries::render;
+use lgsp::registries::{render, RegistryKind};
 use serde_json::Value;
 use std::hint::black_box;
 
@@ -36,9 +36,8 @@ fn registry_answers() -> (Value, Value) {
     let s = pop.samples(1);
     let current = pop.find(&s.adult_with_household[0]).expect("sample");
     let legacy = pop.find(&s.legacy_address[0]).expect("sample");
-    // The population registry's envelope around the record, as it answers.
-    let answer = |data| serde_json::json!({"ma_loi": "00", "mo_ta": "Thành công", "du_lieu": data});
-    (answer(render::population_record(&pop, current)), answer(render::population_record(&pop, legacy)))
+    let answer = |p| RegistryKind::Population.envelope(render::population_record(&pop, p));
+    (answer(current), answer(legacy))
 }
 
 fn schema_and_mapping(c: &mut Criterion) {

@@ -7,7 +7,7 @@ use lgsp::domain::admin_units::LegacyCodes;
 use lgsp::domain::citizen_id::LEGACY_PROVINCES;
 use lgsp::domain::{AdminUnits, CitizenId, Sex};
 use lgsp::registries::population::Population;
-use lgsp::registries::render;
+use lgsp::registries::{render, RegistryKind};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -87,7 +87,7 @@ proptest! {
     fn every_citizen_record_maps_to_schema_valid_elements(i in 0usize..5_000) {
         let pop = population();
         let person = &pop.people[i];
-        let answer = json!({"ma_loi": "00", "mo_ta": "Thành công", "du_lieu": render::population_record(pop, person)});
+        let answer = RegistryKind::Population.envelope(render::population_record(pop, person));
         let op = &shipped("population").operations["citizen"];
         prop_assert!(op.check_response(&answer).is_ok());
         let mapped = op.map(&answer).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;

@@ -68,6 +68,15 @@ impl RegistryKind {
             RegistryKind::Insurance => "insurance",
         }
     }
+
+    /// A successful answer as this registry wraps its record.
+    pub fn envelope(self, data: Value) -> Value {
+        match self {
+            RegistryKind::Population => json!({ "ma_loi": "00", "mo_ta": "Thành công", "du_lieu": data }),
+            RegistryKind::CivilStatus => json!({ "Status": "OK", "Data": data }),
+            RegistryKind::Insurance => json!({ "success": true, "data": data }),
+        }
+    }
 }
 
 pub struct RegistryState {
@@ -187,11 +196,7 @@ async fn serve_record(
     }
     let Some(person) = state.population.find(id) else { return not_found(state.kind) };
     let Some(data) = render(&state.population, person) else { return not_found(state.kind) };
-    let body = match state.kind {
-        RegistryKind::Population => json!({ "ma_loi": "00", "mo_ta": "Thành công", "du_lieu": data }),
-        RegistryKind::CivilStatus => json!({ "Status": "OK", "Data": data }),
-        RegistryKind::Insurance => json!({ "success": true, "data": data }),
-    };
+    let body = state.kind.envelope(data);
     let body = if let Outcome::Corrupt = outcome { corrupt(body) } else { body };
     HttpResponse::Ok().json(body)
 }

@@ -1,20 +1,12 @@
 //! Registry faults seen through the gateway: down, slow past the budget,
 //! failing, answering out of schema, recovering, and flapping under load.
 
-use crate::platform::{everything, platform_with, Platform, STEWARD};
+use crate::platform::{everything, field, platform_with, source, Platform, STEWARD};
 use lgsp::registries::{Faults, RegistryKind};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const BUDGET_MS: u64 = 700;
-
-fn field<'a>(answer: &'a Value, id: &str) -> &'a Value {
-    answer["fields"].as_array().unwrap().iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no field {id}"))
-}
-
-fn source<'a>(answer: &'a Value, op: &str) -> &'a Value {
-    answer["sources"].as_array().unwrap().iter().find(|s| s["operation"] == op).unwrap_or_else(|| panic!("no {op}"))
-}
 
 async fn readyz(p: &Platform) -> Value {
     let r = p.client.get(p.url("/readyz")).send().await.unwrap();

@@ -88,3 +88,59 @@ pub async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) ->
     assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
     body
 }
+
+/// Registers a partner at `base` through the steward API and returns the
+/// secret of its first key.
+pub async fn register_partner(
+    client: &reqwest::Client,
+    base: &str,
+    steward: &str,
+    id: &str,
+    policy: serde_json::Value,
+    per_minute: u32,
+    burst: u32,
+) -> String {
+    let body = serde_json::json!({"id": id, "name": format!("Agency {id}"), "kind": "state_agency", "policy": policy,
+                                  "rate_per_minute": per_minute, "burst": burst});
+    let r = client.post(format!("{base}/admin/v1/partners")).bearer_auth(steward).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    new_key(client, base, steward, id).await.1
+}
+
+/// A new key for a partner: (key id, secret).
+pub async fn new_key(client: &reqwest::Client, base: &str, steward: &str, partner: &str) -> (String, String) {
+    let r = client
+        .post(format!("{base}/admin/v1/partners/{partner}/keys"))
+        .bearer_auth(steward)
+        .json(&serde_json::json!({"label": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let k: serde_json::Value = r.json().await.unwrap();
+    (k["id"].as_str().unwrap().into(), k["key"].as_str().unwrap().into())
+}
+
+/// Prefills fired at once; each task yields the HTTP status, or 0 when the
+/// connection failed (the process was killed under it).
+pub fn fire_prefills(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    ids: &[String],
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..n)
+        .map(|i| {
+            let (client, url, key) = (client.clone(), format!("{base}/v1/prefill"), key.to_string());
+            let body =
+                serde_json::json!({"form": "ct01", "citizen_id": ids[i % ids.len()], "purpose": "residence_change"});
+            tokio::spawn(async move {
+                match client.post(url).bearer_auth(key).json(&body).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                }
+            })
+        })
+        .collect()
+}

@@ -1,7 +1,9 @@
 //! The platform end to end: mock registries over HTTP, a gateway with its own
 //! database, partners with keys, adapters and forms changed at run time.
 
-use crate::helpers::{assert_problem, fresh_database_url, init_logs, test_settings};
+use crate::helpers::{
+    assert_problem, fire_prefills, fresh_database_url, init_logs, new_key, register_partner, test_settings,
+};
 use crate::registries::start_mocks;
 use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
 use lgsp::startup::{AppState, Application};
@@ -75,26 +77,12 @@ impl Platform {
 
     /// Registers a partner through the steward API and returns its first key.
     pub async fn partner(&self, id: &str, policy: Value, per_minute: u32, burst: u32) -> String {
-        let body = json!({"id": id, "name": format!("Agency {id}"), "kind": "state_agency", "policy": policy,
-                          "rate_per_minute": per_minute, "burst": burst});
-        let r = self.admin(reqwest::Method::POST, "/admin/v1/partners", STEWARD, Some(body)).await;
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        self.key(id).await.1
+        register_partner(&self.client, &self.base, STEWARD, id, policy, per_minute, burst).await
     }
 
     /// A new key: (key id, secret).
     pub async fn key(&self, partner: &str) -> (String, String) {
-        let r = self
-            .admin(
-                reqwest::Method::POST,
-                &format!("/admin/v1/partners/{partner}/keys"),
-                STEWARD,
-                Some(json!({"label": "t"})),
-            )
-            .await;
-        assert_eq!(r.status(), 201);
-        let k: Value = r.json().await.unwrap();
-        (k["id"].as_str().unwrap().into(), k["key"].as_str().unwrap().into())
+        new_key(&self.client, &self.base, STEWARD, partner).await
     }
 
     pub async fn exchange(&self, key: &str, adapter: &str, op: &str, body: Value) -> reqwest::Response {
@@ -515,8 +503,14 @@ async fn the_audit_trail_holds_one_record_per_request_under_load_and_detects_tam
     assert_eq!(v.broken_at, Some(3), "{v:?}");
 }
 
-fn field<'a>(answer: &'a Value, id: &str) -> &'a Value {
+/// A prefill answer's field by id.
+pub fn field<'a>(answer: &'a Value, id: &str) -> &'a Value {
     answer["fields"].as_array().unwrap().iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no field {id}"))
+}
+
+/// A prefill answer's source status by `adapter.operation`.
+pub fn source<'a>(answer: &'a Value, op: &str) -> &'a Value {
+    answer["sources"].as_array().unwrap().iter().find(|s| s["operation"] == op).unwrap_or_else(|| panic!("no {op}"))
 }
 
 #[tokio::test]
@@ -624,7 +618,7 @@ async fn a_registry_down_mid_request_leaves_the_other_fields_and_says_which_sour
     assert_eq!(field(&a, "social_insurance_number")["status"], "unavailable");
     assert_eq!(field(&a, "social_insurance_number")["reason"], "source_failed");
     assert_eq!(field(&a, "full_name")["status"], "prefilled");
-    let ins = a["sources"].as_array().unwrap().iter().find(|s| s["operation"] == "insurance.card").unwrap();
+    let ins = source(&a, "insurance.card");
     assert_eq!(ins["status"], "unavailable");
     let page = p.audit("action=prefill").await;
     assert_eq!(page["items"][0]["outcome"], "partial");
@@ -791,13 +785,7 @@ async fn a_graceful_stop_lets_in_flight_prefills_finish_and_stores_their_records
     let ids = p.mocks.population.samples(3).adult_with_household;
     let key = p.partner("000.00.33.H29", everything(), 60_000, 1_000).await;
     p.mocks.set_faults(RegistryKind::Population, Faults { latency_ms: 500, ..Default::default() });
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let (client, url, key) = (p.client.clone(), p.url("/v1/prefill"), key.clone());
-            let body = json!({"form": "ct01", "citizen_id": ids[i % ids.len()], "purpose": "residence_change"});
-            tokio::spawn(async move { client.post(url).bearer_auth(key).json(&body).send().await.unwrap().status() })
-        })
-        .collect();
+    let tasks = fire_prefills(&p.client, &p.base, &key, &ids, 30);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     p.stop().await;
     for t in tasks {

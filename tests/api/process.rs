@@ -2,11 +2,11 @@
 //! what is in flight and stores every audit record; killed with SIGKILL under
 //! load it restarts on the same database with an intact chain.
 
-use crate::helpers::fresh_database_url;
+use crate::helpers::{fire_prefills, fresh_database_url, register_partner};
 use crate::platform::everything;
 use crate::registries::start_mocks;
 use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -81,26 +81,7 @@ impl Gateway {
 
     /// A partner granted everything, through the steward API; returns its key.
     async fn partner(&self, client: &reqwest::Client, id: &str) -> String {
-        let r = client
-            .post(format!("{}/admin/v1/partners", self.base))
-            .bearer_auth(STEWARD)
-            .json(&json!({"id": id, "name": "Process test agency", "kind": "state_agency", "policy": everything(),
-                          "rate_per_minute": 600_000, "burst": 10_000}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        let k: Value = client
-            .post(format!("{}/admin/v1/partners/{id}/keys", self.base))
-            .bearer_auth(STEWARD)
-            .json(&json!({"label": "process"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        k["key"].as_str().unwrap().to_string()
+        register_partner(client, &self.base, STEWARD, id, everything(), 600_000, 10_000).await
     }
 }
 
@@ -109,29 +90,6 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Prefills fired at once; each task yields the HTTP status, or 0 when the
-/// connection failed (the process was killed under it).
-fn fire(
-    client: &reqwest::Client,
-    base: &str,
-    key: &str,
-    ids: &[String],
-    n: usize,
-) -> Vec<tokio::task::JoinHandle<u16>> {
-    (0..n)
-        .map(|i| {
-            let (client, url, key) = (client.clone(), format!("{base}/v1/prefill"), key.to_string());
-            let body = json!({"form": "ct01", "citizen_id": ids[i % ids.len()], "purpose": "residence_change"});
-            tokio::spawn(async move {
-                match client.post(url).bearer_auth(key).json(&body).send().await {
-                    Ok(r) => r.status().as_u16(),
-                    Err(_) => 0,
-                }
-            })
-        })
-        .collect()
 }
 
 async fn verify(database_url: &str) -> lgsp::audit::Verification {
@@ -151,7 +109,7 @@ async fn sigterm_lets_in_flight_prefills_finish_and_stores_every_audit_record() 
 
     // Slow registries keep the prefills in flight when the signal arrives.
     mocks.set_faults(RegistryKind::Population, Faults { latency_ms: 600, ..Default::default() });
-    let tasks = fire(&client, &gw.base, &key, &ids, 40);
+    let tasks = fire_prefills(&client, &gw.base, &key, &ids, 40);
     tokio::time::sleep(Duration::from_millis(250)).await;
     gw.signal("TERM");
     let mut statuses = Vec::new();
@@ -182,7 +140,7 @@ async fn sigkill_under_load_leaves_a_database_that_opens_with_an_intact_chain() 
     mocks.set_faults(RegistryKind::Population, Faults { latency_ms: 5, jitter_ms: 20, ..Default::default() });
     let mut tasks = Vec::new();
     for _ in 0..6 {
-        tasks.extend(fire(&client, &gw.base, &key, &ids, 40));
+        tasks.extend(fire_prefills(&client, &gw.base, &key, &ids, 40));
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     gw.signal("KILL");
