@@ -45,12 +45,16 @@ fn schema_and_mapping(c: &mut Criterion) {
     let op = &adapter.operations["citizen"];
     let (current, legacy) = registry_answers();
     op.check_response(&current).expect("a valid answer");
-    op.map(&legacy).expect("maps");
+    op.map(&legacy, &|_| true).expect("maps");
     c.bench_function("schema: population.citizen response (checkpoint 3)", |b| {
         b.iter(|| op.check_response(black_box(&current)).is_ok())
     });
-    c.bench_function("mapping: population.citizen, current address", |b| b.iter(|| op.map(black_box(&current))));
-    c.bench_function("mapping: population.citizen, legacy address", |b| b.iter(|| op.map(black_box(&legacy))));
+    c.bench_function("mapping: population.citizen, current address", |b| {
+        b.iter(|| op.map(black_box(&current), &|_| true))
+    });
+    c.bench_function("mapping: population.citizen, legacy address", |b| {
+        b.iter(|| op.map(black_box(&legacy), &|_| true))
+    });
 }
 
 fn crosswalk(c: &mut Criterion) {

@@ -162,12 +162,14 @@ enum Attempt {
 
 impl Adapter {
     /// Runs one operation end to end: checkpoints 1-4 around the upstream call.
+    /// Only the elements `wanted` accepts are mapped and returned.
     pub async fn exchange(
         &self,
         op: &Operation,
         request: &Value,
         http: &reqwest::Client,
         metrics: &Metrics,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<MappedElements, ExchangeError> {
         let labels = [self.id.as_str(), op.name.as_str()];
         let violation = |point: &str| metrics.schema_violations.with_label_values(&[point, &self.id]).inc();
@@ -210,7 +212,7 @@ impl Adapter {
             self.upstream.breaker.failure();
             return Err(ExchangeError::InvalidResponse { point: "upstream_response", errors });
         }
-        op.map(&response).map_err(|e| {
+        op.map(&response, wanted).map_err(|e| {
             violation("response");
             let errors = match e {
                 MapError::Invalid(errors) => errors,

@@ -4,6 +4,12 @@
 //! A steward expresses date formats (`split("/") | "\(.[2])-\(.[1])-\(.[0])"`),
 //! code tables (`{"1": "male", "2": "female"}[.gioi_tinh]`), name joining and
 //! splitting in jq; no Rust changes.
+//!
+//! An operation's mapping is either one jq program that builds the whole object
+//! of elements, or a program per element ([`ElementMapping::PerElement`]): a
+//! `root` selecting the part of the response they read, shared `defs`, code
+//! `tables` bound once as `$name`, and one program per element. The second
+//! form runs only the programs for the elements a caller may receive.
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, Compiler, Ctx, Vars};
@@ -16,6 +22,8 @@ type Filter = jaq_core::Filter<data::JustLut<Val>>;
 /// A compiled jq program.
 pub struct Mapping {
     filter: Filter,
+    /// Values of the global variables the program was compiled with, in order.
+    globals: Vec<Val>,
 }
 
 impl std::fmt::Debug for Mapping {
@@ -27,23 +35,41 @@ impl std::fmt::Debug for Mapping {
 impl Mapping {
     /// Parses and compiles `code`; the error says what is wrong and where.
     pub fn compile(code: &str) -> Result<Mapping, String> {
+        Mapping::compile_with(code, &[])
+    }
+
+    /// Compiles `code` with each of `globals` bound to `$name`.
+    pub fn compile_with(code: &str, globals: &[(String, Val)]) -> Result<Mapping, String> {
         let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
         let loader = Loader::new(defs);
         let arena = Arena::default();
         let modules = loader.load(&arena, File { code, path: () }).map_err(|errs| describe(code, &errs))?;
-        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|errs| describe(code, &errs))?;
-        Ok(Mapping { filter })
+        let names: Vec<String> = globals.iter().map(|(name, _)| format!("${name}")).collect();
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .with_global_vars(names.iter().map(String::as_str))
+            .compile(modules)
+            .map_err(|errs| describe(code, &errs))?;
+        Ok(Mapping { filter, globals: globals.iter().map(|(_, v)| v.clone()).collect() })
     }
 
     /// Runs the program on `input`; the first output is the result.
     pub fn run(&self, input: &Value) -> Result<Value, String> {
-        let val = Val::deserialize(input).map_err(|e| format!("input is not JSON: {e}"))?;
-        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
-        let mut out = self.filter.id.run((ctx, val));
-        match out.next() {
+        match self.run_val(to_val(input)?)? {
+            Some(v) => Ok(to_json(&v)),
             None => Err("the mapping produced no output".into()),
-            Some(Ok(v)) => Ok(to_json(&v)),
+        }
+    }
+
+    /// Runs the program on a jaq value: its first output, or `None` when it
+    /// produces none.
+    pub fn run_val(&self, input: Val) -> Result<Option<Val>, String> {
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(self.globals.iter().cloned()));
+        let mut out = self.filter.id.run((ctx, input));
+        match out.next() {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
             // `halt` and `error` both end the mapping; neither may end the process.
             Some(Err(exn)) => Err(match exn.get_err() {
                 Ok(err) => format!("the mapping failed: {err}"),
@@ -53,9 +79,85 @@ impl Mapping {
     }
 }
 
+/// serde_json's value to jaq's.
+pub fn to_val(v: &Value) -> Result<Val, String> {
+    Val::deserialize(v).map_err(|e| format!("input is not JSON: {e}"))
+}
+
 fn describe<E: std::fmt::Debug>(code: &str, errs: &E) -> String {
     let first_line = code.lines().next().unwrap_or("");
     format!("jq program does not compile ({first_line}…): {errs:?}")
+}
+
+/// How an operation's response becomes canonical elements.
+#[derive(Debug)]
+pub enum ElementMapping {
+    /// One program producing the object of elements.
+    Program(Mapping),
+    /// A program per element, run on the output of `root`.
+    PerElement { root: Mapping, elements: Vec<(String, Mapping)> },
+}
+
+/// Where a per-element mapping failed to compile: `None` for the shared part
+/// (`root`, `defs`, `tables`), or the element's name.
+pub type CompileError = (Option<String>, String);
+
+impl ElementMapping {
+    /// Compiles the per-element form. `defs` is prepended to every element's
+    /// program; `tables` are bound as `$name` in each.
+    pub fn per_element<'a>(
+        root: &str,
+        defs: &str,
+        tables: &[(String, Value)],
+        elements: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<ElementMapping, Vec<CompileError>> {
+        let mut errors = Vec::new();
+        let mut globals = Vec::new();
+        for (name, table) in tables {
+            match to_val(table) {
+                Ok(v) => globals.push((name.clone(), v)),
+                Err(e) => errors.push((None, format!("table {name}: {e}"))),
+            }
+        }
+        let root = Mapping::compile(root).map_err(|e| errors.push((None, format!("root: {e}"))));
+        let mut compiled = Vec::new();
+        for (element, code) in elements {
+            match Mapping::compile_with(&format!("{defs}\n{code}"), &globals) {
+                Ok(m) => compiled.push((element.clone(), m)),
+                Err(e) => errors.push((Some(element.clone()), e)),
+            }
+        }
+        match root {
+            Ok(root) if errors.is_empty() => Ok(ElementMapping::PerElement { root, elements: compiled }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Maps `input` to the elements `wanted` accepts; elements mapped to null
+    /// (or to nothing) are left out.
+    pub fn run(&self, input: &Value, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(String, Value)>, String> {
+        match self {
+            ElementMapping::Program(m) => match m.run(input)? {
+                Value::Object(obj) => Ok(obj.into_iter().filter(|(k, v)| !v.is_null() && wanted(k)).collect()),
+                _ => Err("the mapping must produce an object of elements".into()),
+            },
+            ElementMapping::PerElement { root, elements } => {
+                let mut todo = elements.iter().filter(|(name, _)| wanted(name)).peekable();
+                if todo.peek().is_none() {
+                    return Ok(Vec::new());
+                }
+                let root = root.run_val(to_val(input)?)?.ok_or("the mapping's root produced no output")?;
+                let mut out = Vec::new();
+                for (name, m) in todo {
+                    match m.run_val(root.clone()).map_err(|e| format!("{name}: {e}"))? {
+                        None | Some(Val::Null) => {}
+                        Some(v) => out.push((name.clone(), to_json(&v))),
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// jaq's value to serde_json's.
@@ -116,6 +218,43 @@ mod tests {
     fn time_functions_convert_formats() {
         let m = Mapping::compile(r#".d | strptime("%Y%m%d") | strftime("%Y-%m-%d")"#).unwrap();
         assert_eq!(m.run(&json!({"d": "20260131"})).unwrap(), json!("2026-01-31"));
+    }
+
+    #[test]
+    fn per_element_programs_share_root_defs_and_tables() {
+        let elements: Vec<(String, String)> = [
+            ("sex", "$sex[.g]"),
+            ("marital_status", "$marital[.m] // \"other\""),
+            ("date_of_birth", ".d | dmy"),
+            ("phone", ".phone"),
+            ("email", "empty"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let tables = [
+            ("marital".to_string(), json!({"1": "single", "2": "married"})),
+            ("sex".to_string(), json!({"1": "male", "2": "female"})),
+        ];
+        let m = ElementMapping::per_element(
+            ".data",
+            r#"def dmy: split("/") | "\(.[2])-\(.[1])-\(.[0])";"#,
+            &tables,
+            elements.iter().map(|(k, v)| (k, v)),
+        )
+        .unwrap();
+        let input = json!({"data": {"g": "2", "m": "9", "d": "12/05/1990", "phone": null}});
+        let out: serde_json::Map<String, Value> = m.run(&input, &|_| true).unwrap().into_iter().collect();
+        // Null and empty results are left out.
+        assert_eq!(
+            Value::Object(out),
+            json!({"sex": "female", "marital_status": "other", "date_of_birth": "1990-05-12"})
+        );
+        let only: Vec<String> = m.run(&input, &|e| e == "sex").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(only, ["sex"]);
+        // A failing program names its element.
+        let err = m.run(&json!({"data": {"g": "1", "d": 5}}), &|e| e == "date_of_birth").unwrap_err();
+        assert!(err.starts_with("date_of_birth: "), "{err}");
     }
 
     #[test]

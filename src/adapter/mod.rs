@@ -14,7 +14,7 @@ use crate::error::FieldError;
 use crate::schema;
 use client::{Breaker, Upstream};
 use jsonschema::Validator;
-use mapping::Mapping;
+use mapping::{ElementMapping, Mapping};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -102,8 +102,28 @@ struct OperationDoc {
     response_schema: Value,
     #[serde(default)]
     not_found_statuses: Vec<u16>,
-    mapping: String,
+    mapping: MappingDoc,
     elements: Vec<String>,
+}
+
+/// An operation's mapping: one jq program, or a program per element.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MappingDoc {
+    Program(String),
+    PerElement {
+        #[serde(default = "default_root")]
+        root: String,
+        #[serde(default)]
+        defs: String,
+        #[serde(default)]
+        tables: BTreeMap<String, Value>,
+        elements: BTreeMap<String, String>,
+    },
+}
+
+fn default_root() -> String {
+    ".".into()
 }
 
 /// One compiled operation.
@@ -124,7 +144,7 @@ pub struct Operation {
     response: Validator,
     output: Validator,
     not_found: Vec<u16>,
-    mapping: Mapping,
+    mapping: ElementMapping,
     pub elements: Vec<String>,
 }
 
@@ -222,7 +242,37 @@ impl Adapter {
                     }
                 })
             };
-            let mapping = compile_jq("mapping", Some(&op.mapping), &mut errors);
+            let mapping = match &op.mapping {
+                MappingDoc::Program(code) => {
+                    compile_jq("mapping", Some(code), &mut errors).map(ElementMapping::Program)
+                }
+                MappingDoc::PerElement { root, defs, tables, elements } => {
+                    for name in elements.keys().filter(|k| !op.elements.contains(k)) {
+                        errors.push(problem(
+                            at(&format!("mapping/elements/{name}")),
+                            format!(
+                                "\"{name}\" is not one of the operation's elements; list it in elements or remove it"
+                            ),
+                        ));
+                    }
+                    for name in op.elements.iter().filter(|e| !elements.contains_key(*e)) {
+                        errors.push(problem(
+                            at("mapping/elements"),
+                            format!("element \"{name}\" is listed in elements but has no program here"),
+                        ));
+                    }
+                    let tables: Vec<(String, Value)> = tables.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    ElementMapping::per_element(root, defs, &tables, elements)
+                        .map_err(|errs| {
+                            for (element, message) in errs {
+                                let field =
+                                    element.map(|e| format!("mapping/elements/{e}")).unwrap_or("mapping".into());
+                                errors.push(problem(at(&field), message));
+                            }
+                        })
+                        .ok()
+                }
+            };
             let query = compile_jq("query", op.query.as_ref(), &mut errors);
             let body = compile_jq("body", op.body.as_ref(), &mut errors);
             for (i, el) in op.elements.iter().enumerate() {
@@ -347,19 +397,15 @@ impl Operation {
         schema::check(&self.response, response)
     }
 
-    /// Maps a response to canonical elements, normalises addresses, and checks
-    /// the result (checkpoint 4). Elements mapped to null are left out.
-    pub fn map(&self, response: &Value) -> Result<MappedElements, MapError> {
-        let out = self.mapping.run(response).map_err(MapError::Mapping)?;
-        let Value::Object(obj) = out else {
-            return Err(MapError::Mapping("the mapping must produce an object of elements".into()));
-        };
+    /// Maps a response to the canonical elements `wanted` accepts, normalises
+    /// addresses, and checks the result (checkpoint 4). Elements mapped to
+    /// null are left out; with a per-element mapping, unwanted elements are
+    /// never computed.
+    pub fn map(&self, response: &Value, wanted: &dyn Fn(&str) -> bool) -> Result<MappedElements, MapError> {
+        let mapped = self.mapping.run(response, wanted).map_err(MapError::Mapping)?;
         let mut elements = Map::new();
         let mut notes = Vec::new();
-        for (k, v) in obj {
-            if v.is_null() {
-                continue;
-            }
+        for (k, v) in mapped {
             if schema::is_address_element(&k) {
                 match normalise_address(&v) {
                     Ok(a) => {
@@ -464,7 +510,7 @@ impl Adapter {
         let mut out = Vec::new();
         for op in self.operations.values().filter(|op| only.is_empty() || only.contains(&op.name)) {
             let started = std::time::Instant::now();
-            let result = self.exchange(op, request, http, metrics).await;
+            let result = self.exchange(op, request, http, metrics, &|_| true).await;
             let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
             out.push(match result {
                 Ok(m) => json!({"operation": op.name, "ok": true, "status": "ok", "latency_ms": ms,

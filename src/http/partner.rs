@@ -238,23 +238,19 @@ async fn exchange_inner(
         audit.record.subject = Some(id.chars().take(12).collect());
     }
     audit.record.adapters = vec![format!("{adapter_id}.{op_name}")];
-    let mapped = adapter.exchange(op, &request, &state.http, &state.metrics).await.map_err(|e| {
+    // Elements the partner is not granted are never mapped; they are named as withheld.
+    let policy = &caller.partner.policy;
+    let granted = |e: &str| policy.may_receive(e);
+    let mapped = adapter.exchange(op, &request, &state.http, &state.metrics, &granted).await.map_err(|e| {
         audit.record.detail["source"] = json!(e.kind());
         if let crate::adapter::client::ExchangeError::InvalidResponse { point, .. } = &e {
             audit.record.detail["schema_violation"] = json!(point);
         }
         ApiError::from(e)
     })?;
-    let mut elements = serde_json::Map::new();
-    let mut withheld = Vec::new();
-    for (k, v) in mapped.elements.as_object().into_iter().flatten() {
-        if caller.partner.policy.may_receive(k) {
-            elements.insert(k.clone(), v.clone());
-        } else {
-            withheld.push(k.clone());
-        }
-    }
-    audit.record.elements = elements.keys().cloned().collect();
+    let withheld: Vec<String> = op.elements.iter().filter(|e| !policy.may_receive(e)).cloned().collect();
+    let elements = mapped.elements;
+    audit.record.elements = elements.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
     if !withheld.is_empty() {
         audit.record.detail["withheld"] = json!(withheld);
     }
@@ -263,7 +259,7 @@ async fn exchange_inner(
         operation: op.name.clone(),
         adapter_version: adapter.version,
         retrieved_at: crate::db::micros_to_rfc3339(crate::db::now_micros()),
-        elements: Value::Object(elements),
+        elements,
         withheld,
         notes: mapped.notes,
     }))

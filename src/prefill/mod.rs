@@ -227,6 +227,8 @@ struct Fetcher<'a> {
     http: &'a reqwest::Client,
     metrics: &'a Metrics,
     deadline: tokio::time::Instant,
+    /// The elements the form reads; no others are mapped.
+    wanted: &'a BTreeSet<String>,
     cache: HashMap<(String, String), Fetched>,
     sources: Vec<SourceStatus>,
 }
@@ -238,6 +240,7 @@ impl Fetcher<'_> {
         let mut unique = BTreeSet::new();
         let todo: Vec<_> = todo.into_iter().filter(|(_, op, id)| unique.insert((op.clone(), id.clone()))).collect();
         let (catalog, http, metrics, deadline) = (self.catalog, self.http, self.metrics, self.deadline);
+        let wanted = self.wanted;
         let futures = todo.iter().map(|(_, op_key, id)| async move {
             let started = Instant::now();
             let result = match op_key.split_once('.').and_then(|(a, o)| {
@@ -247,7 +250,8 @@ impl Fetcher<'_> {
                 None => Err("unavailable".to_string()),
                 Some((adapter, op)) => {
                     let request = json!({ "citizen_id": id });
-                    let call = adapter.exchange(op, &request, http, metrics);
+                    let wanted = |e: &str| wanted.contains(e);
+                    let call = adapter.exchange(op, &request, http, metrics, &wanted);
                     match tokio::time::timeout_at(deadline, call).await {
                         Err(_) => Err("budget_exceeded".to_string()),
                         Ok(Ok(mapped)) => Ok(mapped.elements),
@@ -361,11 +365,13 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
     let plans: BTreeMap<Person, BTreeMap<String, String>> =
         needed.iter().map(|(p, els)| (*p, plan(&candidates, els, pinned.get(p).unwrap_or(&BTreeMap::new())))).collect();
 
+    let wanted: BTreeSet<String> = needed.values().flatten().cloned().collect();
     let mut fetcher = Fetcher {
         catalog: input.catalog,
         http: input.http,
         metrics: input.metrics,
         deadline: tokio::time::Instant::now() + input.budget,
+        wanted: &wanted,
         cache: HashMap::new(),
         sources: Vec::new(),
     };

@@ -23,8 +23,18 @@ fn shipped(name: &str, settings: &Settings) -> Adapter {
 }
 
 async fn call(a: &Adapter, op: &str, req: Value) -> Result<Value, ExchangeError> {
+    call_for(a, op, req, &|_| true).await
+}
+
+/// An exchange that maps only the elements `wanted` accepts.
+async fn call_for(
+    a: &Adapter,
+    op: &str,
+    req: Value,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Value, ExchangeError> {
     let http = reqwest::Client::new();
-    a.exchange(&a.operations[op], &req, &http, &Metrics::new()).await.map(|m| m.elements)
+    a.exchange(&a.operations[op], &req, &http, &Metrics::new(), wanted).await.map(|m| m.elements)
 }
 
 #[tokio::test]
@@ -111,13 +121,77 @@ async fn each_checkpoint_catches_its_violation() {
     let broken = Adapter::compile(&doc, 2, &settings).unwrap();
     let metrics = Metrics::new();
     match broken
-        .exchange(&broken.operations["citizen"], &json!({"citizen_id": id}), &reqwest::Client::new(), &metrics)
+        .exchange(&broken.operations["citizen"], &json!({"citizen_id": id}), &reqwest::Client::new(), &metrics, &|_| {
+            true
+        })
         .await
     {
         Err(ExchangeError::InvalidResponse { point: "response", errors }) => assert_eq!(errors[0].pointer, "/sex"),
         other => panic!("{other:?}"),
     }
     assert!(metrics.render().contains(r#"lgsp_schema_violations_total{adapter="population",point="response"} 1"#));
+}
+
+#[tokio::test]
+async fn per_element_mappings_run_only_the_wanted_programs() {
+    let mocks = start_mocks(500);
+    let settings = settings_for(&mocks);
+    let pop = shipped("population", &settings);
+    let id = mocks.population.samples(1).adult_with_household[0].clone();
+    let person = mocks.population.find(&id).unwrap();
+    let all = call(&pop, "citizen", json!({"citizen_id": id})).await.unwrap();
+    let wanted = ["full_name", "sex", "permanent_residence"];
+    let some = call_for(&pop, "citizen", json!({"citizen_id": id}), &|e| wanted.contains(&e)).await.unwrap();
+    let keys: Vec<&str> = some.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 3, "{some}");
+    for k in wanted {
+        assert_eq!(some[k], all[k], "{k} is the same whether mapped alone or with the rest");
+    }
+    assert_eq!(some["sex"], person.sex.as_str(), "code tables are bound as $sex");
+
+    // A program that would fail is not run unless its element is wanted.
+    let mut doc: Value = serde_json::from_str(SHIPPED[0].1).unwrap();
+    doc["operations"]["citizen"]["mapping"]["elements"]["phone"] = json!(r#"error("the phone program ran")"#);
+    let a = Adapter::compile(&doc, 2, &settings).unwrap();
+    let full_name_only = call_for(&a, "citizen", json!({"citizen_id": id}), &|e| e == "full_name").await.unwrap();
+    assert_eq!(full_name_only, json!({"full_name": person.name.full()}));
+    match call_for(&a, "citizen", json!({"citizen_id": id}), &|e| e == "phone").await {
+        Err(ExchangeError::InvalidResponse { point: "response", errors }) => {
+            assert!(errors[0].message.contains("phone") && errors[0].message.contains("the phone program ran"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing wanted: the registry is still called and checked, and no program runs.
+    assert_eq!(call_for(&a, "citizen", json!({"citizen_id": id}), &|_| false).await.unwrap(), json!({}));
+
+    // Errors point at the program at fault.
+    let mut doc: Value = serde_json::from_str(SHIPPED[0].1).unwrap();
+    let m = &mut doc["operations"]["citizen"]["mapping"];
+    m["elements"]["shoe_size"] = json!(".co_giay");
+    m["elements"]["sex"] = json!("$sex[.gioi_tinh");
+    m["elements"]["ethnicity"] = json!("$no_such_table[.dan_toc]");
+    m["elements"].as_object_mut().unwrap().remove("phone");
+    m["tables"]["bad name"] = json!({});
+    let errs = Adapter::compile(&doc, 1, &settings).err().expect("refused");
+    let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();
+    assert!(pointers.iter().any(|p| p.starts_with("/operations/citizen/mapping")), "{errs:?}");
+    let mut doc: Value = serde_json::from_str(SHIPPED[0].1).unwrap();
+    let m = &mut doc["operations"]["citizen"]["mapping"];
+    m["elements"]["shoe_size"] = json!(".co_giay");
+    m["elements"]["sex"] = json!("$sex[.gioi_tinh");
+    m["elements"]["ethnicity"] = json!("$no_such_table[.dan_toc]");
+    m["elements"].as_object_mut().unwrap().remove("phone");
+    m["root"] = json!(".du_lieu |");
+    let errs = Adapter::compile(&doc, 1, &settings).err().expect("refused");
+    let at = |p: &str| errs.iter().find(|e| e.pointer == p).map(|e| e.message.as_str());
+    assert!(at("/operations/citizen/mapping/elements/shoe_size").is_some_and(|m| m.contains("not one of")), "{errs:?}");
+    assert!(at("/operations/citizen/mapping/elements/sex").is_some_and(|m| m.contains("does not compile")), "{errs:?}");
+    assert!(at("/operations/citizen/mapping/elements/ethnicity").is_some(), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.pointer == "/operations/citizen/mapping/elements" && e.message.contains("\"phone\"")),
+        "{errs:?}"
+    );
+    assert!(at("/operations/citizen/mapping").is_some_and(|m| m.starts_with("root:")), "{errs:?}");
 }
 
 #[tokio::test]
