@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -226,20 +226,29 @@ fn writer_loop(db: Db, rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>, batch_siz
     let mut open = true;
     while open || !batch.is_empty() {
         if open {
-            // Block for the first message, then take whatever else is queued.
+            // Block for the first message; then gather the batch for up to
+            // `interval` (group commit: one transaction for many records),
+            // cut short when it is full, when someone waits for a flush, or
+            // at shutdown.
             match rx.recv_timeout(interval) {
                 Ok(m) => take(m, &mut batch, &mut waiting),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
-            while batch.len() < batch_size {
+            let deadline = Instant::now() + interval;
+            while open && batch.len() < batch_size && waiting.is_empty() && !batch.is_empty() {
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(m) => take(m, &mut batch, &mut waiting),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => open = false,
+                }
+            }
+            // Whatever else is already queued goes in too, up to the batch size.
+            while open && batch.len() < batch_size {
                 match rx.try_recv() {
                     Ok(m) => take(m, &mut batch, &mut waiting),
                     Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
+                    Err(mpsc::TryRecvError::Disconnected) => open = false,
                 }
             }
         }
