@@ -63,6 +63,8 @@ pub struct Settings {
     /// Hosts (`host` or `host:port`) adapter manifests may point at. Empty
     /// means loopback only.
     pub upstream_allow_list: Vec<String>,
+    /// The pool of keep-alive connections to the registries.
+    pub upstream_pool: UpstreamPoolSettings,
     pub prefill: PrefillSettings,
     pub audit: AuditSettings,
     /// How often each node re-reads the catalogue (adapters, forms, partners,
@@ -97,6 +99,16 @@ pub struct LogSettings {
 pub struct UpstreamSettings {
     pub url: String,
     pub token: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpstreamPoolSettings {
+    /// Idle connections kept open per registry host; more are closed when
+    /// they fall idle.
+    pub max_idle_per_host: usize,
+    /// Seconds an idle connection is kept before it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +148,7 @@ impl Default for Settings {
             shutdown_timeout_secs: 30,
             upstreams: BTreeMap::new(),
             upstream_allow_list: Vec::new(),
+            upstream_pool: UpstreamPoolSettings::default(),
             prefill: PrefillSettings::default(),
             audit: AuditSettings::default(),
             catalog_refresh_ms: 500,
@@ -154,6 +167,12 @@ impl Default for DatabaseSettings {
 impl Default for LogSettings {
     fn default() -> Self {
         LogSettings { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+impl Default for UpstreamPoolSettings {
+    fn default() -> Self {
+        UpstreamPoolSettings { max_idle_per_host: 512, idle_timeout_secs: 90 }
     }
 }
 

@@ -71,8 +71,11 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let db_ready = Arc::new(AtomicBool::new(false));
         let catalog = Arc::new(LiveCatalog::new(settings.clone(), db.clone()));
-        let http =
-            reqwest::Client::builder().pool_max_idle_per_host(512).connect_timeout(Duration::from_secs(2)).build()?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(settings.upstream_pool.max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(settings.upstream_pool.idle_timeout_secs))
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
 
         // Prepare now if the database is there; otherwise keep trying in the
         // background while /healthz says alive and /readyz says not ready.
