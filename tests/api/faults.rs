@@ -165,8 +165,8 @@ async fn under_load_with_a_flapping_registry_every_request_is_audited_once_and_n
     let allowed = results[2].iter().filter(|s| **s == 200).count();
     assert_eq!(refused + allowed, 100);
     // Nothing per request is left behind: the audit queue is empty and the
-    // rate limiter holds one bucket per partner (the process's memory after a
-    // run is measured by the load-test scenario, see BENCHMARKS.md).
+    // rate limiter holds one bucket per partner (tests/memory.rs counts the
+    // live heap around a longer load of the same kind).
     assert_eq!(p.state.metrics.audit_queue.get(), 0);
     assert_eq!(p.state.limits.len(), 3);
 }
