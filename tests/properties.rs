@@ -1,6 +1,7 @@
 //! Property tests: personal ID numbers, the shipped mappings over generated
 //! registry records and arbitrary JSON, and the 2025 crosswalk.
 
+use lgsp::adapter::mapping::Mapping;
 use lgsp::adapter::Adapter;
 use lgsp::config::Settings;
 use lgsp::domain::admin_units::LegacyCodes;
@@ -108,6 +109,28 @@ proptest! {
                 let _ = op.check_request(&input);
             }
         }
+    }
+
+    #[test]
+    fn a_plain_path_gives_what_jq_gives(
+        input in json_value(),
+        keys in prop::collection::vec(prop_oneof![Just("a"), Just("b_1"), Just("du_lieu")], 0..4),
+    ) {
+        // `.a.b` runs as direct lookups; `(.a.b)` is the same path run by jaq.
+        let path = if keys.is_empty() { ".".to_string() } else { format!(".{}", keys.join(".")) };
+        let direct = Mapping::compile(&path).unwrap().run(&input);
+        let jq = Mapping::compile(&format!("({path})")).unwrap().run(&input);
+        match (&direct, &jq) {
+            (Ok(d), Ok(j)) => prop_assert_eq!(d, j),
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "{} on {}: direct {:?}, jq {:?}", path, input, direct, jq),
+        }
+        // Wrapped in the input under keys, the value comes back out.
+        let mut nested = input.clone();
+        for k in keys.iter().rev() {
+            nested = Value::Object([(k.to_string(), nested)].into_iter().collect());
+        }
+        prop_assert_eq!(Mapping::compile(&path).unwrap().run(&nested).unwrap(), input);
     }
 
     #[test]

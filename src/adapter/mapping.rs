@@ -24,6 +24,9 @@ pub struct Mapping {
     filter: Filter,
     /// Values of the global variables the program was compiled with, in order.
     globals: Vec<Val>,
+    /// Set when the program is a plain path such as `.so_dinh_danh`: it then
+    /// runs as direct lookups, without the interpreter.
+    direct: Option<KeyPath>,
 }
 
 impl std::fmt::Debug for Mapping {
@@ -51,11 +54,15 @@ impl Mapping {
             .with_global_vars(names.iter().map(String::as_str))
             .compile(modules)
             .map_err(|errs| describe(code, &errs))?;
-        Ok(Mapping { filter, globals: globals.iter().map(|(_, v)| v.clone()).collect() })
+        let direct = KeyPath::parse(code);
+        Ok(Mapping { filter, globals: globals.iter().map(|(_, v)| v.clone()).collect(), direct })
     }
 
     /// Runs the program on `input`; the first output is the result.
     pub fn run(&self, input: &Value) -> Result<Value, String> {
+        if let Some(path) = &self.direct {
+            return path.get(input).map(|v| v.cloned().unwrap_or(Value::Null));
+        }
         match self.run_val(to_val(input)?)? {
             Some(v) => Ok(to_json(&v)),
             None => Err("the mapping produced no output".into()),
@@ -119,11 +126,16 @@ impl ElementMapping {
                 Err(e) => errors.push((None, format!("table {name}: {e}"))),
             }
         }
+        // Only definitions, so that an element program means the same with them or without.
+        if !defs.trim().is_empty() && jaq_core::load::parse(defs, |p| p.defs()).is_none() {
+            errors.push((None, "defs must hold only definitions (def name: ...;)".to_string()));
+        }
         let root = Mapping::compile(root).map_err(|e| errors.push((None, format!("root: {e}"))));
         let mut compiled = Vec::new();
         for (element, code) in elements {
             match Mapping::compile_with(&format!("{defs}\n{code}"), &globals) {
-                Ok(m) => compiled.push((element.clone(), m)),
+                // `defs` only defines functions (checked above), so a plain path keeps its meaning.
+                Ok(m) => compiled.push((element.clone(), Mapping { direct: KeyPath::parse(code), ..m })),
                 Err(e) => errors.push((Some(element.clone()), e)),
             }
         }
@@ -146,17 +158,91 @@ impl ElementMapping {
                 if todo.peek().is_none() {
                     return Ok(Vec::new());
                 }
-                let root = root.run_val(to_val(input)?)?.ok_or("the mapping's root produced no output")?;
+                // The root as serde_json's value, borrowed when it is a plain path;
+                // converted to jaq's value only if an element program needs jq.
+                let owned;
+                let root: &Value = match &root.direct {
+                    Some(path) => path.get(input)?.unwrap_or(&Value::Null),
+                    None => {
+                        let v = root.run_val(to_val(input)?)?.ok_or("the mapping's root produced no output")?;
+                        owned = to_json(&v);
+                        &owned
+                    }
+                };
+                let mut root_val: Option<Val> = None;
                 let mut out = Vec::new();
                 for (name, m) in todo {
-                    match m.run_val(root.clone()).map_err(|e| format!("{name}: {e}"))? {
-                        None | Some(Val::Null) => {}
-                        Some(v) => out.push((name.clone(), to_json(&v))),
+                    let value = match &m.direct {
+                        Some(path) => path.get(root).map_err(|e| format!("{name}: {e}"))?.cloned(),
+                        None => {
+                            let input = match &root_val {
+                                Some(v) => v.clone(),
+                                None => root_val.insert(to_val(root)?).clone(),
+                            };
+                            m.run_val(input).map_err(|e| format!("{name}: {e}"))?.map(|v| to_json(&v))
+                        }
+                    };
+                    match value {
+                        None | Some(Value::Null) => {}
+                        Some(v) => out.push((name.clone(), v)),
                     }
                 }
                 Ok(out)
             }
         }
+    }
+}
+
+/// A jq program that is only a path of plain keys (`.`, `.a`, `.a.b`), run on
+/// serde_json's value with jq's meaning: null, or an object without the key,
+/// gives null; indexing anything else is an error.
+#[derive(Debug)]
+struct KeyPath(Vec<String>);
+
+/// Words jq reads as keywords, never as a key after `.`.
+const JQ_KEYWORDS: [&str; 18] = [
+    "and", "or", "if", "then", "elif", "else", "end", "as", "def", "reduce", "foreach", "try", "catch", "label",
+    "import", "include", "__loc__", "not",
+];
+
+impl KeyPath {
+    fn parse(code: &str) -> Option<KeyPath> {
+        let code = code.trim();
+        if code == "." {
+            return Some(KeyPath(Vec::new()));
+        }
+        let keys: Vec<String> = code.strip_prefix('.')?.split('.').map(str::to_string).collect();
+        let plain = |k: &String| {
+            let mut chars = k.chars();
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !JQ_KEYWORDS.contains(&k.as_str())
+        };
+        keys.iter().all(plain).then_some(KeyPath(keys))
+    }
+
+    /// The value at the path; `None` stands for null.
+    fn get<'a>(&self, input: &'a Value) -> Result<Option<&'a Value>, String> {
+        let mut at = input;
+        for key in &self.0 {
+            at = match at {
+                Value::Null => return Ok(None),
+                Value::Object(o) => match o.get(key) {
+                    Some(v) => v,
+                    None => return Ok(None),
+                },
+                other => {
+                    let kind = match other {
+                        Value::Bool(_) => "boolean",
+                        Value::Number(_) => "number",
+                        Value::String(_) => "string",
+                        _ => "array",
+                    };
+                    return Err(format!("the mapping failed: cannot index {kind} with \"{key}\""));
+                }
+            };
+        }
+        Ok(Some(at))
     }
 }
 
@@ -255,6 +341,55 @@ mod tests {
         // A failing program names its element.
         let err = m.run(&json!({"data": {"g": "1", "d": 5}}), &|e| e == "date_of_birth").unwrap_err();
         assert!(err.starts_with("date_of_birth: "), "{err}");
+    }
+
+    #[test]
+    fn plain_paths_run_without_the_interpreter_and_mean_the_same() {
+        for (code, direct) in [
+            (".", true),
+            (".a", true),
+            (".a.b_2", true),
+            ("(.a)", false),
+            (".a[0]", false),
+            (".and", false),
+            (".\"a\"", false),
+            (".a?", false),
+            ("..", false),
+        ] {
+            assert_eq!(Mapping::compile(code).unwrap().direct.is_some(), direct, "{code}");
+        }
+        let inputs = [
+            json!(null),
+            json!({}),
+            json!({"a": null}),
+            json!({"a": {"b_2": 1}}),
+            json!({"a": "s"}),
+            json!({"a": [1]}),
+            json!(5),
+            json!("x"),
+            json!(true),
+            json!([1]),
+        ];
+        for code in [".", ".a", ".a.b_2"] {
+            let (direct, jq) = (Mapping::compile(code).unwrap(), Mapping::compile(&format!("({code})")).unwrap());
+            for input in &inputs {
+                match (direct.run(input), jq.run(input)) {
+                    (Ok(d), Ok(j)) => assert_eq!(d, j, "{code} on {input}"),
+                    (Err(_), Err(_)) => {}
+                    (d, j) => panic!("{code} on {input}: direct {d:?}, jq {j:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn defs_hold_only_definitions() {
+        let elements = [("full_name".to_string(), ".x".to_string())];
+        let compile = |defs: &str| ElementMapping::per_element(".", defs, &[], elements.iter().map(|(k, v)| (k, v)));
+        assert!(compile("def f: .a; def g(x): x | f;").is_ok());
+        // Not a definition: it would change what every element program reads.
+        let errs = compile(".wrapped |").unwrap_err();
+        assert!(errs.iter().any(|(at, m)| at.is_none() && m.contains("only definitions")), "{errs:?}");
     }
 
     #[test]
