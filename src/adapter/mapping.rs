@@ -38,24 +38,27 @@ impl std::fmt::Debug for Mapping {
 impl Mapping {
     /// Parses and compiles `code`; the error says what is wrong and where.
     pub fn compile(code: &str) -> Result<Mapping, String> {
-        Mapping::compile_with(code, &[])
+        Mapping::compile_with("", code, &[])
     }
 
-    /// Compiles `code` with each of `globals` bound to `$name`.
-    pub fn compile_with(code: &str, globals: &[(String, Val)]) -> Result<Mapping, String> {
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+    /// Compiles `code` after the jq definitions `defs`, with each of `globals`
+    /// bound to `$name`. `defs` must hold definitions only (see
+    /// [`ElementMapping::per_element`]), so a plain-path `code` keeps its meaning.
+    pub fn compile_with(defs: &str, code: &str, globals: &[(String, Val)]) -> Result<Mapping, String> {
+        let program = if defs.is_empty() { code.to_string() } else { format!("{defs}\n{code}") };
+        let jq_defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
-        let loader = Loader::new(defs);
+        let loader = Loader::new(jq_defs);
         let arena = Arena::default();
-        let modules = loader.load(&arena, File { code, path: () }).map_err(|errs| describe(code, &errs))?;
+        let modules =
+            loader.load(&arena, File { code: program.as_str(), path: () }).map_err(|errs| describe(&program, &errs))?;
         let names: Vec<String> = globals.iter().map(|(name, _)| format!("${name}")).collect();
         let filter = Compiler::default()
             .with_funs(funs)
             .with_global_vars(names.iter().map(String::as_str))
             .compile(modules)
-            .map_err(|errs| describe(code, &errs))?;
-        let direct = KeyPath::parse(code);
-        Ok(Mapping { filter, globals: globals.iter().map(|(_, v)| v.clone()).collect(), direct })
+            .map_err(|errs| describe(&program, &errs))?;
+        Ok(Mapping { filter, globals: globals.iter().map(|(_, v)| v.clone()).collect(), direct: KeyPath::parse(code) })
     }
 
     /// Runs the program on `input`; the first output is the result.
@@ -115,7 +118,7 @@ impl ElementMapping {
     pub fn per_element<'a>(
         root: &str,
         defs: &str,
-        tables: &[(String, Value)],
+        tables: impl IntoIterator<Item = (&'a String, &'a Value)>,
         elements: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Result<ElementMapping, Vec<CompileError>> {
         let mut errors = Vec::new();
@@ -133,9 +136,8 @@ impl ElementMapping {
         let root = Mapping::compile(root).map_err(|e| errors.push((None, format!("root: {e}"))));
         let mut compiled = Vec::new();
         for (element, code) in elements {
-            match Mapping::compile_with(&format!("{defs}\n{code}"), &globals) {
-                // `defs` only defines functions (checked above), so a plain path keeps its meaning.
-                Ok(m) => compiled.push((element.clone(), Mapping { direct: KeyPath::parse(code), ..m })),
+            match Mapping::compile_with(defs, code, &globals) {
+                Ok(m) => compiled.push((element.clone(), m)),
                 Err(e) => errors.push((Some(element.clone()), e)),
             }
         }
@@ -325,7 +327,7 @@ mod tests {
         let m = ElementMapping::per_element(
             ".data",
             r#"def dmy: split("/") | "\(.[2])-\(.[1])-\(.[0])";"#,
-            &tables,
+            tables.iter().map(|(k, v)| (k, v)),
             elements.iter().map(|(k, v)| (k, v)),
         )
         .unwrap();
@@ -385,7 +387,7 @@ mod tests {
     #[test]
     fn defs_hold_only_definitions() {
         let elements = [("full_name".to_string(), ".x".to_string())];
-        let compile = |defs: &str| ElementMapping::per_element(".", defs, &[], elements.iter().map(|(k, v)| (k, v)));
+        let compile = |defs: &str| ElementMapping::per_element(".", defs, [], elements.iter().map(|(k, v)| (k, v)));
         assert!(compile("def f: .a; def g(x): x | f;").is_ok());
         // Not a definition: it would change what every element program reads.
         let errs = compile(".wrapped |").unwrap_err();

@@ -261,8 +261,7 @@ impl Adapter {
                             format!("element \"{name}\" is listed in elements but has no program here"),
                         ));
                     }
-                    let tables: Vec<(String, Value)> = tables.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                    ElementMapping::per_element(root, defs, &tables, elements)
+                    ElementMapping::per_element(root, defs, tables, elements)
                         .map_err(|errs| {
                             for (element, message) in errs {
                                 let field =

@@ -145,15 +145,7 @@ async fn hostile_bodies_ids_paths_and_headers_get_problems_and_touch_nothing() {
             assert_4xx(&path, r).await;
         }
         let path = format!("/v1/exchange/{}/{}", enc(s), enc(s));
-        let r = p
-            .client
-            .post(p.url(&path))
-            .bearer_auth(&key)
-            .header("X-Purpose", "residence_change")
-            .json(&json!({"citizen_id": id}))
-            .send()
-            .await
-            .unwrap();
+        let r = p.exchange(&key, &enc(s), &enc(s), json!({"citizen_id": id})).await;
         assert_eq!(assert_4xx(&path, r).await.0, 404);
         for admin in [
             format!("/admin/v1/adapters/{}", enc(s)),
