@@ -116,21 +116,62 @@ proptest! {
         input in json_value(),
         keys in prop::collection::vec(prop_oneof![Just("a"), Just("b_1"), Just("du_lieu")], 0..4),
     ) {
-        // `.a.b` runs as direct lookups; `(.a.b)` is the same path run by jaq.
+        // `.a.b` runs as direct lookups; `run_jq` runs the same program on jaq.
         let path = if keys.is_empty() { ".".to_string() } else { format!(".{}", keys.join(".")) };
-        let direct = Mapping::compile(&path).unwrap().run(&input);
-        let jq = Mapping::compile(&format!("({path})")).unwrap().run(&input);
-        match (&direct, &jq) {
-            (Ok(d), Ok(j)) => prop_assert_eq!(d, j),
-            (Err(_), Err(_)) => {}
-            _ => prop_assert!(false, "{} on {}: direct {:?}, jq {:?}", path, input, direct, jq),
-        }
+        let m = Mapping::compile(&path).unwrap();
+        prop_assert!(m.is_direct());
+        prop_assert_eq!(m.run(&input), m.run_jq(&input), "{} on {}", path, input);
         // Wrapped in the input under keys, the value comes back out.
         let mut nested = input.clone();
         for k in keys.iter().rev() {
             nested = Value::Object([(k.to_string(), nested)].into_iter().collect());
         }
-        prop_assert_eq!(Mapping::compile(&path).unwrap().run(&nested).unwrap(), input);
+        prop_assert_eq!(m.run(&nested).unwrap(), input);
+    }
+
+    #[test]
+    fn every_shipped_mapping_gives_what_jq_gives_on_registry_records_with_any_field_replaced(
+        i in 0usize..5_000,
+        replace in prop::collection::vec((any::<prop::sample::Index>(), json_value()), 0..4),
+    ) {
+        let pop = population();
+        let person = &pop.people[i];
+        let records = [
+            (RegistryKind::Population, Some(render::population_record(pop, person))),
+            (RegistryKind::Population, Some(render::population_household(pop, person))),
+            (RegistryKind::CivilStatus, render::birth_record(pop, person)),
+            (RegistryKind::CivilStatus, Some(render::marriage_record(pop, person))),
+            (RegistryKind::CivilStatus, render::death_record(pop, person)),
+            (RegistryKind::Insurance, Some(render::insurance_record(pop, person))),
+        ];
+        for (kind, record) in records {
+            let Some(mut record) = record else { continue };
+            for (at, value) in &replace {
+                replace_field(&mut record, at, value.clone());
+            }
+            let answer = kind.envelope(record);
+            let adapter = match kind {
+                RegistryKind::Population => "population",
+                RegistryKind::CivilStatus => "civil_status",
+                RegistryKind::Insurance => "insurance",
+            };
+            for op in shipped(adapter).operations.values() {
+                let (direct, jq) = (op.mapping().run(&answer, &|_| true), op.mapping().run_jq(&answer, &|_| true));
+                prop_assert_eq!(direct, jq, "{}.{} on {}", adapter, op.name, answer);
+            }
+        }
+    }
+
+    #[test]
+    fn every_shipped_mapping_gives_what_jq_gives_on_arbitrary_json(input in json_value()) {
+        for adapter in ["population", "civil_status", "insurance"] {
+            for op in shipped(adapter).operations.values() {
+                for input in [input.clone(), json!({"du_lieu": input, "Data": input, "data": input})] {
+                    let (direct, jq) = (op.mapping().run(&input, &|_| true), op.mapping().run_jq(&input, &|_| true));
+                    prop_assert_eq!(direct, jq, "{}.{} on {}", adapter, op.name, input);
+                }
+            }
+        }
     }
 
     #[test]
@@ -145,4 +186,74 @@ proptest! {
         prop_assert_eq!(n.is_guess, !n.alternatives.is_empty());
         prop_assert_eq!(units.from_legacy(&codes).unwrap(), n, "deterministic");
     }
+}
+
+/// Replaces the value of one object field, anywhere in `v` (chosen by `at`
+/// among all fields, in document order), with `new`.
+fn replace_field(v: &mut Value, at: &prop::sample::Index, new: Value) {
+    fn count(v: &Value) -> usize {
+        match v {
+            Value::Object(o) => o.values().map(|c| 1 + count(c)).sum(),
+            Value::Array(a) => a.iter().map(count).sum(),
+            _ => 0,
+        }
+    }
+    fn set(v: &mut Value, n: &mut usize, new: &mut Option<Value>) {
+        match v {
+            Value::Object(o) => {
+                for child in o.values_mut() {
+                    if new.is_none() {
+                        return;
+                    }
+                    if *n == 0 {
+                        *child = new.take().unwrap();
+                        return;
+                    }
+                    *n -= 1;
+                    set(child, n, new);
+                }
+            }
+            Value::Array(a) => {
+                for child in a.iter_mut() {
+                    set(child, n, new);
+                }
+            }
+            _ => {}
+        }
+    }
+    let total = count(v);
+    if total > 0 {
+        set(v, &mut at.index(total), &mut Some(new));
+    }
+}
+
+#[test]
+fn the_shipped_element_programs_run_without_the_interpreter() {
+    use lgsp::adapter::mapping::ElementMapping;
+    let mut interpreted = Vec::new();
+    for adapter in ["population", "civil_status", "insurance"] {
+        for op in shipped(adapter).operations.values() {
+            let programs: Vec<(String, &Mapping)> = match op.mapping() {
+                ElementMapping::Program(m) => vec![(String::new(), m)],
+                ElementMapping::PerElement { root, elements } => std::iter::once((".root".to_string(), root))
+                    .chain(elements.iter().map(|(name, m)| (name.clone(), m)))
+                    .collect(),
+            };
+            for (element, m) in programs {
+                if !m.is_direct() {
+                    interpreted.push(format!(
+                        "{adapter}.{}{}{element}",
+                        op.name,
+                        if element.is_empty() { "" } else { "." }
+                    ));
+                }
+            }
+        }
+    }
+    // These use jq beyond the direct fragment (map, select, join, string
+    // slices, with_entries) and stay on jaq; every other program runs directly.
+    assert_eq!(
+        interpreted,
+        ["civil_status.birth.full_name", "civil_status.birth.given_names", "insurance.card.health_insurance_card"]
+    );
 }

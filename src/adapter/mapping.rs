@@ -11,22 +11,46 @@
 //! `tables` bound once as `$name`, and one program per element. The second
 //! form runs only the programs for the elements a caller may receive.
 
+use super::direct::Expr;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, Compiler, Ctx, Vars};
 use jaq_json::{Num, Val};
 use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 type Filter = jaq_core::Filter<data::JustLut<Val>>;
+
+/// Global variables (`$name`) bound for a program: the code tables of a
+/// per-element mapping, as jaq values and as serde_json values.
+#[derive(Clone, Default)]
+pub struct Globals {
+    names: Vec<String>,
+    jq: Vec<Val>,
+    json: Arc<[Value]>,
+}
+
+impl Globals {
+    /// Binds each table to `$name`; the error names the table at fault.
+    pub fn new<'a>(tables: impl IntoIterator<Item = (&'a String, &'a Value)>) -> Result<Globals, String> {
+        let (mut names, mut jq, mut json) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, table) in tables {
+            jq.push(to_val(table).map_err(|e| format!("table {name}: {e}"))?);
+            names.push(name.clone());
+            json.push(table.clone());
+        }
+        Ok(Globals { names, jq, json: json.into() })
+    }
+}
 
 /// A compiled jq program.
 pub struct Mapping {
     filter: Filter,
-    /// Values of the global variables the program was compiled with, in order.
-    globals: Vec<Val>,
-    /// Set when the program is a plain path such as `.so_dinh_danh`: it then
-    /// runs as direct lookups, without the interpreter.
-    direct: Option<KeyPath>,
+    globals: Globals,
+    /// Set when the program is within the fragment that [`Expr`] evaluates
+    /// directly on serde_json's values, without the interpreter.
+    direct: Option<Expr>,
 }
 
 impl std::fmt::Debug for Mapping {
@@ -38,13 +62,13 @@ impl std::fmt::Debug for Mapping {
 impl Mapping {
     /// Parses and compiles `code`; the error says what is wrong and where.
     pub fn compile(code: &str) -> Result<Mapping, String> {
-        Mapping::compile_with("", code, &[])
+        Mapping::compile_with("", code, &Globals::default())
     }
 
-    /// Compiles `code` after the jq definitions `defs`, with each of `globals`
-    /// bound to `$name`. `defs` must hold definitions only (see
-    /// [`ElementMapping::per_element`]), so a plain-path `code` keeps its meaning.
-    pub fn compile_with(defs: &str, code: &str, globals: &[(String, Val)]) -> Result<Mapping, String> {
+    /// Compiles `code` after the jq definitions `defs`, with `globals` bound
+    /// to their `$name`s. `defs` must hold definitions only (see
+    /// [`ElementMapping::per_element`]), so that `code` keeps its meaning.
+    pub fn compile_with(defs: &str, code: &str, globals: &Globals) -> Result<Mapping, String> {
         let program = if defs.is_empty() { code.to_string() } else { format!("{defs}\n{code}") };
         let jq_defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
@@ -52,20 +76,37 @@ impl Mapping {
         let arena = Arena::default();
         let modules =
             loader.load(&arena, File { code: program.as_str(), path: () }).map_err(|errs| describe(&program, &errs))?;
-        let names: Vec<String> = globals.iter().map(|(name, _)| format!("${name}")).collect();
+        let names: Vec<String> = globals.names.iter().map(|name| format!("${name}")).collect();
         let filter = Compiler::default()
             .with_funs(funs)
             .with_global_vars(names.iter().map(String::as_str))
             .compile(modules)
             .map_err(|errs| describe(&program, &errs))?;
-        Ok(Mapping { filter, globals: globals.iter().map(|(_, v)| v.clone()).collect(), direct: KeyPath::parse(code) })
+        let direct = Expr::compile(defs, code, &globals.names);
+        Ok(Mapping { filter, globals: globals.clone(), direct })
+    }
+
+    /// Whether the program runs without the interpreter (when its input allows).
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// Runs the program on `input`; the first output is the result.
     pub fn run(&self, input: &Value) -> Result<Value, String> {
-        if let Some(path) = &self.direct {
-            return path.get(input).map(|v| v.cloned().unwrap_or(Value::Null));
+        Ok(self.run_cow(input)?.into_owned())
+    }
+
+    /// [`Mapping::run`], borrowing from `input` where the result is part of it.
+    fn run_cow<'a>(&'a self, input: &'a Value) -> Result<Cow<'a, Value>, String> {
+        if let Some(Ok(v)) = self.direct.as_ref().map(|e| e.eval(input, &self.globals.json)) {
+            return Ok(v);
         }
+        self.run_jq(input).map(Cow::Owned)
+    }
+
+    /// Runs the program on jaq's interpreter, even when it could run directly:
+    /// the reference that direct evaluation is checked against.
+    pub fn run_jq(&self, input: &Value) -> Result<Value, String> {
         match self.run_val(to_val(input)?)? {
             Some(v) => Ok(to_json(&v)),
             None => Err("the mapping produced no output".into()),
@@ -75,7 +116,7 @@ impl Mapping {
     /// Runs the program on a jaq value: its first output, or `None` when it
     /// produces none.
     pub fn run_val(&self, input: Val) -> Result<Option<Val>, String> {
-        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(self.globals.iter().cloned()));
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(self.globals.jq.iter().cloned()));
         let mut out = self.filter.id.run((ctx, input));
         match out.next() {
             None => Ok(None),
@@ -122,13 +163,10 @@ impl ElementMapping {
         elements: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Result<ElementMapping, Vec<CompileError>> {
         let mut errors = Vec::new();
-        let mut globals = Vec::new();
-        for (name, table) in tables {
-            match to_val(table) {
-                Ok(v) => globals.push((name.clone(), v)),
-                Err(e) => errors.push((None, format!("table {name}: {e}"))),
-            }
-        }
+        let globals = Globals::new(tables).unwrap_or_else(|e| {
+            errors.push((None, e));
+            Globals::default()
+        });
         // Only definitions, so that an element program means the same with them or without.
         if !defs.trim().is_empty() && jaq_core::load::parse(defs, |p| p.defs()).is_none() {
             errors.push((None, "defs must hold only definitions (def name: ...;)".to_string()));
@@ -150,8 +188,24 @@ impl ElementMapping {
     /// Maps `input` to the elements `wanted` accepts; elements mapped to null
     /// (or to nothing) are left out.
     pub fn run(&self, input: &Value, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(String, Value)>, String> {
+        self.run_with(input, wanted, false)
+    }
+
+    /// [`ElementMapping::run`] with every program on jaq's interpreter: the
+    /// reference that direct evaluation is checked against.
+    pub fn run_jq(&self, input: &Value, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(String, Value)>, String> {
+        self.run_with(input, wanted, true)
+    }
+
+    fn run_with(
+        &self,
+        input: &Value,
+        wanted: &dyn Fn(&str) -> bool,
+        interpret: bool,
+    ) -> Result<Vec<(String, Value)>, String> {
+        let run = |m: &Mapping, input: &Value| if interpret { m.run_jq(input) } else { m.run(input) };
         match self {
-            ElementMapping::Program(m) => match m.run(input)? {
+            ElementMapping::Program(m) => match run(m, input)? {
                 Value::Object(obj) => Ok(obj.into_iter().filter(|(k, v)| !v.is_null() && wanted(k)).collect()),
                 _ => Err("the mapping must produce an object of elements".into()),
             },
@@ -160,26 +214,19 @@ impl ElementMapping {
                 if todo.peek().is_none() {
                     return Ok(Vec::new());
                 }
-                // The root as serde_json's value, borrowed when it is a plain path;
-                // converted to jaq's value only if an element program needs jq.
-                let owned;
-                let root: &Value = match &root.direct {
-                    Some(path) => path.get(input)?.unwrap_or(&Value::Null),
-                    None => {
-                        let v = root.run_val(to_val(input)?)?.ok_or("the mapping's root produced no output")?;
-                        owned = to_json(&v);
-                        &owned
-                    }
-                };
+                // The root borrowed from the input when it is a path; converted
+                // to jaq's value only if an element program needs the interpreter.
+                let root: Cow<Value> = if interpret { Cow::Owned(root.run_jq(input)?) } else { root.run_cow(input)? };
                 let mut root_val: Option<Val> = None;
                 let mut out = Vec::new();
                 for (name, m) in todo {
-                    let value = match &m.direct {
-                        Some(path) => path.get(root).map_err(|e| format!("{name}: {e}"))?.cloned(),
-                        None => {
+                    let direct = if interpret { None } else { m.direct.as_ref() };
+                    let value = match direct.map(|e| e.eval(&root, &m.globals.json)) {
+                        Some(Ok(v)) => Some(v.into_owned()),
+                        _ => {
                             let input = match &root_val {
                                 Some(v) => v.clone(),
-                                None => root_val.insert(to_val(root)?).clone(),
+                                None => root_val.insert(to_val(&root)?).clone(),
                             };
                             m.run_val(input).map_err(|e| format!("{name}: {e}"))?.map(|v| to_json(&v))
                         }
@@ -192,59 +239,6 @@ impl ElementMapping {
                 Ok(out)
             }
         }
-    }
-}
-
-/// A jq program that is only a path of plain keys (`.`, `.a`, `.a.b`), run on
-/// serde_json's value with jq's meaning: null, or an object without the key,
-/// gives null; indexing anything else is an error.
-#[derive(Debug)]
-struct KeyPath(Vec<String>);
-
-/// Words jq reads as keywords, never as a key after `.`.
-const JQ_KEYWORDS: [&str; 18] = [
-    "and", "or", "if", "then", "elif", "else", "end", "as", "def", "reduce", "foreach", "try", "catch", "label",
-    "import", "include", "__loc__", "not",
-];
-
-impl KeyPath {
-    fn parse(code: &str) -> Option<KeyPath> {
-        let code = code.trim();
-        if code == "." {
-            return Some(KeyPath(Vec::new()));
-        }
-        let keys: Vec<String> = code.strip_prefix('.')?.split('.').map(str::to_string).collect();
-        let plain = |k: &String| {
-            let mut chars = k.chars();
-            chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !JQ_KEYWORDS.contains(&k.as_str())
-        };
-        keys.iter().all(plain).then_some(KeyPath(keys))
-    }
-
-    /// The value at the path; `None` stands for null.
-    fn get<'a>(&self, input: &'a Value) -> Result<Option<&'a Value>, String> {
-        let mut at = input;
-        for key in &self.0 {
-            at = match at {
-                Value::Null => return Ok(None),
-                Value::Object(o) => match o.get(key) {
-                    Some(v) => v,
-                    None => return Ok(None),
-                },
-                other => {
-                    let kind = match other {
-                        Value::Bool(_) => "boolean",
-                        Value::Number(_) => "number",
-                        Value::String(_) => "string",
-                        _ => "array",
-                    };
-                    return Err(format!("the mapping failed: cannot index {kind} with \"{key}\""));
-                }
-            };
-        }
-        Ok(Some(at))
     }
 }
 
@@ -346,40 +340,89 @@ mod tests {
     }
 
     #[test]
-    fn plain_paths_run_without_the_interpreter_and_mean_the_same() {
+    fn simple_programs_run_without_the_interpreter_and_mean_the_same() {
         for (code, direct) in [
             (".", true),
             (".a", true),
             (".a.b_2", true),
-            ("(.a)", false),
-            (".a[0]", false),
-            (".and", false),
-            (".\"a\"", false),
+            ("(.a)", true),
+            (".a[0]", true),
+            (".[-1]", true),
+            (".\"a b\"", true),
+            ("$t[.a]", true),
+            ("{x: .a, b}", true),
+            ("[.a, .b]", true),
+            ("[.a[] | {x: .b}]", true),
+            ("\"\\(.a)-\\(.b)\"", true),
+            (".a // \"none\"", true),
+            ("if .a == null then null elif .b != 1 then .b else true end", true),
+            (".a and (.b or false) | not", true),
+            (".a | split(\"/\")", true),
+            (".a | test(\"^[0-9]\")", true),
+            (".a | dmy", true),
             (".a?", false),
             ("..", false),
+            (".a[]", false),
+            ("empty", false),
+            (".a, .b", false),
+            (".a + 1", false),
+            (".a | f(.b)", false),
+            (".a | split(\"\")", false),
+            ("1.5", false),
+            ("@base64", false),
+            ("{(.a): 1}", false),
+            ("reduce .a[] as $x (0; 1)", false),
         ] {
-            assert_eq!(Mapping::compile(code).unwrap().direct.is_some(), direct, "{code}");
+            let defs = "def dmy: split(\"/\") | \"\\(.[2])-\\(.[1])-\\(.[0])\"; def f(x): x;";
+            let globals = Globals::new([(&"t".to_string(), &json!({"1": "one"}))]).unwrap();
+            let m = Mapping::compile_with(defs, code, &globals).unwrap();
+            assert_eq!(m.is_direct(), direct, "{code}");
         }
         let inputs = [
             json!(null),
             json!({}),
             json!({"a": null}),
-            json!({"a": {"b_2": 1}}),
-            json!({"a": "s"}),
-            json!({"a": [1]}),
+            json!({"a": {"b_2": 1}, "b": 1}),
+            json!({"a": "12/05/1990", "b": "x"}),
+            json!({"a": "1", "b": 2.5}),
+            json!({"a": [1, {"b": "c"}], "b": [1]}),
+            json!({"a": {"k": {"b": 1}}, "b": true}),
+            json!({"a": 1.0, "b": 1}),
+            json!({"a b": 3, "a": false}),
             json!(5),
             json!("x"),
             json!(true),
-            json!([1]),
+            json!([1, 2]),
         ];
-        for code in [".", ".a", ".a.b_2"] {
-            let (direct, jq) = (Mapping::compile(code).unwrap(), Mapping::compile(&format!("({code})")).unwrap());
+        let programs = [
+            ".",
+            ".a",
+            ".a.b_2",
+            ".a[0]",
+            ".[-1]",
+            ".\"a b\"",
+            "$t[.a]",
+            "{x: .a, b}",
+            "[.a, .b]",
+            "[.a[] | {x: .b}]",
+            "[.a[]]",
+            "\"\\(.a)-\\(.b)\"",
+            ".a // \"none\"",
+            "if .a == null then null elif .b != 1 then .b else true end",
+            ".a == .b",
+            "if .a == null then 0 else .a end",
+            ".a and (.b or false) | not",
+            ".a | split(\"/\")",
+            ".a | test(\"^[0-9]\")",
+            ".a | dmy",
+        ];
+        let globals = Globals::new([(&"t".to_string(), &json!({"1": "one"}))]).unwrap();
+        let defs = "def dmy: split(\"/\") | \"\\(.[2])-\\(.[1])-\\(.[0])\";";
+        for code in programs {
+            let m = Mapping::compile_with(defs, code, &globals).unwrap();
+            assert!(m.is_direct(), "{code}");
             for input in &inputs {
-                match (direct.run(input), jq.run(input)) {
-                    (Ok(d), Ok(j)) => assert_eq!(d, j, "{code} on {input}"),
-                    (Err(_), Err(_)) => {}
-                    (d, j) => panic!("{code} on {input}: direct {d:?}, jq {j:?}"),
-                }
+                assert_eq!(m.run(input), m.run_jq(input), "{code} on {input}");
             }
         }
     }

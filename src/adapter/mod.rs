@@ -5,6 +5,7 @@
 //! response, lgsp's answer), jq programs, and a circuit breaker.
 
 pub mod client;
+pub mod direct;
 pub mod mapping;
 
 use crate::config::Settings;
@@ -389,6 +390,11 @@ impl Operation {
 
     pub fn is_not_found(&self, status: u16) -> bool {
         status == 404 || self.not_found.contains(&status)
+    }
+
+    /// The mapping from the registry's response to canonical elements.
+    pub fn mapping(&self) -> &ElementMapping {
+        &self.mapping
     }
 
     /// Checkpoint 3: the registry's response.
