@@ -125,6 +125,9 @@ pub struct AuditSettings {
     pub batch_size: usize,
     /// Longest a record waits before its batch is written, in milliseconds.
     pub flush_interval_ms: u64,
+    /// Most records waiting to be written; when it is reached, requests wait
+    /// for room before they are answered.
+    pub queue_capacity: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -184,7 +187,7 @@ impl Default for PrefillSettings {
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        AuditSettings { batch_size: 512, flush_interval_ms: 20 }
+        AuditSettings { batch_size: 512, flush_interval_ms: 20, queue_capacity: 4096 }
     }
 }
 

@@ -102,6 +102,7 @@ impl Application {
             metrics.clone(),
             settings.audit.batch_size,
             Duration::from_millis(settings.audit.flush_interval_ms.max(1)),
+            settings.audit.queue_capacity,
         );
         let state = web::Data::new(AppState {
             settings: settings.clone(),

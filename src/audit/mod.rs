@@ -1,13 +1,16 @@
 //! The audit trail: one record per prefill and exchange, allowed or refused.
 //!
-//! Handlers hand records to [`AuditSink::record`], which never blocks; one
-//! writer thread stores them in batches, each batch in one transaction that
+//! Handlers hand records to [`AuditSink::record`]; one writer thread stores
+//! them in batches, each batch in one transaction that
 //! locks the chain's head row, so several nodes sharing a database extend one
 //! chain. Every record's hash covers the previous record's hash and all its
 //! stored fields: an edited, inserted or deleted row breaks the chain, and
 //! [`verify`] names the first record where it breaks. On shutdown the writer
 //! drains its queue before the process exits; a failed write is retried, not
-//! dropped.
+//! dropped. The queue is bounded: when the writer falls behind (a flood of
+//! cheap refused requests, a slow database), handlers wait for room before
+//! they answer, so the requests slow down to what the trail can store and
+//! memory stays bounded, instead of records piling up in memory.
 
 pub mod query;
 
@@ -17,10 +20,10 @@ use crate::telemetry::Metrics;
 use diesel::prelude::*;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -182,14 +185,21 @@ enum Msg {
 
 /// The queue in front of the writer thread.
 pub struct AuditSink {
-    tx: RwLock<Option<mpsc::Sender<Msg>>>,
+    tx: RwLock<Option<tokio::sync::mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<Metrics>,
 }
 
 impl AuditSink {
-    pub fn start(db: Db, metrics: Arc<Metrics>, batch_size: usize, flush_interval: Duration) -> AuditSink {
-        let (tx, rx) = mpsc::channel::<Msg>();
+    /// Starts the writer; at most `capacity` records wait in the queue.
+    pub fn start(
+        db: Db,
+        metrics: Arc<Metrics>,
+        batch_size: usize,
+        flush_interval: Duration,
+        capacity: usize,
+    ) -> AuditSink {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(capacity.max(1));
         let m = metrics.clone();
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -198,12 +208,13 @@ impl AuditSink {
         AuditSink { tx: RwLock::new(Some(tx)), writer: Mutex::new(Some(writer)), metrics }
     }
 
-    /// Queues a record; never blocks the request.
-    pub fn record(&self, record: AuditRecord) {
-        match &*self.tx.read() {
+    /// Queues a record, waiting for room when the queue is full.
+    pub async fn record(&self, record: AuditRecord) {
+        let tx = self.tx.read().clone();
+        match tx {
             Some(tx) => {
                 self.metrics.audit_queue.inc();
-                if tx.send(Msg::Record(Box::new(record))).is_err() {
+                if tx.send(Msg::Record(Box::new(record))).await.is_err() {
                     self.metrics.audit_queue.dec();
                     tracing::error!("audit writer has stopped; record lost");
                 }
@@ -216,7 +227,11 @@ impl AuditSink {
     /// after `timeout`).
     pub async fn flush(&self, timeout: Duration) {
         let (done_tx, done_rx) = mpsc::sync_channel(1);
-        let sent = self.tx.read().as_ref().is_some_and(|tx| tx.send(Msg::Flush(done_tx)).is_ok());
+        let tx = self.tx.read().clone();
+        let sent = match tx {
+            Some(tx) => tokio::time::timeout(timeout, tx.send(Msg::Flush(done_tx))).await.is_ok_and(|r| r.is_ok()),
+            None => false,
+        };
         if sent {
             let _ = tokio::task::spawn_blocking(move || done_rx.recv_timeout(timeout)).await;
         }
@@ -246,7 +261,13 @@ impl Drop for AuditSink {
 /// How often the writer looks at its queue while it gathers a batch.
 const GATHER_POLL: Duration = Duration::from_millis(1);
 
-fn writer_loop(db: Db, rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>, batch_size: usize, interval: Duration) {
+fn writer_loop(
+    db: Db,
+    mut rx: tokio::sync::mpsc::Receiver<Msg>,
+    metrics: Arc<Metrics>,
+    batch_size: usize,
+    interval: Duration,
+) {
     let mut batch: Vec<AuditRecord> = Vec::with_capacity(batch_size);
     let mut waiting: Vec<mpsc::SyncSender<()>> = Vec::new();
     let mut open = true;
@@ -256,10 +277,9 @@ fn writer_loop(db: Db, rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>, batch_siz
             // `interval` (group commit: one transaction for many records),
             // cut short when it is full, when someone waits for a flush, or
             // at shutdown.
-            match rx.recv_timeout(interval) {
-                Ok(m) => take(m, &mut batch, &mut waiting),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => open = false,
+            match rx.blocking_recv() {
+                Some(m) => take(m, &mut batch, &mut waiting),
+                None => open = false,
             }
             // Gather by polling the queue rather than waiting on it: a sender
             // then never has to wake this thread, one record at a time.
@@ -268,8 +288,8 @@ fn writer_loop(db: Db, rx: mpsc::Receiver<Msg>, metrics: Arc<Metrics>, batch_siz
                 while open && batch.len() < batch_size {
                     match rx.try_recv() {
                         Ok(m) => take(m, &mut batch, &mut waiting),
-                        Err(mpsc::TryRecvError::Empty) => break,
-                        Err(mpsc::TryRecvError::Disconnected) => open = false,
+                        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => open = false,
                     }
                 }
                 let now = Instant::now();
@@ -439,6 +459,7 @@ fn verify_snapshot(conn: &mut DbConnection, anchors: &BTreeMap<i64, String>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// Rows stored by earlier versions hashed the canonical JSON of a
     /// `serde_json::Value` array of the fields; the hash must stay the same
@@ -467,8 +488,22 @@ mod tests {
         };
         let earlier = |r: &AuditRow| {
             let fields = json!([
-                r.seq, r.record_id, r.ts, r.request_id, r.partner_id, r.key_id, r.action, r.subject, r.purpose,
-                r.resource, r.adapters, r.elements, r.outcome, r.status, r.latency_us, r.detail,
+                r.seq,
+                r.record_id,
+                r.ts,
+                r.request_id,
+                r.partner_id,
+                r.key_id,
+                r.action,
+                r.subject,
+                r.purpose,
+                r.resource,
+                r.adapters,
+                r.elements,
+                r.outcome,
+                r.status,
+                r.latency_us,
+                r.detail,
             ]);
             let mut h = Sha256::new();
             h.update(r.prev_hash.as_bytes());

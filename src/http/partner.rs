@@ -52,7 +52,7 @@ impl Audit {
     }
 
     /// Records the call and adds the rate-limit headers to its answer.
-    pub fn finish(
+    pub async fn finish(
         mut self,
         state: &AppState,
         result: Result<HttpResponse, ApiError>,
@@ -68,7 +68,7 @@ impl Audit {
                 r.detail["reason"] = json!(e.detail);
             }
         }
-        state.audit.record(self.record);
+        state.audit.record(self.record).await;
         let Some(d) = self.rate else { return result };
         match result {
             Ok(mut resp) => {
@@ -204,7 +204,7 @@ pub async fn exchange(
     let (adapter_id, op_name) = path.into_inner();
     let mut audit = Audit::start(&req, "exchange", format!("{adapter_id}.{op_name}"));
     let result = exchange_inner(&req, &state, &adapter_id, &op_name, &body, &mut audit).await;
-    audit.finish(&state, result)
+    audit.finish(&state, result).await
 }
 
 async fn exchange_inner(
@@ -282,7 +282,7 @@ async fn exchange_inner(
 pub async fn prefill(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut audit = Audit::start(&req, "prefill", String::new());
     let result = prefill_inner(&req, &state, &body, &mut audit).await;
-    audit.finish(&state, result)
+    audit.finish(&state, result).await
 }
 
 async fn prefill_inner(

@@ -437,6 +437,31 @@ async fn a_limited_partner_gets_its_quota_and_no_more_while_another_is_unaffecte
 }
 
 #[tokio::test]
+async fn a_full_audit_queue_slows_requests_down_and_loses_no_record() {
+    // Room for two records and a slow writer (each batch waits 50 ms): most of
+    // the 80 requests find the queue full and wait for room before answering.
+    let p = platform_with(|s| {
+        s.audit.queue_capacity = 2;
+        s.audit.batch_size = 4;
+        s.audit.flush_interval_ms = 50;
+    })
+    .await;
+    let ids = p.mocks.population.samples(5).adult_with_household;
+    let key = p.partner("000.00.27.H29", everything(), 60_000, 1_000).await;
+    let mut statuses = Vec::new();
+    for t in fire_prefills(&p.client, &p.base, &key, &ids, 80) {
+        statuses.push(t.await.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let page = p.audit("limit=500&action=prefill").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 80, "one record per request");
+    let verify: Value =
+        p.admin(reqwest::Method::GET, "/admin/v1/audit/verify", AUDITOR, None).await.json().await.unwrap();
+    assert_eq!(verify["intact"], true, "{verify}");
+    assert_eq!(p.state.metrics.audit_queue.get(), 0);
+}
+
+#[tokio::test]
 async fn the_audit_trail_holds_one_record_per_request_under_load_and_detects_tampering() {
     let p = platform().await;
     let ids = p.mocks.population.samples(5).adult_with_household;
