@@ -12,6 +12,12 @@ for line in io.lines(os.getenv("LGSP_LOAD_IDS")) do
   ids[#ids + 1] = line
 end
 local n = 0
+-- With LGSP_LOAD_DELAY_MS, each connection waits that long between its
+-- requests: a paced load well below saturation, for latency.
+local pause = tonumber(os.getenv("LGSP_LOAD_DELAY_MS") or "0")
+if pause > 0 then
+  delay = function() return pause end
+end
 
 local json = { ["Content-Type"] = "application/json" }
 

@@ -18,7 +18,7 @@ use jaq_json::{Num, Val};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 type Filter = jaq_core::Filter<data::JustLut<Val>>;
 
@@ -46,7 +46,13 @@ impl Globals {
 
 /// A compiled jq program.
 pub struct Mapping {
-    filter: Filter,
+    /// The program with its definitions, as jaq compiles it.
+    program: String,
+    /// jaq's compiled form. A program that runs directly needs it only for
+    /// inputs the direct path leaves to jaq, so it is compiled again on the
+    /// first such input rather than kept: each compiled program carries its
+    /// own copy of jq's standard library (about 100 KB).
+    filter: OnceLock<Filter>,
     globals: Globals,
     /// Set when the program is within the fragment that [`Expr`] evaluates
     /// directly on serde_json's values, without the interpreter.
@@ -57,6 +63,21 @@ impl std::fmt::Debug for Mapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Mapping")
     }
+}
+
+/// Compiles a whole program (definitions included) with jaq.
+fn compile_jq(program: &str, globals: &Globals) -> Result<Filter, String> {
+    let jq_defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+    let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+    let loader = Loader::new(jq_defs);
+    let arena = Arena::default();
+    let modules = loader.load(&arena, File { code: program, path: () }).map_err(|errs| describe(program, &errs))?;
+    let names: Vec<String> = globals.names.iter().map(|name| format!("${name}")).collect();
+    Compiler::default()
+        .with_funs(funs)
+        .with_global_vars(names.iter().map(String::as_str))
+        .compile(modules)
+        .map_err(|errs| describe(program, &errs))
 }
 
 impl Mapping {
@@ -70,20 +91,19 @@ impl Mapping {
     /// [`ElementMapping::per_element`]), so that `code` keeps its meaning.
     pub fn compile_with(defs: &str, code: &str, globals: &Globals) -> Result<Mapping, String> {
         let program = if defs.is_empty() { code.to_string() } else { format!("{defs}\n{code}") };
-        let jq_defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
-        let loader = Loader::new(jq_defs);
-        let arena = Arena::default();
-        let modules =
-            loader.load(&arena, File { code: program.as_str(), path: () }).map_err(|errs| describe(&program, &errs))?;
-        let names: Vec<String> = globals.names.iter().map(|name| format!("${name}")).collect();
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .with_global_vars(names.iter().map(String::as_str))
-            .compile(modules)
-            .map_err(|errs| describe(&program, &errs))?;
+        // jaq judges every program, including those that will run directly.
+        let compiled = compile_jq(&program, globals)?;
         let direct = Expr::compile(defs, code, &globals.names);
-        Ok(Mapping { filter, globals: globals.clone(), direct })
+        let filter = OnceLock::new();
+        if direct.is_none() {
+            let _ = filter.set(compiled);
+        }
+        Ok(Mapping { program, filter, globals: globals.clone(), direct })
+    }
+
+    fn filter(&self) -> &Filter {
+        self.filter
+            .get_or_init(|| compile_jq(&self.program, &self.globals).expect("the program compiled when it was loaded"))
     }
 
     /// Whether the program runs without the interpreter (when its input allows).
@@ -116,8 +136,9 @@ impl Mapping {
     /// Runs the program on a jaq value: its first output, or `None` when it
     /// produces none.
     pub fn run_val(&self, input: Val) -> Result<Option<Val>, String> {
-        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(self.globals.jq.iter().cloned()));
-        let mut out = self.filter.id.run((ctx, input));
+        let filter = self.filter();
+        let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new(self.globals.jq.iter().cloned()));
+        let mut out = filter.id.run((ctx, input));
         match out.next() {
             None => Ok(None),
             Some(Ok(v)) => Ok(Some(v)),
