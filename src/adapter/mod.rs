@@ -469,12 +469,12 @@ pub fn normalise_address(raw: &Value) -> Result<Value, String> {
             units.legacy_ward(codes.ward_code)
         };
         let legacy = json!({
-            "province_code": l.map(|l| l.province_code.as_str()).unwrap_or(codes.province_code),
-            "province_name": l.map(|l| l.province_name.as_str()).unwrap_or(""),
-            "district_code": l.map(|l| l.district_code.as_str()).unwrap_or(codes.district_code),
-            "district_name": l.map(|l| l.district_name.as_str()).unwrap_or(""),
+            "province_code": l.map(|l| l.province_code).unwrap_or(codes.province_code),
+            "province_name": l.map(|l| l.province_name).unwrap_or(""),
+            "district_code": l.map(|l| l.district_code).unwrap_or(codes.district_code),
+            "district_name": l.map(|l| l.district_name).unwrap_or(""),
             "ward_code": codes.ward_code,
-            "ward_name": l.map(|l| l.ward_name.as_str()).unwrap_or(""),
+            "ward_name": l.map(|l| l.ward_name).unwrap_or(""),
         });
         (n, legacy)
     };

@@ -14,22 +14,22 @@ const CROSSWALK: &str = include_str!("../../data/admin-units/crosswalk_legacy_to
 /// A current (2025) ward, commune or special zone.
 #[derive(Debug, Clone)]
 pub struct Ward {
-    pub province_code: String,
-    pub province_name: String,
-    pub ward_code: String,
-    pub ward_name: String,
-    pub ward_type: String,
+    pub province_code: &'static str,
+    pub province_name: &'static str,
+    pub ward_code: &'static str,
+    pub ward_name: &'static str,
+    pub ward_type: &'static str,
 }
 
 /// A unit before 1 July 2025. Island districts have no ward (empty code).
 #[derive(Debug, Clone)]
 pub struct LegacyWard {
-    pub province_code: String,
-    pub province_name: String,
-    pub district_code: String,
-    pub district_name: String,
-    pub ward_code: String,
-    pub ward_name: String,
+    pub province_code: &'static str,
+    pub province_name: &'static str,
+    pub district_code: &'static str,
+    pub district_name: &'static str,
+    pub ward_code: &'static str,
+    pub ward_name: &'static str,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -38,17 +38,20 @@ struct Target {
     is_default: bool,
 }
 
-/// All units and the crosswalk, loaded once.
+/// All units and the crosswalk, loaded once. Every name and code borrows
+/// from the embedded data rather than copying it.
 pub struct AdminUnits {
     pub wards: Vec<Ward>,
     pub legacy: Vec<LegacyWard>,
-    ward_by_code: HashMap<String, usize>,
-    legacy_by_ward: HashMap<String, usize>,
-    legacy_by_district: HashMap<String, usize>,
-    /// Legacy ward code (or island district code) to its current ward(s).
-    crosswalk: HashMap<String, Vec<Target>>,
-    legacy_province_names: HashMap<String, String>,
-    province_names: HashMap<String, String>,
+    ward_by_code: HashMap<&'static str, usize>,
+    legacy_by_ward: HashMap<&'static str, usize>,
+    legacy_by_district: HashMap<&'static str, usize>,
+    /// Legacy ward code to its current ward(s).
+    crosswalk: HashMap<&'static str, Vec<Target>>,
+    /// Island district code (a district without wards) to its current ward(s).
+    crosswalk_districts: HashMap<&'static str, Vec<Target>>,
+    legacy_province_names: HashMap<&'static str, &'static str>,
+    province_names: HashMap<&'static str, &'static str>,
 }
 
 /// A legacy address as a registry holds it.
@@ -63,16 +66,16 @@ pub struct LegacyCodes<'a> {
 /// The result of normalising an address to the current units.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Normalised {
-    pub province_code: String,
-    pub province_name: String,
-    pub ward_code: String,
-    pub ward_name: String,
+    pub province_code: &'static str,
+    pub province_name: &'static str,
+    pub ward_code: &'static str,
+    pub ward_name: &'static str,
     /// The legacy ward was split across several current wards and the default
     /// one was chosen: the citizen should confirm it.
     pub is_guess: bool,
     /// The other current wards the legacy ward was split into (when `is_guess`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub alternatives: Vec<String>,
+    pub alternatives: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,15 +106,10 @@ impl AdminUnits {
         let mut ward_by_code = HashMap::new();
         let mut province_names = HashMap::new();
         for r in rows(UNITS_2025) {
-            let w = Ward {
-                province_code: r[0].into(),
-                province_name: r[1].into(),
-                ward_code: r[2].into(),
-                ward_name: r[3].into(),
-                ward_type: r[4].into(),
-            };
-            province_names.insert(w.province_code.clone(), w.province_name.clone());
-            ward_by_code.insert(w.ward_code.clone(), wards.len());
+            let w =
+                Ward { province_code: r[0], province_name: r[1], ward_code: r[2], ward_name: r[3], ward_type: r[4] };
+            province_names.insert(w.province_code, w.province_name);
+            ward_by_code.insert(w.ward_code, wards.len());
             wards.push(w);
         }
         let mut legacy = Vec::new();
@@ -120,27 +118,28 @@ impl AdminUnits {
         let mut legacy_province_names = HashMap::new();
         for r in rows(UNITS_LEGACY) {
             let l = LegacyWard {
-                province_code: r[0].into(),
-                province_name: r[1].into(),
-                district_code: r[2].into(),
-                district_name: r[3].into(),
-                ward_code: r[5].into(),
-                ward_name: r[6].into(),
+                province_code: r[0],
+                province_name: r[1],
+                district_code: r[2],
+                district_name: r[3],
+                ward_code: r[5],
+                ward_name: r[6],
             };
-            legacy_province_names.insert(l.province_code.clone(), l.province_name.clone());
+            legacy_province_names.insert(l.province_code, l.province_name);
             if l.ward_code.is_empty() {
-                legacy_by_district.insert(l.district_code.clone(), legacy.len());
+                legacy_by_district.insert(l.district_code, legacy.len());
             } else {
-                legacy_by_ward.insert(l.ward_code.clone(), legacy.len());
-                legacy_by_district.entry(l.district_code.clone()).or_insert(legacy.len());
+                legacy_by_ward.insert(l.ward_code, legacy.len());
+                legacy_by_district.entry(l.district_code).or_insert(legacy.len());
             }
             legacy.push(l);
         }
-        let mut crosswalk: HashMap<String, Vec<Target>> = HashMap::new();
+        let mut crosswalk: HashMap<&'static str, Vec<Target>> = HashMap::new();
+        let mut crosswalk_districts: HashMap<&'static str, Vec<Target>> = HashMap::new();
         for r in rows(CROSSWALK) {
-            let key = if r[2].is_empty() { format!("d{}", r[1]) } else { r[2].to_string() };
+            let (map, key) = if r[2].is_empty() { (&mut crosswalk_districts, r[1]) } else { (&mut crosswalk, r[2]) };
             if let Some(&ward) = ward_by_code.get(r[4]) {
-                crosswalk.entry(key).or_default().push(Target { ward, is_default: r[5] == "1" });
+                map.entry(key).or_default().push(Target { ward, is_default: r[5] == "1" });
             }
         }
         AdminUnits {
@@ -150,6 +149,7 @@ impl AdminUnits {
             legacy_by_ward,
             legacy_by_district,
             crosswalk,
+            crosswalk_districts,
             legacy_province_names,
             province_names,
         }
@@ -169,21 +169,21 @@ impl AdminUnits {
     }
 
     pub fn legacy_province_name(&self, code: &str) -> Option<&str> {
-        self.legacy_province_names.get(code).map(String::as_str)
+        self.legacy_province_names.get(code).copied()
     }
 
     pub fn province_name(&self, code: &str) -> Option<&str> {
-        self.province_names.get(code).map(String::as_str)
+        self.province_names.get(code).copied()
     }
 
     /// The current ward for a current code (nothing to translate).
     pub fn current(&self, ward_code: &str) -> Result<Normalised, UnitError> {
         let w = self.ward(ward_code).ok_or_else(|| UnitError::UnknownWard(ward_code.into()))?;
         Ok(Normalised {
-            province_code: w.province_code.clone(),
-            province_name: w.province_name.clone(),
-            ward_code: w.ward_code.clone(),
-            ward_name: w.ward_name.clone(),
+            province_code: w.province_code,
+            province_name: w.province_name,
+            ward_code: w.ward_code,
+            ward_name: w.ward_name,
             is_guess: false,
             alternatives: Vec::new(),
         })
@@ -192,11 +192,11 @@ impl AdminUnits {
     /// Translates legacy codes through the crosswalk. A split ward yields the
     /// default new ward, flagged as a guess with the alternatives listed.
     pub fn from_legacy(&self, codes: &LegacyCodes<'_>) -> Result<Normalised, UnitError> {
-        let key = if codes.ward_code.is_empty() {
+        let targets = if codes.ward_code.is_empty() {
             if !self.legacy_by_district.contains_key(codes.district_code) {
                 return Err(UnitError::UnknownLegacyDistrict(codes.district_code.into()));
             }
-            format!("d{}", codes.district_code)
+            self.crosswalk_districts.get(codes.district_code)
         } else {
             let l = self
                 .legacy_ward(codes.ward_code)
@@ -207,9 +207,9 @@ impl AdminUnits {
                     district: codes.district_code.into(),
                 });
             }
-            codes.ward_code.to_string()
+            self.crosswalk.get(codes.ward_code)
         };
-        let targets = self.crosswalk.get(&key).filter(|t| !t.is_empty()).ok_or_else(|| {
+        let targets = targets.filter(|t| !t.is_empty()).ok_or_else(|| {
             if codes.ward_code.is_empty() {
                 UnitError::UnknownLegacyDistrict(codes.district_code.into())
             } else {
@@ -220,13 +220,13 @@ impl AdminUnits {
         let w = &self.wards[chosen.ward];
         let split = targets.len() > 1;
         Ok(Normalised {
-            province_code: w.province_code.clone(),
-            province_name: w.province_name.clone(),
-            ward_code: w.ward_code.clone(),
-            ward_name: w.ward_name.clone(),
+            province_code: w.province_code,
+            province_name: w.province_name,
+            ward_code: w.ward_code,
+            ward_name: w.ward_name,
             is_guess: split,
             alternatives: if split {
-                targets.iter().filter(|t| t.ward != chosen.ward).map(|t| self.wards[t.ward].ward_code.clone()).collect()
+                targets.iter().filter(|t| t.ward != chosen.ward).map(|t| self.wards[t.ward].ward_code).collect()
             } else {
                 Vec::new()
             },
@@ -241,12 +241,8 @@ mod tests {
     fn legacy(ward: &str) -> Normalised {
         let u = AdminUnits::get();
         let l = u.legacy_ward(ward).unwrap();
-        u.from_legacy(&LegacyCodes {
-            province_code: &l.province_code,
-            district_code: &l.district_code,
-            ward_code: ward,
-        })
-        .unwrap()
+        u.from_legacy(&LegacyCodes { province_code: l.province_code, district_code: l.district_code, ward_code: ward })
+            .unwrap()
     }
 
     #[test]
@@ -281,7 +277,7 @@ mod tests {
         assert_eq!(n.ward_code, "00008");
         assert!(n.is_guess);
         assert!(!n.alternatives.is_empty());
-        assert!(!n.alternatives.contains(&"00008".to_string()));
+        assert!(!n.alternatives.contains(&"00008"));
     }
 
     #[test]
@@ -298,7 +294,7 @@ mod tests {
         // A Nam Định ward is in Ninh Bình (37) since 2025.
         let u = AdminUnits::get();
         let l = u.legacy.iter().find(|l| l.province_code == "36" && !l.ward_code.is_empty()).unwrap();
-        let n = legacy(&l.ward_code.clone());
+        let n = legacy(l.ward_code);
         assert_eq!(n.province_code, "37");
         assert_eq!(u.legacy_province_name("36"), Some("Tỉnh Nam Định"));
     }
