@@ -178,9 +178,9 @@ proptest! {
     fn every_legacy_ward_lands_on_a_current_ward_of_the_crosswalk(i in any::<prop::sample::Index>()) {
         let units = AdminUnits::get();
         let w = &units.legacy[i.index(units.legacy.len())];
-        let codes = LegacyCodes { province_code: &w.province_code, district_code: &w.district_code, ward_code: &w.ward_code };
+        let codes = LegacyCodes { province_code: w.province_code, district_code: w.district_code, ward_code: w.ward_code };
         let n = units.from_legacy(&codes).map_err(|e| TestCaseError::fail(format!("{}: {e}", w.ward_code)))?;
-        let current = units.ward(&n.ward_code);
+        let current = units.ward(n.ward_code);
         prop_assert!(current.is_some(), "{} -> {}", w.ward_code, n.ward_code);
         prop_assert_eq!(&current.unwrap().province_code, &n.province_code);
         prop_assert_eq!(n.is_guess, !n.alternatives.is_empty());

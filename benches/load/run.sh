@@ -41,6 +41,13 @@ need() {
 need wrk:wrk nginx:nginx-light curl:curl python3:python3
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
+for port in $P_POP $P_CIVIL $P_INS $P_NGINX $P_LGSP $P_LGSP_PG; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    say "port $port is already in use on 127.0.0.1; stop what listens there and run again"
+    exit 1
+  fi
+done
+
 say "building lgsp (release)"
 cargo build --release --locked --bin lgsp >&2
 BIN=$ROOT/target/release/lgsp

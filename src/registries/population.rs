@@ -524,9 +524,9 @@ impl Population {
                 let unit = &units.legacy[h.unit as usize];
                 if units
                     .from_legacy(&crate::domain::admin_units::LegacyCodes {
-                        province_code: &unit.province_code,
-                        district_code: &unit.district_code,
-                        ward_code: &unit.ward_code,
+                        province_code: unit.province_code,
+                        district_code: unit.district_code,
+                        ward_code: unit.ward_code,
                     })
                     .is_ok_and(|n| n.is_guess)
                 {

@@ -48,8 +48,7 @@ fn pop_address(unit: u16, street: Option<String>, legacy: bool) -> Value {
             "chi_tiet": street,
         });
     }
-    let codes =
-        LegacyCodes { province_code: &l.province_code, district_code: &l.district_code, ward_code: &l.ward_code };
+    let codes = LegacyCodes { province_code: l.province_code, district_code: l.district_code, ward_code: l.ward_code };
     match units.from_legacy(&codes) {
         Ok(n) => json!({
             "ma_tinh": n.province_code, "ten_tinh": n.province_name,
@@ -231,7 +230,7 @@ pub fn birth_record(pop: &Population, p: &Person) -> Option<Value> {
         "SoDangKy": format!("{}/{}", 1 + derive(p, 2) % 900, reg.year()),
         "QuyenSo": format!("{:02}/{}", 1 + derive(p, 4) % 5, reg.year()),
         "NgayDangKy": reg.to_string(),
-        "NoiDangKy": format!("UBND {}", if unit.ward_name.is_empty() { &unit.district_name } else { &unit.ward_name }),
+        "NoiDangKy": format!("UBND {}", if unit.ward_name.is_empty() { unit.district_name } else { unit.ward_name }),
         "MaDonViDangKy": unit.ward_code,
         "Ho": p.name.surname(),
         "ChuDem": p.name.middle(),
