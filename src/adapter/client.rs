@@ -244,7 +244,9 @@ impl Adapter {
                 let jitter = rand::rng().random_range(0..=up.backoff.as_millis() as u64);
                 tokio::time::sleep(base + Duration::from_millis(jitter)).await;
             }
-            match self.attempt(op, http, url, query, body).await {
+            // Boxed: the HTTP exchange's state is allocated only while it
+            // runs, not carried by every call still waiting for its turn.
+            match Box::pin(self.attempt(op, http, url, query, body)).await {
                 Attempt::Done(v) => {
                     up.breaker.success();
                     return Ok(v);

@@ -46,6 +46,9 @@ pub struct Catalog {
     /// Stored entries that no longer compile (for example after the
     /// allow-list changed), with why.
     pub broken: Vec<(String, String)>,
+    /// The operations a prefill may call with a citizen ID alone, with the
+    /// elements each provides: worked out once per snapshot, not per prefill.
+    pub prefill_sources: Vec<(String, BTreeSet<String>)>,
 }
 
 impl Catalog {
@@ -172,6 +175,7 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
             cat.admins.insert(t.token_hash, AdminCaller { token_id: t.id, role });
         }
     }
+    cat.prefill_sources = crate::prefill::candidates(&cat);
     Ok(cat)
 }
 

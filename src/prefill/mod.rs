@@ -155,8 +155,9 @@ fn link_element(p: Person) -> Option<&'static str> {
     }
 }
 
-/// Operations callable with only a citizen ID, with what they provide.
-fn candidates(catalog: &Catalog) -> Vec<(String, BTreeSet<String>)> {
+/// Operations callable with only a citizen ID, with what they provide (kept
+/// in each catalogue snapshot as `prefill_sources`).
+pub fn candidates(catalog: &Catalog) -> Vec<(String, BTreeSet<String>)> {
     let mut out = Vec::new();
     for (id, live) in &catalog.adapters {
         if !live.enabled {
@@ -337,7 +338,7 @@ pub struct PrefillInput<'a> {
 
 pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
     let form = input.form;
-    let candidates = candidates(input.catalog);
+    let candidates = &input.catalog.prefill_sources;
     let permitted =
         |p: Person, el: &str| (input.may_receive)(el) && link_element(p).is_none_or(|l| (input.may_receive)(l));
 
@@ -363,7 +364,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
         }
     }
     let plans: BTreeMap<Person, BTreeMap<String, String>> =
-        needed.iter().map(|(p, els)| (*p, plan(&candidates, els, pinned.get(p).unwrap_or(&BTreeMap::new())))).collect();
+        needed.iter().map(|(p, els)| (*p, plan(candidates, els, pinned.get(p).unwrap_or(&BTreeMap::new())))).collect();
 
     let wanted: BTreeSet<String> = needed.values().flatten().cloned().collect();
     let mut fetcher = Fetcher {
