@@ -61,6 +61,15 @@ fn schema_and_mapping(c: &mut Criterion) {
     c.bench_function("mapping: population.citizen, 4 of 26 elements", |b| {
         b.iter(|| op.map(black_box(&current), &|e| form.contains(&e)))
     });
+    // The element programs alone (no normalisation, no checkpoint 4): run
+    // directly where they can, and all on jaq's interpreter.
+    assert_eq!(op.mapping().run(&legacy, &|_| true), op.mapping().run_jq(&legacy, &|_| true));
+    c.bench_function("element programs: population.citizen, 26 elements, direct", |b| {
+        b.iter(|| op.mapping().run(black_box(&legacy), &|_| true))
+    });
+    c.bench_function("element programs: population.citizen, 26 elements, jaq", |b| {
+        b.iter(|| op.mapping().run_jq(black_box(&legacy), &|_| true))
+    });
 }
 
 fn crosswalk(c: &mut Criterion) {

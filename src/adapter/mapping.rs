@@ -18,7 +18,7 @@ use jaq_json::{Num, Val};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 type Filter = jaq_core::Filter<data::JustLut<Val>>;
 
@@ -46,13 +46,7 @@ impl Globals {
 
 /// A compiled jq program.
 pub struct Mapping {
-    /// The program with its definitions, as jaq compiles it.
-    program: String,
-    /// jaq's compiled form. A program that runs directly needs it only for
-    /// inputs the direct path leaves to jaq, so it is compiled again on the
-    /// first such input rather than kept: each compiled program carries its
-    /// own copy of jq's standard library (about 100 KB).
-    filter: OnceLock<Filter>,
+    filter: Filter,
     globals: Globals,
     /// Set when the program is within the fragment that [`Expr`] evaluates
     /// directly on serde_json's values, without the interpreter.
@@ -91,19 +85,11 @@ impl Mapping {
     /// [`ElementMapping::per_element`]), so that `code` keeps its meaning.
     pub fn compile_with(defs: &str, code: &str, globals: &Globals) -> Result<Mapping, String> {
         let program = if defs.is_empty() { code.to_string() } else { format!("{defs}\n{code}") };
-        // jaq judges every program, including those that will run directly.
-        let compiled = compile_jq(&program, globals)?;
+        // jaq compiles every program, including those that will run directly:
+        // it judges them, and runs any input the direct path leaves to it.
+        let filter = compile_jq(&program, globals)?;
         let direct = Expr::compile(defs, code, &globals.names);
-        let filter = OnceLock::new();
-        if direct.is_none() {
-            let _ = filter.set(compiled);
-        }
-        Ok(Mapping { program, filter, globals: globals.clone(), direct })
-    }
-
-    fn filter(&self) -> &Filter {
-        self.filter
-            .get_or_init(|| compile_jq(&self.program, &self.globals).expect("the program compiled when it was loaded"))
+        Ok(Mapping { filter, globals: globals.clone(), direct })
     }
 
     /// Whether the program runs without the interpreter (when its input allows).
@@ -136,9 +122,8 @@ impl Mapping {
     /// Runs the program on a jaq value: its first output, or `None` when it
     /// produces none.
     pub fn run_val(&self, input: Val) -> Result<Option<Val>, String> {
-        let filter = self.filter();
-        let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new(self.globals.jq.iter().cloned()));
-        let mut out = filter.id.run((ctx, input));
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(self.globals.jq.iter().cloned()));
+        let mut out = self.filter.id.run((ctx, input));
         match out.next() {
             None => Ok(None),
             Some(Ok(v)) => Ok(Some(v)),

@@ -145,6 +145,9 @@ impl std::io::Write for HashWriter<'_> {
     }
 }
 
+/// The row counts of the INSERT statements a batch is written with.
+const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
+
 /// Appends a batch to the chain in one transaction.
 pub fn append(conn: &mut DbConnection, batch: Vec<AuditRecord>) -> Result<(), DbError> {
     conn.transaction::<_, DbError, _>(|c| {
@@ -162,14 +165,20 @@ pub fn append(conn: &mut DbConnection, batch: Vec<AuditRecord>) -> Result<(), Db
             hash = row.hash.clone();
             rows.push(row);
         }
-        // Multi-row statements: 100 rows of 18 columns stay well under
-        // SQLite's limit on bound parameters.
-        for chunk in rows.chunks(100) {
+        // Multi-row statements of a few fixed sizes: each size is one prepared
+        // statement kept in the connection's cache, so a batch of any length
+        // reuses them instead of preparing (and caching) one per length. 64
+        // rows of 18 columns stay well under SQLite's limit on parameters.
+        let mut rest = rows.as_slice();
+        while !rest.is_empty() {
+            let size = INSERT_SIZES.into_iter().find(|s| *s <= rest.len()).unwrap_or(1);
+            let (chunk, after) = rest.split_at(size);
             let insert = diesel::insert_into(audit_log::table).values(chunk);
             match c {
                 DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
                 DbConnection::Postgres(pg) => insert.execute(pg)?,
             };
+            rest = after;
         }
         diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
             .set((audit_head::seq.eq(seq), audit_head::hash.eq(&hash)))
