@@ -14,7 +14,6 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use lgsp::adapter::Adapter;
 use lgsp::audit::{AuditRow, GENESIS};
 use lgsp::config::Settings;
-use lgsp::domain::admin_units::LegacyCodes;
 use lgsp::domain::AdminUnits;
 use lgsp::ratelimit::RateLimits;
 use lgsp::registries::population::Population;
@@ -75,8 +74,7 @@ fn schema_and_mapping(c: &mut Criterion) {
 fn crosswalk(c: &mut Criterion) {
     let units = AdminUnits::get();
     let ward = units.legacy.iter().find(|w| !w.ward_code.is_empty()).expect("a legacy ward");
-    let codes =
-        LegacyCodes { province_code: ward.province_code, district_code: ward.district_code, ward_code: ward.ward_code };
+    let codes = ward.codes();
     units.from_legacy(&codes).expect("in the crosswalk");
     c.bench_function("crosswalk: legacy ward to 2025 ward", |b| b.iter(|| units.from_legacy(black_box(&codes))));
 }

@@ -4,7 +4,6 @@
 use lgsp::adapter::mapping::Mapping;
 use lgsp::adapter::Adapter;
 use lgsp::config::Settings;
-use lgsp::domain::admin_units::LegacyCodes;
 use lgsp::domain::citizen_id::LEGACY_PROVINCES;
 use lgsp::domain::{AdminUnits, CitizenId, Sex};
 use lgsp::registries::population::Population;
@@ -150,11 +149,7 @@ proptest! {
                 replace_field(&mut record, at, value.clone());
             }
             let answer = kind.envelope(record);
-            let adapter = match kind {
-                RegistryKind::Population => "population",
-                RegistryKind::CivilStatus => "civil_status",
-                RegistryKind::Insurance => "insurance",
-            };
+            let adapter = kind.name();
             for op in shipped(adapter).operations.values() {
                 let (direct, jq) = (op.mapping().run(&answer, &|_| true), op.mapping().run_jq(&answer, &|_| true));
                 prop_assert_eq!(direct, jq, "{}.{} on {}", adapter, op.name, answer);
@@ -164,7 +159,7 @@ proptest! {
 
     #[test]
     fn every_shipped_mapping_gives_what_jq_gives_on_arbitrary_json(input in json_value()) {
-        for adapter in ["population", "civil_status", "insurance"] {
+        for adapter in RegistryKind::ALL.map(RegistryKind::name) {
             for op in shipped(adapter).operations.values() {
                 for input in [input.clone(), json!({"du_lieu": input, "Data": input, "data": input})] {
                     let (direct, jq) = (op.mapping().run(&input, &|_| true), op.mapping().run_jq(&input, &|_| true));
@@ -178,7 +173,7 @@ proptest! {
     fn every_legacy_ward_lands_on_a_current_ward_of_the_crosswalk(i in any::<prop::sample::Index>()) {
         let units = AdminUnits::get();
         let w = &units.legacy[i.index(units.legacy.len())];
-        let codes = LegacyCodes { province_code: w.province_code, district_code: w.district_code, ward_code: w.ward_code };
+        let codes = w.codes();
         let n = units.from_legacy(&codes).map_err(|e| TestCaseError::fail(format!("{}: {e}", w.ward_code)))?;
         let current = units.ward(n.ward_code);
         prop_assert!(current.is_some(), "{} -> {}", w.ward_code, n.ward_code);
@@ -231,7 +226,7 @@ fn replace_field(v: &mut Value, at: &prop::sample::Index, new: Value) {
 fn the_shipped_element_programs_run_without_the_interpreter() {
     use lgsp::adapter::mapping::ElementMapping;
     let mut interpreted = Vec::new();
-    for adapter in ["population", "civil_status", "insurance"] {
+    for adapter in RegistryKind::ALL.map(RegistryKind::name) {
         for op in shipped(adapter).operations.values() {
             let programs: Vec<(String, &Mapping)> = match op.mapping() {
                 ElementMapping::Program(m) => vec![(String::new(), m)],

@@ -190,17 +190,16 @@ if [[ -n "$PG" ]]; then
 fi
 run "6 lgsp prefill, 1,000 connections" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" 1000
 PEAK_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SQLITE_PID/status")
-# Latency at low concurrency: what the prefill adds over its slowest upstream.
-run "7a upstream population.citizen" "http://127.0.0.1:$P_POP" population "$POP_TOKEN" $LATENCY_CONNS
-run "7b upstream population.household" "http://127.0.0.1:$P_POP" household "$POP_TOKEN" $LATENCY_CONNS
-run "7c upstream insurance.card" "http://127.0.0.1:$P_INS" insurance "$INS_TOKEN" $LATENCY_CONNS
-run "7d lgsp prefill over 7a-7c" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" $LATENCY_CONNS
-# The same at a paced load, well below saturation: each connection pauses
-# $PACE_MS between its requests (about 1,000 requests/s in all).
-run "8a upstream population.citizen, paced" "http://127.0.0.1:$P_POP" population "$POP_TOKEN" $LATENCY_CONNS $PACE_MS
-run "8b upstream population.household, paced" "http://127.0.0.1:$P_POP" household "$POP_TOKEN" $LATENCY_CONNS $PACE_MS
-run "8c upstream insurance.card, paced" "http://127.0.0.1:$P_INS" insurance "$INS_TOKEN" $LATENCY_CONNS $PACE_MS
-run "8d lgsp prefill over 8a-8c, paced" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" $LATENCY_CONNS $PACE_MS
+# Latency at low concurrency: what the prefill adds over its slowest upstream,
+# first with no pause (7, saturating), then paced well below saturation (8):
+# each connection pauses $PACE_MS between its requests (about 1,000 requests/s).
+for pace in 0 $PACE_MS; do
+  if ((pace)); then n=8 how=", paced"; else n=7 how=""; fi
+  run "${n}a upstream population.citizen$how" "http://127.0.0.1:$P_POP" population "$POP_TOKEN" $LATENCY_CONNS $pace
+  run "${n}b upstream population.household$how" "http://127.0.0.1:$P_POP" household "$POP_TOKEN" $LATENCY_CONNS $pace
+  run "${n}c upstream insurance.card$how" "http://127.0.0.1:$P_INS" insurance "$INS_TOKEN" $LATENCY_CONNS $pace
+  run "${n}d lgsp prefill over ${n}a-${n}c$how" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" $LATENCY_CONNS $pace
+done
 sleep 1
 AFTER_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SQLITE_PID/status")
 AUDIT=$(curl -fs "http://127.0.0.1:$P_LGSP/metrics" | awk '/^lgsp_audit_records_written_total/ {print $2}')

@@ -72,9 +72,9 @@ pub enum Piece {
 
 /// What a program may refer to: the definitions before it and the global
 /// variables' names, in the order their values are passed to [`Expr::eval`].
-pub struct Scope<'s> {
-    pub defs: &'s [Def<&'s str>],
-    pub globals: &'s [String],
+struct Scope<'s> {
+    defs: &'s [Def<&'s str>],
+    globals: &'s [String],
 }
 
 /// Inlined definitions nest at most this deep (a recursive one never compiles).
@@ -398,15 +398,6 @@ impl Expr {
                 Value::String(s) => Ok(Cow::Owned(Value::Bool(re.is_match(s.as_bytes())))),
                 _ => Err(Unsupported),
             },
-        }
-    }
-
-    /// Whether this is a path of constant keys from `.` (`.`, `.a`, `.a.b`).
-    pub fn is_key_path(&self) -> bool {
-        match self {
-            Expr::Id => true,
-            Expr::Index(base, key) => matches!(&**key, Expr::Lit(Value::String(_))) && base.is_key_path(),
-            _ => false,
         }
     }
 }

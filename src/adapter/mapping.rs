@@ -347,6 +347,8 @@ mod tests {
 
     #[test]
     fn simple_programs_run_without_the_interpreter_and_mean_the_same() {
+        let defs = "def dmy: split(\"/\") | \"\\(.[2])-\\(.[1])-\\(.[0])\"; def f(x): x;";
+        let globals = Globals::new([(&"t".to_string(), &json!({"1": "one"}))]).unwrap();
         for (code, direct) in [
             (".", true),
             (".a", true),
@@ -379,8 +381,6 @@ mod tests {
             ("{(.a): 1}", false),
             ("reduce .a[] as $x (0; 1)", false),
         ] {
-            let defs = "def dmy: split(\"/\") | \"\\(.[2])-\\(.[1])-\\(.[0])\"; def f(x): x;";
-            let globals = Globals::new([(&"t".to_string(), &json!({"1": "one"}))]).unwrap();
             let m = Mapping::compile_with(defs, code, &globals).unwrap();
             assert_eq!(m.is_direct(), direct, "{code}");
         }
@@ -422,8 +422,6 @@ mod tests {
             ".a | test(\"^[0-9]\")",
             ".a | dmy",
         ];
-        let globals = Globals::new([(&"t".to_string(), &json!({"1": "one"}))]).unwrap();
-        let defs = "def dmy: split(\"/\") | \"\\(.[2])-\\(.[1])-\\(.[0])\";";
         for code in programs {
             let m = Mapping::compile_with(defs, code, &globals).unwrap();
             assert!(m.is_direct(), "{code}");

@@ -32,6 +32,13 @@ pub struct LegacyWard {
     pub ward_name: &'static str,
 }
 
+impl LegacyWard {
+    /// Its codes, as a registry would hold them.
+    pub fn codes(&self) -> LegacyCodes<'static> {
+        LegacyCodes { province_code: self.province_code, district_code: self.district_code, ward_code: self.ward_code }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Target {
     ward: usize,
@@ -241,8 +248,7 @@ mod tests {
     fn legacy(ward: &str) -> Normalised {
         let u = AdminUnits::get();
         let l = u.legacy_ward(ward).unwrap();
-        u.from_legacy(&LegacyCodes { province_code: l.province_code, district_code: l.district_code, ward_code: ward })
-            .unwrap()
+        u.from_legacy(&LegacyCodes { ward_code: ward, ..l.codes() }).unwrap()
     }
 
     #[test]

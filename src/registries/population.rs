@@ -522,14 +522,7 @@ impl Population {
             if alive && self.has_legacy_address(p) && p.defect == Defect::None {
                 push(&mut s.legacy_address, p);
                 let unit = &units.legacy[h.unit as usize];
-                if units
-                    .from_legacy(&crate::domain::admin_units::LegacyCodes {
-                        province_code: unit.province_code,
-                        district_code: unit.district_code,
-                        ward_code: unit.ward_code,
-                    })
-                    .is_ok_and(|n| n.is_guess)
-                {
+                if units.from_legacy(&unit.codes()).is_ok_and(|n| n.is_guess) {
                     push(&mut s.split_ward_address, p);
                 }
             }

@@ -2,7 +2,6 @@
 
 use super::names;
 use super::population::{Marital, Person, Population, Relation, REFERENCE_DATE};
-use crate::domain::admin_units::LegacyCodes;
 use crate::domain::{AdminUnits, Sex};
 use jiff::civil::Date;
 use serde_json::{json, Value};
@@ -48,8 +47,7 @@ fn pop_address(unit: u16, street: Option<String>, legacy: bool) -> Value {
             "chi_tiet": street,
         });
     }
-    let codes = LegacyCodes { province_code: l.province_code, district_code: l.district_code, ward_code: l.ward_code };
-    match units.from_legacy(&codes) {
+    match units.from_legacy(&l.codes()) {
         Ok(n) => json!({
             "ma_tinh": n.province_code, "ten_tinh": n.province_name,
             "ma_huyen": null, "ten_huyen": null,
