@@ -23,11 +23,12 @@ use std::sync::Arc;
 type Filter = jaq_core::Filter<data::JustLut<Val>>;
 
 /// Global variables (`$name`) bound for a program: the code tables of a
-/// per-element mapping, as jaq values and as serde_json values.
+/// per-element mapping, as jaq values and as serde_json values. Cloning
+/// shares them.
 #[derive(Clone, Default)]
 pub struct Globals {
-    names: Vec<String>,
-    jq: Vec<Val>,
+    names: Arc<[String]>,
+    jq: Arc<[Val]>,
     json: Arc<[Value]>,
 }
 
@@ -40,18 +41,33 @@ impl Globals {
             names.push(name.clone());
             json.push(table.clone());
         }
-        Ok(Globals { names, jq, json: json.into() })
+        Ok(Globals { names: names.into(), jq: jq.into(), json: json.into() })
     }
 }
 
 /// A compiled jq program.
 pub struct Mapping {
-    filter: Filter,
+    jq: Jq,
     globals: Globals,
     /// Set when the program is within the fragment that [`Expr`] evaluates
     /// directly on serde_json's values, without the interpreter.
     direct: Option<Expr>,
 }
+
+/// A program as jaq compiled it.
+enum Jq {
+    /// Compiled on its own.
+    Own(Filter),
+    /// One branch of a program holding every element program of an operation,
+    /// selected by the global variable [`ELEMENT_VAR`]: jaq compiles its
+    /// standard library into every program, about 100 KB each, so an
+    /// operation's element programs share one copy.
+    Shared { filter: Arc<Filter>, index: isize },
+}
+
+/// The variable that selects an element's branch in a shared program. An
+/// operation with a code table of that name keeps a filter per program.
+const ELEMENT_VAR: &str = "$__lgsp_element";
 
 impl std::fmt::Debug for Mapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,13 +76,14 @@ impl std::fmt::Debug for Mapping {
 }
 
 /// Compiles a whole program (definitions included) with jaq.
-fn compile_jq(program: &str, globals: &Globals) -> Result<Filter, String> {
+fn compile_jq(program: &str, globals: &Globals, extra_var: Option<&str>) -> Result<Filter, String> {
     let jq_defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
     let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
     let loader = Loader::new(jq_defs);
     let arena = Arena::default();
     let modules = loader.load(&arena, File { code: program, path: () }).map_err(|errs| describe(program, &errs))?;
-    let names: Vec<String> = globals.names.iter().map(|name| format!("${name}")).collect();
+    let mut names: Vec<String> = globals.names.iter().map(|name| format!("${name}")).collect();
+    names.extend(extra_var.map(str::to_string));
     Compiler::default()
         .with_funs(funs)
         .with_global_vars(names.iter().map(String::as_str))
@@ -87,9 +104,9 @@ impl Mapping {
         let program = if defs.is_empty() { code.to_string() } else { format!("{defs}\n{code}") };
         // jaq compiles every program, including those that will run directly:
         // it judges them, and runs any input the direct path leaves to it.
-        let filter = compile_jq(&program, globals)?;
+        let filter = compile_jq(&program, globals, None)?;
         let direct = Expr::compile(defs, code, &globals.names);
-        Ok(Mapping { filter, globals: globals.clone(), direct })
+        Ok(Mapping { jq: Jq::Own(filter), globals: globals.clone(), direct })
     }
 
     /// Whether the program runs without the interpreter (when its input allows).
@@ -122,8 +139,13 @@ impl Mapping {
     /// Runs the program on a jaq value: its first output, or `None` when it
     /// produces none.
     pub fn run_val(&self, input: Val) -> Result<Option<Val>, String> {
-        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(self.globals.jq.iter().cloned()));
-        let mut out = self.filter.id.run((ctx, input));
+        let globals = self.globals.jq.iter().cloned();
+        let (filter, vars) = match &self.jq {
+            Jq::Own(filter) => (filter, Vars::new(globals.chain(None))),
+            Jq::Shared { filter, index } => (&**filter, Vars::new(globals.chain(Some(Val::from(*index))))),
+        };
+        let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, vars);
+        let mut out = filter.id.run((ctx, input));
         match out.next() {
             None => Ok(None),
             Some(Ok(v)) => Ok(Some(v)),
@@ -178,12 +200,17 @@ impl ElementMapping {
             errors.push((None, "defs must hold only definitions (def name: ...;)".to_string()));
         }
         let root = Mapping::compile(root).map_err(|e| errors.push((None, format!("root: {e}"))));
+        let elements: Vec<(&String, &String)> = elements.into_iter().collect();
         let mut compiled = Vec::new();
-        for (element, code) in elements {
+        for (element, code) in &elements {
+            // Each program is compiled on its own first, so that an error names its element.
             match Mapping::compile_with(defs, code, &globals) {
-                Ok(m) => compiled.push((element.clone(), m)),
-                Err(e) => errors.push((Some(element.clone()), e)),
+                Ok(m) => compiled.push(((*element).clone(), m)),
+                Err(e) => errors.push((Some((*element).clone()), e)),
             }
+        }
+        if errors.is_empty() && compiled.len() > 1 {
+            share_jq(defs, &elements, &globals, &mut compiled);
         }
         match root {
             Ok(root) if errors.is_empty() => Ok(ElementMapping::PerElement { root, elements: compiled }),
@@ -244,6 +271,27 @@ impl ElementMapping {
                 }
                 Ok(out)
             }
+        }
+    }
+}
+
+/// Replaces the element programs' own jaq filters with branches of one
+/// program. Each program is parenthesised on lines of its own, so it keeps its
+/// meaning; should the whole not compile, each keeps its own filter.
+fn share_jq(defs: &str, elements: &[(&String, &String)], globals: &Globals, compiled: &mut [(String, Mapping)]) {
+    if globals.names.iter().any(|name| ELEMENT_VAR.strip_prefix('$') == Some(name)) {
+        return;
+    }
+    let mut program = format!("{defs}\n");
+    for (i, (_, code)) in elements.iter().enumerate() {
+        let keyword = if i == 0 { "if" } else { "elif" };
+        program.push_str(&format!("{keyword} {ELEMENT_VAR} == {i} then (\n{code}\n)\n"));
+    }
+    program.push_str("else empty end");
+    if let Ok(filter) = compile_jq(&program, globals, Some(ELEMENT_VAR)) {
+        let filter = Arc::new(filter);
+        for (index, (_, m)) in (0..).zip(compiled.iter_mut()) {
+            m.jq = Jq::Shared { filter: filter.clone(), index };
         }
     }
 }
@@ -343,6 +391,55 @@ mod tests {
         // A failing program names its element.
         let err = m.run(&json!({"data": {"g": "1", "d": 5}}), &|e| e == "date_of_birth").unwrap_err();
         assert!(err.starts_with("date_of_birth: "), "{err}");
+    }
+
+    #[test]
+    fn element_programs_share_one_jaq_program_and_keep_their_meaning() {
+        let elements: Vec<(String, String)> = [
+            ("sex", "$sex[.g]"),
+            ("initials", "def initial: .[0:1]; [.name | split(\" \")[] | initial] | join(\"\")"),
+            ("year", ".d | split(\"/\") | .[2] # the year only"),
+            ("nothing", "empty"),
+            ("words", ".name | split(\" \") | length"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let tables = [("sex".to_string(), json!({"1": "male", "2": "female"}))];
+        let compile = |tables: &[(String, Value)]| {
+            ElementMapping::per_element(
+                ".",
+                "def unused: 1;",
+                tables.iter().map(|(k, v)| (k, v)),
+                elements.iter().map(|(k, v)| (k, v)),
+            )
+            .unwrap()
+        };
+        let m = compile(&tables);
+        let ElementMapping::PerElement { elements: compiled, .. } = &m else { panic!("per-element mapping") };
+        let shared: Vec<&Arc<Filter>> = compiled
+            .iter()
+            .filter_map(|(_, m)| match &m.jq {
+                Jq::Shared { filter, .. } => Some(filter),
+                Jq::Own(_) => None,
+            })
+            .collect();
+        assert_eq!(shared.len(), elements.len());
+        assert!(shared.iter().all(|f| Arc::ptr_eq(f, shared[0])));
+        let input = json!({"g": "2", "name": "Nguyễn Thị Lan", "d": "12/05/1990"});
+        let expected = json!({"sex": "female", "initials": "NTL", "year": "1990", "words": 3});
+        for out in [m.run(&input, &|_| true), m.run_jq(&input, &|_| true)] {
+            assert_eq!(Value::Object(out.unwrap().into_iter().collect()), expected);
+        }
+        // Each element still runs alone, and fails under its own name.
+        let only: Vec<(String, Value)> = m.run_jq(&input, &|e| e == "words").unwrap();
+        assert_eq!(only, [("words".to_string(), json!(3))]);
+        let err = m.run_jq(&json!({"g": "1", "name": 5}), &|e| e == "initials").unwrap_err();
+        assert!(err.starts_with("initials: "), "{err}");
+        // A code table named like the branch selector keeps a filter per program.
+        let clash = compile(&[tables[0].clone(), ("__lgsp_element".to_string(), json!({}))]);
+        let ElementMapping::PerElement { elements: compiled, .. } = &clash else { panic!("per-element mapping") };
+        assert!(compiled.iter().all(|(_, m)| matches!(m.jq, Jq::Own(_))));
     }
 
     #[test]
