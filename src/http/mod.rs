@@ -99,5 +99,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(ops::metrics)
     .service(ops::openapi_json)
     .service(ops::docs)
+    .service(ops::redoc_js)
     .default_service(web::route().to(ops::not_found));
 }

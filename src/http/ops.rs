@@ -113,16 +113,33 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(crate::http::openapi())
 }
 
+/// The Redoc release bundled into the binary (MIT licence, `data/vendor/redoc/`),
+/// so that the documentation works on a network without internet access.
+const REDOC_VERSION: &str = "2.5.4";
+static REDOC_JS: &[u8] = include_bytes!("../../data/vendor/redoc/redoc.standalone.js");
+
 /// Human-readable API documentation: Redoc rendering /openapi.json.
 #[get("/docs")]
 pub async fn docs() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(concat!(
-        "<!DOCTYPE html><html><head><title>lgsp API</title><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head><body>",
-        "<redoc spec-url=\"/openapi.json\"></redoc>",
-        "<script src=\"https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js\"></script>",
-        "</body></html>"
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
+        "<!DOCTYPE html><html><head><title>lgsp API</title><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head><body>\
+         <redoc spec-url=\"/openapi.json\"></redoc>\
+         <script src=\"/docs/redoc-{REDOC_VERSION}.js\"></script></body></html>"
     ))
+}
+
+/// The Redoc script the documentation page loads, served by lgsp itself. Its
+/// path names the version, so browsers may keep it.
+#[get("/docs/redoc-{version}.js")]
+pub async fn redoc_js(version: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    if *version != REDOC_VERSION {
+        return Err(ApiError::new(ErrorCode::NotFound, "No such Redoc version; load /docs for the current page."));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=31536000, immutable"))
+        .body(REDOC_JS))
 }
 
 /// Fallback for unknown routes.

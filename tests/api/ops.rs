@@ -78,6 +78,17 @@ async fn openapi_is_generated_and_docs_are_served() {
     assert_eq!(docs.status(), 200);
     let html = docs.text().await.unwrap();
     assert!(html.contains("spec-url=\"/openapi.json\""), "the docs page renders the generated spec");
+    // The page loads nothing from outside: its one script is served by lgsp.
+    assert!(!html.contains("https://") && !html.contains("http://"), "{html}");
+    let script = html.split("<script src=\"").nth(1).and_then(|s| s.split('"').next()).expect("a script");
+    let js = app.get(script).await;
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    let body = js.text().await.unwrap();
+    assert!(body.len() > 100_000 && body.contains("Redoc"), "the Redoc bundle");
+    let stale = app.get("/docs/redoc-0.0.1.js").await;
+    assert_eq!(stale.status(), 404);
+    assert_eq!(stale.headers()["content-type"], "application/problem+json");
 }
 
 /// The extractor configuration every lgsp route uses turns actix's own
