@@ -67,6 +67,7 @@ pub struct Settings {
     pub upstream_pool: UpstreamPoolSettings,
     pub prefill: PrefillSettings,
     pub audit: AuditSettings,
+    pub rate_limits: RateLimitSettings,
     /// How often each node re-reads the catalogue (adapters, forms, partners,
     /// keys) from the database, in milliseconds.
     pub catalog_refresh_ms: u64,
@@ -130,6 +131,27 @@ pub struct AuditSettings {
     pub queue_capacity: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitSettings {
+    /// `local`: each node keeps its own buckets, so N nodes grant a partner up
+    /// to N times its quota. `redis`: the nodes share one bucket per partner.
+    pub backend: RateLimitBackend,
+    /// The Redis server of the `redis` backend.
+    pub redis_url: Secret,
+    /// Prefix of the bucket keys in Redis.
+    pub key_prefix: String,
+    /// Longest a check waits for Redis before this node's own bucket decides.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    Local,
+    Redis,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TlsSettings {
@@ -154,6 +176,7 @@ impl Default for Settings {
             upstream_pool: UpstreamPoolSettings::default(),
             prefill: PrefillSettings::default(),
             audit: AuditSettings::default(),
+            rate_limits: RateLimitSettings::default(),
             catalog_refresh_ms: 500,
             bootstrap_admin_tokens: Vec::new(),
             tls: TlsSettings::default(),
@@ -188,6 +211,17 @@ impl Default for PrefillSettings {
 impl Default for AuditSettings {
     fn default() -> Self {
         AuditSettings { batch_size: 512, flush_interval_ms: 20, queue_capacity: 4096 }
+    }
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            backend: RateLimitBackend::Local,
+            redis_url: Secret::new("redis://127.0.0.1:6379"),
+            key_prefix: "lgsp:rate:".into(),
+            timeout_ms: 50,
+        }
     }
 }
 

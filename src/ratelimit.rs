@@ -3,6 +3,12 @@
 //! starts a fresh bucket. Buckets idle for longer than it takes them to refill
 //! are pruned, so memory follows the active partners, not time.
 //!
+//! With the `redis` backend the nodes of a cluster share one bucket per
+//! partner: the same GCRA, run atomically in Redis by a Lua script on Redis's
+//! clock. Should Redis fail or be slow, the node's own buckets decide until it
+//! answers again, so a partner is never refused because of the store (as Kong
+//! and APISIX do); each such check is counted.
+//!
 //! Answers carry the IETF draft headers (`RateLimit-Policy`, `RateLimit`);
 //! a refusal carries `Retry-After` in whole seconds, rounded up, never 0.
 
@@ -13,9 +19,12 @@ use governor::{Quota, RateLimiter};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::config::{RateLimitBackend, RateLimitSettings};
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
@@ -52,13 +61,72 @@ impl Decision {
 }
 
 pub struct RateLimits {
+    /// This node's buckets: all of them with the local backend, and those
+    /// used while the shared store fails with the Redis backend.
     buckets: RwLock<HashMap<String, Arc<Bucket>>>,
     epoch: Instant,
+    shared: Option<Shared>,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { buckets: RwLock::default(), epoch: Instant::now() }
+        RateLimits { buckets: RwLock::default(), epoch: Instant::now(), shared: None }
+    }
+}
+
+/// Buckets shared by every node through Redis.
+struct Shared {
+    conn: redis::aio::ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+    timeout: Duration,
+    /// Set while Redis fails, so that the change is logged once, not per request.
+    failing: AtomicBool,
+    fallbacks: prometheus::IntCounter,
+}
+
+/// GCRA on Redis's clock. KEYS[1]: the bucket; ARGV: the interval between
+/// two requests' worth of quota (µs) and the burst. The key holds the
+/// theoretical arrival time (µs) and expires when the bucket would be full.
+/// Returns {allowed, remaining, retry after (µs), until full (µs)}.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - interval * burst
+if allow_at > now then
+  return {0, 0, allow_at - now, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
+return {1, math.floor((now + interval * burst - new_tat) / interval), 0, new_tat - now}
+"#;
+
+impl Shared {
+    async fn check(&self, partner: &str, per_minute: u32, burst: u32) -> Result<Decision, String> {
+        let (per_minute_, burst_) = (per_minute.max(1), burst.max(1));
+        let interval_us = 60_000_000 / u64::from(per_minute_);
+        let key = format!("{}{partner}:{per_minute_}:{burst_}", self.prefix);
+        let mut conn = self.conn.clone();
+        let mut call = self.script.key(key);
+        call.arg(interval_us).arg(burst_);
+        let reply: (i64, i64, i64, i64) = tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))
+            .await
+            .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
+            .map_err(|e| e.to_string())?;
+        let (allowed, remaining, retry_us, full_us) = reply;
+        let secs = |us: i64| ceil_secs(Duration::from_micros(us.max(0) as u64));
+        Ok(Decision {
+            allowed: allowed == 1,
+            per_minute,
+            burst,
+            remaining: remaining.clamp(0, i64::from(burst_)) as u32,
+            reset_secs: secs(full_us),
+            retry_after: if allowed == 1 { 0 } else { secs(retry_us) },
+        })
     }
 }
 
@@ -74,6 +142,55 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl RateLimits {
+    /// The limits `settings` ask for. With the Redis backend, the connection
+    /// is made on first use and remade whenever it breaks.
+    pub fn new(settings: &RateLimitSettings, fallbacks: prometheus::IntCounter) -> Result<RateLimits, String> {
+        let mut limits = RateLimits::default();
+        if settings.backend == RateLimitBackend::Redis {
+            let client = redis::Client::open(settings.redis_url.expose())
+                .map_err(|e| format!("rate_limits.redis_url is not a Redis URL: {e}"))?;
+            let timeout = Duration::from_millis(settings.timeout_ms.max(1));
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            let conn = redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|e| format!("rate limits: {e}"))?;
+            limits.shared = Some(Shared {
+                conn,
+                script: redis::Script::new(GCRA),
+                prefix: settings.key_prefix.clone(),
+                timeout,
+                failing: AtomicBool::new(false),
+                fallbacks,
+            });
+        }
+        Ok(limits)
+    }
+
+    /// Takes one request from the partner's bucket: the shared one when there
+    /// is one and it answers, else this node's.
+    pub async fn check(&self, partner: &str, per_minute: u32, burst: u32) -> Decision {
+        if let Some(shared) = &self.shared {
+            match shared.check(partner, per_minute, burst).await {
+                Ok(d) => {
+                    if shared.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!("rate limits: Redis answers again; buckets are shared again");
+                    }
+                    return d;
+                }
+                Err(e) => {
+                    shared.fallbacks.inc();
+                    if !shared.failing.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "rate limits: Redis failed; this node's own buckets apply until it answers");
+                    }
+                }
+            }
+        }
+        self.check_local(partner, per_minute, burst)
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -101,8 +218,8 @@ impl RateLimits {
         }
     }
 
-    /// Takes one request from the partner's bucket.
-    pub fn check(&self, partner: &str, per_minute: u32, burst: u32) -> Decision {
+    /// Takes one request from the partner's bucket in this node.
+    pub fn check_local(&self, partner: &str, per_minute: u32, burst: u32) -> Decision {
         let b = self.bucket(partner, (per_minute, burst));
         b.last_used.store(self.now_ms(), Ordering::Relaxed);
         let interval = b.interval;
@@ -165,7 +282,7 @@ mod tests {
         let mut allowed = 0;
         let mut last = None;
         for _ in 0..10 {
-            let d = limits.check("000.00.00.H29", 60, 3);
+            let d = limits.check_local("000.00.00.H29", 60, 3);
             if d.allowed {
                 allowed += 1;
             } else {
@@ -175,19 +292,19 @@ mod tests {
         assert_eq!(allowed, 3);
         let d = last.unwrap();
         assert_eq!(d.retry_after, 1, "one request per second: {d:?}");
-        assert!(limits.check("000.00.00.H30", 60, 3).allowed, "another partner is unaffected");
+        assert!(limits.check_local("000.00.00.H30", 60, 3).allowed, "another partner is unaffected");
     }
 
     #[test]
     fn a_new_quota_takes_effect_and_idle_buckets_are_pruned() {
         let limits = RateLimits::default();
-        assert!(limits.check("p", 60, 1).allowed);
-        assert!(!limits.check("p", 60, 1).allowed);
-        assert!(limits.check("p", 600, 5).allowed, "a changed quota starts a new bucket");
-        assert_eq!(limits.check("p", 600, 5).remaining, 3);
+        assert!(limits.check_local("p", 60, 1).allowed);
+        assert!(!limits.check_local("p", 60, 1).allowed);
+        assert!(limits.check_local("p", 600, 5).allowed, "a changed quota starts a new bucket");
+        assert_eq!(limits.check_local("p", 600, 5).remaining, 3);
         assert_eq!(limits.prune(Duration::ZERO), 0, "not yet refilled");
         let limits = RateLimits::default();
-        limits.check("q", 60_000, 1);
+        limits.check_local("q", 60_000, 1);
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(limits.prune(Duration::ZERO), 1);
         assert!(limits.is_empty());

@@ -104,6 +104,8 @@ impl Application {
             Duration::from_millis(settings.audit.flush_interval_ms.max(1)),
             settings.audit.queue_capacity,
         );
+        let limits = RateLimits::new(&settings.rate_limits, metrics.rate_limit_fallbacks.clone())
+            .map_err(|e| anyhow::anyhow!(e))?;
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             db,
@@ -111,7 +113,7 @@ impl Application {
             db_ready,
             catalog,
             http,
-            limits: RateLimits::default(),
+            limits,
             audit,
         });
 

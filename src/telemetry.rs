@@ -49,6 +49,7 @@ pub struct Metrics {
     pub schema_violations: IntCounterVec,
     pub breaker_open: prometheus::IntGaugeVec,
     pub rate_limited: IntCounterVec,
+    pub rate_limit_fallbacks: prometheus::IntCounter,
     pub audit_written: prometheus::IntCounter,
     pub audit_queue: IntGauge,
     pub prefill_fields: IntCounterVec,
@@ -97,6 +98,11 @@ impl Metrics {
             &["partner"],
         )
         .expect("metric");
+        let rate_limit_fallbacks = prometheus::IntCounter::new(
+            "rate_limit_fallbacks_total",
+            "Rate-limit checks decided by the node's own buckets because the shared store (Redis) failed",
+        )
+        .expect("metric");
         let audit_written =
             prometheus::IntCounter::new("audit_records_written_total", "Audit records committed").expect("metric");
         let audit_queue = IntGauge::new("audit_queue_depth", "Audit records waiting to be written").expect("metric");
@@ -113,6 +119,7 @@ impl Metrics {
             Box::new(schema_violations.clone()),
             Box::new(breaker_open.clone()),
             Box::new(rate_limited.clone()),
+            Box::new(rate_limit_fallbacks.clone()),
             Box::new(audit_written.clone()),
             Box::new(audit_queue.clone()),
             Box::new(prefill_fields.clone()),
@@ -128,6 +135,7 @@ impl Metrics {
             schema_violations,
             breaker_open,
             rate_limited,
+            rate_limit_fallbacks,
             audit_written,
             audit_queue,
             prefill_fields,

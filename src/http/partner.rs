@@ -93,13 +93,13 @@ impl Audit {
 }
 
 /// Authenticates the partner and takes one request from its quota.
-fn admit(req: &HttpRequest, state: &AppState, audit: &mut Audit) -> Result<PartnerCaller, ApiError> {
+async fn admit(req: &HttpRequest, state: &AppState, audit: &mut Audit) -> Result<PartnerCaller, ApiError> {
     let catalog = state.catalog.get();
     let caller = partner_caller(req, &catalog)?;
     audit.record.partner_id = caller.partner.id.clone();
     audit.record.key_id = caller.key_id.clone();
     let p = &caller.partner;
-    let d = state.limits.check(&p.id, p.rate_per_minute, p.burst);
+    let d = state.limits.check(&p.id, p.rate_per_minute, p.burst).await;
     audit.rate = Some(d);
     if !d.allowed {
         state.metrics.rate_limited.with_label_values(&[&p.id]).inc();
@@ -224,7 +224,7 @@ async fn exchange_inner(
     body: &[u8],
     audit: &mut Audit,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = admit(req, state, audit)?;
+    let caller = admit(req, state, audit).await?;
     let catalog = state.catalog.get();
     let adapter = catalog
         .adapter(adapter_id)
@@ -301,7 +301,7 @@ async fn prefill_inner(
     body: &[u8],
     audit: &mut Audit,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = admit(req, state, audit)?;
+    let caller = admit(req, state, audit).await?;
     let value = json_body(req, body)?;
     if let Some(f) = value["form"].as_str() {
         audit.record.resource = f.chars().take(64).collect();
