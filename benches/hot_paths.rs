@@ -7,7 +7,9 @@
 //!   checkpoint 4), for a current address and for a legacy one, and only the
 //!   four elements a form reads;
 //! - the 2025 crosswalk lookup on its own;
-//! - the per-partner rate-limit check;
+//! - the per-partner rate-limit check, in the node's buckets and, when a Redis
+//!   server answers at LGSP_BENCH_REDIS_URL (default redis://127.0.0.1:6379),
+//!   in the buckets the nodes of a cluster share;
 //! - hashing one audit record into the chain.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -91,6 +93,36 @@ fn rate_limit(c: &mut Criterion) {
     });
 }
 
+fn shared_rate_limit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let _in_runtime = rt.enter();
+    let mut settings = lgsp::config::RateLimitSettings {
+        backend: lgsp::config::RateLimitBackend::Redis,
+        key_prefix: "lgsp:bench:".into(),
+        timeout_ms: 1_000,
+        ..Default::default()
+    };
+    if let Ok(url) = std::env::var("LGSP_BENCH_REDIS_URL") {
+        settings.redis_url = lgsp::config::Secret::new(url);
+    }
+    let fallbacks = prometheus::IntCounter::new("fallbacks", "fallbacks").expect("counter");
+    let limits = RateLimits::new(&settings, fallbacks.clone()).expect("a Redis URL");
+    rt.block_on(limits.check("000.00.00.H00", 6_000_000, 10_000));
+    if fallbacks.get() > 0 {
+        eprintln!("no Redis answers at {}: the shared rate-limit check is not measured", settings.redis_url.expose());
+        return;
+    }
+    let partners: Vec<String> = (0..1_000).map(|i| format!("000.00.{:02}.H{:02}", i / 100, i % 100)).collect();
+    let mut i = 0usize;
+    c.bench_function("rate limit: check (shared in Redis), 1,000 partners", |b| {
+        b.iter(|| {
+            i = (i + 1) % partners.len();
+            rt.block_on(limits.check(black_box(&partners[i]), 6_000_000, 10_000)).allowed
+        })
+    });
+    assert_eq!(fallbacks.get(), 0, "every check answered by Redis");
+}
+
 fn audit_hash(c: &mut Criterion) {
     let row = AuditRow {
         seq: 1_234_567,
@@ -117,5 +149,5 @@ fn audit_hash(c: &mut Criterion) {
     c.bench_function("audit: hash one record into the chain", |b| b.iter(|| black_box(&row).compute_hash()));
 }
 
-criterion_group!(hot_paths, schema_and_mapping, crosswalk, rate_limit, audit_hash);
+criterion_group!(hot_paths, schema_and_mapping, crosswalk, rate_limit, shared_rate_limit, audit_hash);
 criterion_main!(hot_paths);
