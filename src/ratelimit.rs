@@ -191,6 +191,19 @@ impl RateLimits {
         self.check_local(partner, per_minute, burst)
     }
 
+    /// With the Redis backend, whether Redis answers a PING in time; `None`
+    /// with the local backend.
+    pub async fn shared_store_status(&self) -> Option<Result<(), String>> {
+        let shared = self.shared.as_ref()?;
+        let mut conn = shared.conn.clone();
+        let ping = redis::cmd("PING");
+        Some(match tokio::time::timeout(shared.timeout, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", shared.timeout.as_millis())),
+        })
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }

@@ -68,6 +68,11 @@ async fn two_nodes_share_one_bucket_per_partner_through_redis() {
     assert_eq!(call(&b, &key_b, &id).await.status(), 200);
     // Redis answered every check: no node fell back to its own buckets.
     for p in [&a, &b] {
+        assert_eq!(
+            redis_check(p).await,
+            json!({"name": "rate_limits:redis", "ok": true, "required": false,
+                                                "detail": "buckets shared by the cluster"})
+        );
         assert_eq!(p.state.metrics.rate_limit_fallbacks.get(), 0);
         assert_eq!(p.state.limits.len(), 0);
     }
@@ -87,6 +92,19 @@ async fn with_redis_down_each_node_keeps_limiting_on_its_own() {
     assert_eq!(p.state.metrics.rate_limit_fallbacks.get(), 4);
     let metrics = p.client.get(p.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("lgsp_rate_limit_fallbacks_total 4"), "{metrics}");
+    // Readiness says so, and the node stays ready.
+    let check = redis_check(&p).await;
+    assert_eq!(check["ok"], false, "{check}");
+    assert!(check["detail"].as_str().unwrap().contains("own buckets"), "{check}");
+}
+
+/// The Redis check of a ready node's /readyz.
+async fn redis_check(p: &Platform) -> serde_json::Value {
+    let r = p.client.get(p.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "Redis is not required for readiness");
+    let body: serde_json::Value = r.json().await.unwrap();
+    let checks = body["checks"].as_array().unwrap();
+    checks.iter().find(|c| c["name"] == "rate_limits:redis").cloned().unwrap_or_default()
 }
 
 #[tokio::test]
