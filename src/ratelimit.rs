@@ -108,7 +108,7 @@ return {1, math.floor((now + interval * burst - new_tat) / interval), 0, new_tat
 impl Shared {
     async fn check(&self, partner: &str, per_minute: u32, burst: u32) -> Result<Decision, String> {
         let (per_minute_, burst_) = (per_minute.max(1), burst.max(1));
-        let interval_us = 60_000_000 / u64::from(per_minute_);
+        let interval_us = (60_000_000 / u64::from(per_minute_)).max(1);
         let key = format!("{}{partner}:{per_minute_}:{burst_}", self.prefix);
         let mut conn = self.conn.clone();
         let mut call = self.script.key(key);
