@@ -143,6 +143,14 @@ async fn sigkill_under_load_leaves_a_database_that_opens_with_an_intact_chain() 
         tasks.extend(fire_prefills(&client, &gw.base, &key, &ids, 40));
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
+    // Killed once some records are stored, however slow the machine: the
+    // chain then has committed records to verify, and requests still in flight.
+    for _ in 0..1_500 {
+        if written_records(&client, &gw.base).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     gw.signal("KILL");
     let status = gw.wait().await;
     assert!(!status.success());
@@ -180,4 +188,14 @@ async fn sigkill_under_load_leaves_a_database_that_opens_with_an_intact_chain() 
     }
     assert!(after.is_intact(), "{after:?}");
     assert_eq!(after.records, v.records + 1, "the new record is chained after the last committed one");
+}
+
+/// `lgsp_audit_records_written_total` of a running gateway.
+async fn written_records(client: &reqwest::Client, base: &str) -> u64 {
+    let Ok(r) = client.get(format!("{base}/metrics")).send().await else { return 0 };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("lgsp_audit_records_written_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
