@@ -276,18 +276,29 @@ impl ElementMapping {
 }
 
 /// Replaces the element programs' own jaq filters with branches of one
-/// program. Each program is parenthesised on lines of its own, so it keeps its
-/// meaning; should the whole not compile, each keeps its own filter.
+/// program, found by a balanced tree of comparisons (five for 26 programs).
+/// Each program is parenthesised on lines of its own, so it keeps its meaning;
+/// should the whole not compile, each keeps its own filter.
 fn share_jq(defs: &str, elements: &[(&String, &String)], globals: &Globals, compiled: &mut [(String, Mapping)]) {
     if globals.names.iter().any(|name| ELEMENT_VAR.strip_prefix('$') == Some(name)) {
         return;
     }
-    let mut program = format!("{defs}\n");
-    for (i, (_, code)) in elements.iter().enumerate() {
-        let keyword = if i == 0 { "if" } else { "elif" };
-        program.push_str(&format!("{keyword} {ELEMENT_VAR} == {i} then (\n{code}\n)\n"));
+    fn branches(codes: &[&String], first: usize, out: &mut String) {
+        match codes {
+            [code] => out.push_str(&format!("(\n{code}\n)")),
+            _ => {
+                let mid = codes.len() / 2;
+                out.push_str(&format!("if {ELEMENT_VAR} < {} then ", first + mid));
+                branches(&codes[..mid], first, out);
+                out.push_str(" else ");
+                branches(&codes[mid..], first + mid, out);
+                out.push_str(" end");
+            }
+        }
     }
-    program.push_str("else empty end");
+    let codes: Vec<&String> = elements.iter().map(|(_, code)| *code).collect();
+    let mut program = format!("{defs}\n");
+    branches(&codes, 0, &mut program);
     if let Ok(filter) = compile_jq(&program, globals, Some(ELEMENT_VAR)) {
         let filter = Arc::new(filter);
         for (index, (_, m)) in (0..).zip(compiled.iter_mut()) {
