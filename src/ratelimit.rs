@@ -107,26 +107,36 @@ return {1, math.floor((now + interval * burst - new_tat) / interval), 0, new_tat
 
 impl Shared {
     async fn check(&self, partner: &str, per_minute: u32, burst: u32) -> Result<Decision, String> {
-        let (per_minute_, burst_) = (per_minute.max(1), burst.max(1));
-        let interval_us = (60_000_000 / u64::from(per_minute_)).max(1);
-        let key = format!("{}{partner}:{per_minute_}:{burst_}", self.prefix);
+        // The same quota as the node's buckets, so both backends count alike.
+        let q = quota(per_minute, burst);
+        let (interval_us, burst_size) = (q.replenish_interval().as_micros().max(1) as u64, q.burst_size().get());
+        let mut call = self.script.key(format!("{}{partner}:{per_minute}:{burst}", self.prefix));
+        call.arg(interval_us).arg(burst_size);
         let mut conn = self.conn.clone();
-        let mut call = self.script.key(key);
-        call.arg(interval_us).arg(burst_);
-        let reply: (i64, i64, i64, i64) = tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))
-            .await
-            .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
-            .map_err(|e| e.to_string())?;
-        let (allowed, remaining, retry_us, full_us) = reply;
+        let (allowed, remaining, retry_us, full_us): (i64, i64, i64, i64) =
+            self.within(call.invoke_async(&mut conn)).await?;
         let secs = |us: i64| ceil_secs(Duration::from_micros(us.max(0) as u64));
         Ok(Decision {
             allowed: allowed == 1,
             per_minute,
             burst,
-            remaining: remaining.clamp(0, i64::from(burst_)) as u32,
+            remaining: remaining.clamp(0, i64::from(burst_size)) as u32,
             reset_secs: secs(full_us),
             retry_after: if allowed == 1 { 0 } else { secs(retry_us) },
         })
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        self.within(redis::cmd("PING").query_async::<String>(&mut conn)).await.map(drop)
+    }
+
+    /// A Redis call given at most the configured timeout.
+    async fn within<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -194,14 +204,7 @@ impl RateLimits {
     /// With the Redis backend, whether Redis answers a PING in time; `None`
     /// with the local backend.
     pub async fn shared_store_status(&self) -> Option<Result<(), String>> {
-        let shared = self.shared.as_ref()?;
-        let mut conn = shared.conn.clone();
-        let ping = redis::cmd("PING");
-        Some(match tokio::time::timeout(shared.timeout, ping.query_async::<String>(&mut conn)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", shared.timeout.as_millis())),
-        })
+        Some(self.shared.as_ref()?.ping().await)
     }
 
     fn now_ms(&self) -> u64 {
