@@ -481,7 +481,7 @@ async fn gateway_with_mocks(
 }
 
 fn report_forms(mut settings: Settings, population: PopulationArgs, per_kind: usize) -> anyhow::Result<ExitCode> {
-    let path = std::env::temp_dir().join(format!("lgsp-report-{}.db", uuid::Uuid::new_v4().simple()));
+    let path = std::env::temp_dir().join(format!("lgsp-report-{}.db", crate::telemetry::new_uuid().simple()));
     settings.database_url = crate::config::Secret::new(format!("sqlite://{}", path.display()));
     settings.port = 0;
     let code = actix_rt::System::new().block_on(async move {

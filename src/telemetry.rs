@@ -29,6 +29,12 @@ pub fn init(settings: &LogSettings) {
     };
 }
 
+/// A random (version 4) UUID from the thread's generator, which is seeded from
+/// the operating system but does not ask it for every id: a request takes two.
+pub fn new_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 /// The id of the request being served, in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -163,7 +169,7 @@ pub async fn observe(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id =
-        req.headers().get(&REQUEST_ID).and_then(accept_request_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        req.headers().get(&REQUEST_ID).and_then(accept_request_id).unwrap_or_else(|| new_uuid().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().to_string();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());

@@ -277,7 +277,7 @@ impl LiveCatalog {
         }
         let key = new_secret(KEY_PREFIX);
         let new = NewKey {
-            id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+            id: format!("key_{}", &crate::telemetry::new_uuid().simple().to_string()[..16]),
             partner_id: partner.to_string(),
             label: label.chars().take(100).collect(),
             key: key.clone(),
@@ -317,7 +317,7 @@ impl LiveCatalog {
     pub async fn create_admin_token(&self, role: Role, label: &str) -> Result<NewAdminToken, ApiError> {
         let token = new_secret(ADMIN_TOKEN_PREFIX);
         let new = NewAdminToken {
-            id: format!("adm_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            id: format!("adm_{}", &crate::telemetry::new_uuid().simple().to_string()[..12]),
             role,
             label: label.chars().take(100).collect(),
             token: token.clone(),

@@ -301,7 +301,7 @@ pub fn ensure_admin_token(conn: &mut DbConnection, hash: &str, role: &str, label
         if n > 0 {
             return Ok(false);
         }
-        let id = format!("adm_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let id = format!("adm_{}", &crate::telemetry::new_uuid().simple().to_string()[..12]);
         insert_admin_token(c, &id, hash, role, label)?;
         Ok(true)
     })

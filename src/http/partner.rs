@@ -31,7 +31,7 @@ impl Audit {
         Audit {
             started: Instant::now(),
             record: AuditRecord {
-                record_id: uuid::Uuid::new_v4().to_string(),
+                record_id: crate::telemetry::new_uuid().to_string(),
                 ts: crate::db::now_micros(),
                 request_id,
                 partner_id: String::new(),

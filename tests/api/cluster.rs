@@ -33,7 +33,7 @@ async fn two_nodes_share_one_bucket_per_partner_through_redis() {
         return;
     };
     // Each test run has buckets of its own.
-    let prefix = format!("lgsp:test:{}:", uuid::Uuid::new_v4().simple());
+    let prefix = format!("lgsp:test:{}:", lgsp::telemetry::new_uuid().simple());
     let (a, b) = (node(&redis, &prefix).await, node(&redis, &prefix).await);
     let id = a.mocks.population.samples(1).adult_with_household[0].clone();
     let (key_a, key_b) =

@@ -20,7 +20,7 @@ pub fn fresh_database_url(dir: &std::path::Path) -> String {
     match postgres_server() {
         Some(server) => {
             use diesel::{Connection, RunQueryDsl};
-            let name = format!("lgsp_test_{}", uuid::Uuid::new_v4().simple());
+            let name = format!("lgsp_test_{}", lgsp::telemetry::new_uuid().simple());
             let mut conn = diesel::PgConnection::establish(&format!("{server}/postgres"))
                 .expect("LGSP_TEST_POSTGRES_URL is set but PostgreSQL is not reachable");
             diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
