@@ -91,7 +91,7 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup 
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if self.backend == Backend::Sqlite {
             let pragmas = format!(
-                "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
                 self.busy_timeout_ms
             );
             conn.batch_execute(&pragmas).map_err(diesel::r2d2::Error::QueryError)?;

@@ -1,4 +1,6 @@
 use crate::helpers::{fresh_database_url, postgres_server};
+use diesel::migration::MigrationSource;
+use diesel_migrations::MigrationHarness;
 use lgsp::config::{DatabaseSettings, Secret};
 use lgsp::db::{Backend, Db, DbError};
 
@@ -10,7 +12,15 @@ fn migrations_apply_once_and_are_idempotent() {
     let expected = if postgres_server().is_some() { Backend::Postgres } else { Backend::Sqlite };
     assert_eq!(db.backend, expected);
     let first = db.migrate().unwrap();
-    assert_eq!(first.len(), 1, "{first:?}");
+    let shipped = match db.backend {
+        Backend::Sqlite => {
+            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&lgsp::db::SQLITE_MIGRATIONS).map(|m| m.len())
+        }
+        Backend::Postgres => {
+            MigrationSource::<diesel::pg::Pg>::migrations(&lgsp::db::POSTGRES_MIGRATIONS).map(|m| m.len())
+        }
+    };
+    assert_eq!(first.len(), shipped.unwrap(), "every shipped migration applied: {first:?}");
     assert!(db.migrate().unwrap().is_empty(), "second run applies nothing");
     let mut conn = db.conn().unwrap();
     Db::ping(&mut conn).unwrap();
@@ -33,6 +43,59 @@ fn sqlite_runs_in_wal_mode() {
     let lgsp::db::DbConnection::Sqlite(c) = &mut *conn else { panic!("sqlite") };
     let mode: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(c).unwrap();
     assert_eq!(mode.journal_mode, "wal");
+}
+
+/// A SQLite trail written under the first schema (seq a separate primary-key
+/// index) is carried over by the migration that makes seq the rowid: every
+/// record kept, the chain still verifies, and new records extend it.
+#[test]
+fn a_sqlite_audit_trail_survives_the_rowid_migration() {
+    use diesel::{sql_types::Text, QueryableByName, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct Index {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let record = |n: i64| lgsp::audit::AuditRecord {
+        record_id: format!("r{n}"),
+        ts: 1_795_000_000_000_000 + n,
+        request_id: format!("q{n}"),
+        partner_id: "000.00.15.H29".into(),
+        key_id: "k1".into(),
+        action: "exchange".into(),
+        subject: Some(format!("0010900012{n:02}")),
+        purpose: Some("health_insurance_enrolment".into()),
+        resource: "population.citizen".into(),
+        adapters: vec!["population.citizen".into()],
+        elements: vec!["full_name".into()],
+        outcome: "ok".into(),
+        status: 200,
+        latency_us: 900,
+        detail: serde_json::json!({}),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let db = Db::new(&Secret::new(&url), &DatabaseSettings::default()).unwrap();
+    let mut conn = db.conn().unwrap();
+    {
+        let lgsp::db::DbConnection::Sqlite(c) = &mut *conn else { panic!("sqlite") };
+        c.run_next_migration(lgsp::db::SQLITE_MIGRATIONS).unwrap();
+    }
+    lgsp::audit::append(&mut conn, (1..=5).map(record).collect()).unwrap();
+    drop(conn);
+
+    let applied = db.migrate().unwrap();
+    assert_eq!(applied, ["20261202000001"], "only the rowid migration was left to apply");
+    let mut conn = db.conn().unwrap();
+    lgsp::audit::append(&mut conn, (6..=8).map(record).collect()).unwrap();
+    let v = lgsp::audit::verify(&mut conn).unwrap();
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!((v.records, v.head_seq), (8, 8));
+    let lgsp::db::DbConnection::Sqlite(c) = &mut *conn else { panic!("sqlite") };
+    let indexes: Vec<Index> = diesel::sql_query("PRAGMA index_list(audit_log)").load(c).unwrap();
+    let mut names: Vec<String> = indexes.into_iter().map(|i| i.name).collect();
+    names.sort();
+    assert_eq!(names, ["audit_log_partner", "audit_log_subject", "audit_log_ts"], "no separate index on seq");
 }
 
 #[test]
