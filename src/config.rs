@@ -105,8 +105,8 @@ pub struct UpstreamSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UpstreamPoolSettings {
-    /// Idle connections kept open per registry host by each worker thread;
-    /// more are closed when they fall idle.
+    /// Idle connections kept open per registry host; more are closed when
+    /// they fall idle.
     pub max_idle_per_host: usize,
     /// Seconds an idle connection is kept before it is closed.
     pub idle_timeout_secs: u64,

@@ -23,8 +23,8 @@ pub struct AppState {
     /// Database reachable, migrated, and the catalogue loaded.
     pub db_ready: Arc<AtomicBool>,
     pub catalog: Arc<LiveCatalog>,
-    /// The HTTP clients for registry calls, one per worker.
-    pub http: crate::adapter::client::UpstreamClients,
+    /// The one HTTP client for every registry call.
+    pub http: reqwest::Client,
     pub limits: RateLimits,
     pub audit: AuditSink,
 }
@@ -71,7 +71,11 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let db_ready = Arc::new(AtomicBool::new(false));
         let catalog = Arc::new(LiveCatalog::new(settings.clone(), db.clone()));
-        let http = crate::adapter::client::UpstreamClients::new(&settings.upstream_pool)?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(settings.upstream_pool.max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(settings.upstream_pool.idle_timeout_secs))
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
 
         // Prepare now if the database is there; otherwise keep trying in the
         // background while /healthz says alive and /readyz says not ready.

@@ -1,4 +1,4 @@
-//! Calling a registry: an HTTP client per worker thread; per adapter a timeout, bounded
+//! Calling a registry: one shared HTTP client; per adapter a timeout, bounded
 //! retries with backoff and jitter (idempotent calls only), a concurrency
 //! limit and a circuit breaker. Registry faults become 502/503/504 problems,
 //! never 500.
@@ -11,42 +11,6 @@ use rand::Rng;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The HTTP clients that call the registries, one per thread that asks.
-///
-/// A client's keep-alive connection is driven by a task on the runtime that
-/// opened it. Each actix worker runs its own single-threaded runtime, so with
-/// one client shared by all workers, a worker that took another worker's
-/// idle connection handed every request and answer across threads (two
-/// wake-ups, and work queued on a core that may be busy). With a client per
-/// worker, each worker's connections stay on its own runtime.
-pub struct UpstreamClients {
-    pool: crate::config::UpstreamPoolSettings,
-    per_thread: thread_local::ThreadLocal<reqwest::Client>,
-}
-
-impl UpstreamClients {
-    /// Checks the settings by building the calling thread's client.
-    pub fn new(pool: &crate::config::UpstreamPoolSettings) -> reqwest::Result<UpstreamClients> {
-        let clients = UpstreamClients { pool: pool.clone(), per_thread: thread_local::ThreadLocal::new() };
-        clients.per_thread.get_or_try(|| clients.build())?;
-        Ok(clients)
-    }
-
-    /// The calling thread's client.
-    pub fn get(&self) -> &reqwest::Client {
-        // The settings were checked by `new`, so building cannot fail here.
-        self.per_thread.get_or(|| self.build().expect("the upstream client settings were checked at start"))
-    }
-
-    fn build(&self) -> reqwest::Result<reqwest::Client> {
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(self.pool.max_idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(self.pool.idle_timeout_secs))
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-    }
-}
 
 /// Opens after `threshold` consecutive failures; after `open_for`, lets one
 /// probe through (half-open); closes on the probe's success, reopens on its failure.

@@ -230,7 +230,7 @@ pub async fn test_adapter(
         (None, Some(id)) => json!({"citizen_id": id}),
         (None, None) => return Err(ApiError::new(ErrorCode::InvalidBody, "Give a sample citizen_id or a request.")),
     };
-    let results = adapter.dry_run(&request, &run.operations, state.http.get(), &state.metrics).await;
+    let results = adapter.dry_run(&request, &run.operations, &state.http, &state.metrics).await;
     let ok = results.iter().all(|r| r["ok"] == true);
     Ok(HttpResponse::Ok()
         .json(json!({"adapter": adapter.id, "version": adapter.version, "ok": ok, "results": results})))

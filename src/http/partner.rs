@@ -250,7 +250,7 @@ async fn exchange_inner(
     // Elements the partner is not granted are never mapped; they are named as withheld.
     let policy = &caller.partner.policy;
     let granted = |e: &str| policy.may_receive(e);
-    let mapped = adapter.exchange(op, &request, state.http.get(), &state.metrics, &granted).await.map_err(|e| {
+    let mapped = adapter.exchange(op, &request, &state.http, &state.metrics, &granted).await.map_err(|e| {
         audit.record.detail["source"] = json!(e.kind());
         if let crate::adapter::client::ExchangeError::InvalidResponse { point, .. } = &e {
             audit.record.detail["schema_violation"] = json!(point);
@@ -351,7 +351,7 @@ async fn prefill_inner(
         purpose: &request.purpose,
         relatives: &request.relatives,
         may_receive: &may_receive,
-        http: state.http.get(),
+        http: &state.http,
         metrics: &state.metrics,
         budget: Duration::from_millis(state.settings.prefill.budget_ms),
     })
