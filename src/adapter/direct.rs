@@ -307,10 +307,10 @@ fn equal(a: &Value, b: &Value) -> Result<bool, Unsupported> {
 
 impl Expr {
     /// Evaluates on `input` with the global variables' values.
-    pub fn eval<'a>(&self, input: &'a Value, globals: &'a [Value]) -> Out<'a> {
+    pub fn eval<'a>(&'a self, input: &'a Value, globals: &'a [Value]) -> Out<'a> {
         match self {
             Expr::Id => Ok(Cow::Borrowed(input)),
-            Expr::Lit(v) => Ok(Cow::Owned(v.clone())),
+            Expr::Lit(v) => Ok(Cow::Borrowed(v)),
             Expr::Var(i) => Ok(Cow::Borrowed(&globals[*i])),
             Expr::Index(base, key) => {
                 let key = key.eval(input, globals)?;
