@@ -75,6 +75,10 @@ impl Application {
             .pool_max_idle_per_host(settings.upstream_pool.max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(settings.upstream_pool.idle_timeout_secs))
             .connect_timeout(Duration::from_secs(2))
+            // A registry is called only where its adapter says: a redirect
+            // is not followed, or it could take the call (and its
+            // credential's request) to a host the allow list does not name.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
 
         // Prepare now if the database is there; otherwise keep trying in the

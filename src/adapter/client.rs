@@ -305,6 +305,13 @@ impl Adapter {
         if status >= 500 || status == 429 {
             return Attempt::Retryable(ExchangeError::Unavailable(format!("registry answered {status}")));
         }
+        if (300..400).contains(&status) {
+            let to = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+            return Attempt::Fatal(ExchangeError::Unavailable(format!(
+                "registry answered {status}, a redirect to {to}; redirects are not followed: \
+                 point the adapter's base_url (or its credential's url) at where the registry answers"
+            )));
+        }
         if !(200..300).contains(&status) {
             return Attempt::Fatal(ExchangeError::Unavailable(format!("registry refused the call with {status}")));
         }

@@ -170,3 +170,43 @@ async fn under_load_with_a_flapping_registry_every_request_is_audited_once_and_n
     assert_eq!(p.state.metrics.audit_queue.get(), 0);
     assert_eq!(p.state.limits.len(), 3);
 }
+
+/// A registry that answers with a redirect is not followed: lgsp calls only
+/// where the adapter says, so a redirect cannot take a call to a host the
+/// allow list does not name. The partner gets a registry problem, not a 500.
+#[tokio::test]
+async fn a_redirect_from_a_registry_is_not_followed() {
+    use std::io::{Read, Write};
+    // Where the redirect points: it must never be called.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let target = format!("http://{}/api/v1/cong-dan/001090001234", elsewhere.local_addr().unwrap());
+    // A "registry" that redirects every call there.
+    let redirecting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let registry = format!("http://{}", redirecting.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in redirecting.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut head = [0u8; 8192];
+            let _ = stream.read(&mut head);
+            let answer =
+                format!("HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    let p = platform_with(|s| s.upstreams.get_mut("population").expect("population credential").url = registry).await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let key = p.partner("000.00.51.H29", everything(), 60_000, 1_000).await;
+
+    let r = p.exchange(&key, "population", "citizen", json!({"citizen_id": id})).await;
+    assert!(matches!(r.status().as_u16(), 502..=504), "{}", r.status());
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let a: Value = p.prefill(&key, "tk1_ts", "health_insurance_enrolment", &id).await.json().await.unwrap();
+    assert_eq!(source(&a, "population.citizen")["status"], "unavailable", "{a}");
+    assert_eq!(source(&a, "insurance.card")["status"], "ok", "the other registries still answer: {a}");
+    let followed = elsewhere.accept();
+    assert!(
+        matches!(&followed, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the redirect's target was called: {followed:?}"
+    );
+}
