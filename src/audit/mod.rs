@@ -106,9 +106,11 @@ impl AuditRow {
         hex::encode(h.finalize())
     }
 
-    fn chained(r: AuditRecord, seq: i64, prev_hash: String) -> AuditRow {
-        let mut row = AuditRow {
-            seq,
+    /// The row of a record, before it has its place in the chain (`seq`,
+    /// `prev_hash` and `hash` are set when its batch is written).
+    fn unchained(r: AuditRecord) -> AuditRow {
+        AuditRow {
+            seq: 0,
             record_id: r.record_id,
             ts: r.ts,
             request_id: r.request_id,
@@ -124,11 +126,9 @@ impl AuditRow {
             status: i32::from(r.status),
             latency_us: r.latency_us,
             detail: r.detail.to_string(),
-            prev_hash,
+            prev_hash: String::new(),
             hash: String::new(),
-        };
-        row.hash = row.compute_hash();
-        row
+        }
     }
 }
 
@@ -150,6 +150,13 @@ const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 /// Appends a batch to the chain in one transaction.
 pub fn append(conn: &mut DbConnection, batch: Vec<AuditRecord>) -> Result<(), DbError> {
+    append_rows(conn, &mut batch.into_iter().map(AuditRow::unchained).collect::<Vec<_>>())
+}
+
+/// Appends rows to the chain in one transaction, giving each its `seq`,
+/// `prev_hash` and `hash` from the chain's head as it is now. A failed call
+/// can be repeated with the same rows: they are placed afresh each time.
+fn append_rows(conn: &mut DbConnection, rows: &mut [AuditRow]) -> Result<(), DbError> {
     conn.transaction::<_, DbError, _>(|c| {
         // Writing first takes the write lock (SQLite) or the row lock
         // (PostgreSQL) before the head is read.
@@ -158,18 +165,18 @@ pub fn append(conn: &mut DbConnection, batch: Vec<AuditRecord>) -> Result<(), Db
             .execute(c)?;
         let (mut seq, mut hash): (i64, String) =
             audit_head::table.filter(audit_head::id.eq(1)).select((audit_head::seq, audit_head::hash)).first(c)?;
-        let mut rows = Vec::with_capacity(batch.len());
-        for record in batch {
+        for row in rows.iter_mut() {
             seq += 1;
-            let row = AuditRow::chained(record, seq, hash);
+            row.seq = seq;
+            row.prev_hash = hash;
+            row.hash = row.compute_hash();
             hash = row.hash.clone();
-            rows.push(row);
         }
         // Multi-row statements of a few fixed sizes: each size is one prepared
         // statement kept in the connection's cache, so a batch of any length
         // reuses them instead of preparing (and caching) one per length. 64
         // rows of 18 columns stay well under SQLite's limit on parameters.
-        let mut rest = rows.as_slice();
+        let mut rest = &*rows;
         while !rest.is_empty() {
             let size = INSERT_SIZES.into_iter().find(|s| *s <= rest.len()).unwrap_or(1);
             let (chunk, after) = rest.split_at(size);
@@ -277,7 +284,7 @@ fn writer_loop(
     batch_size: usize,
     interval: Duration,
 ) {
-    let mut batch: Vec<AuditRecord> = Vec::with_capacity(batch_size);
+    let mut batch: Vec<AuditRow> = Vec::with_capacity(batch_size);
     let mut waiting: Vec<mpsc::SyncSender<()>> = Vec::new();
     let mut open = true;
     while open || !batch.is_empty() {
@@ -312,7 +319,7 @@ fn writer_loop(
             let n = batch.len();
             let mut delay = Duration::from_millis(50);
             loop {
-                let result = db.conn().and_then(|mut c| append(&mut c, batch.clone()));
+                let result = db.conn().and_then(|mut c| append_rows(&mut c, &mut batch));
                 match result {
                     Ok(()) => break,
                     Err(e) => {
@@ -334,9 +341,9 @@ fn writer_loop(
     }
 }
 
-fn take(m: Msg, batch: &mut Vec<AuditRecord>, waiting: &mut Vec<mpsc::SyncSender<()>>) {
+fn take(m: Msg, batch: &mut Vec<AuditRow>, waiting: &mut Vec<mpsc::SyncSender<()>>) {
     match m {
-        Msg::Record(r) => batch.push(*r),
+        Msg::Record(r) => batch.push(AuditRow::unchained(*r)),
         Msg::Flush(w) => waiting.push(w),
     }
 }
