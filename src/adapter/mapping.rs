@@ -283,22 +283,21 @@ fn share_jq(defs: &str, elements: &[(&String, &String)], globals: &Globals, comp
     if globals.names.iter().any(|name| ELEMENT_VAR.strip_prefix('$') == Some(name)) {
         return;
     }
-    fn branches(codes: &[&String], first: usize, out: &mut String) {
-        match codes {
-            [code] => out.push_str(&format!("(\n{code}\n)")),
+    fn branches(elements: &[(&String, &String)], first: usize, out: &mut String) {
+        match elements {
+            [(_, code)] => out.push_str(&format!("(\n{code}\n)")),
             _ => {
-                let mid = codes.len() / 2;
+                let mid = elements.len() / 2;
                 out.push_str(&format!("if {ELEMENT_VAR} < {} then ", first + mid));
-                branches(&codes[..mid], first, out);
+                branches(&elements[..mid], first, out);
                 out.push_str(" else ");
-                branches(&codes[mid..], first + mid, out);
+                branches(&elements[mid..], first + mid, out);
                 out.push_str(" end");
             }
         }
     }
-    let codes: Vec<&String> = elements.iter().map(|(_, code)| *code).collect();
     let mut program = format!("{defs}\n");
-    branches(&codes, 0, &mut program);
+    branches(elements, 0, &mut program);
     if let Ok(filter) = compile_jq(&program, globals, Some(ELEMENT_VAR)) {
         let filter = Arc::new(filter);
         for (index, (_, m)) in (0..).zip(compiled.iter_mut()) {
