@@ -19,12 +19,12 @@ use governor::{Quota, RateLimiter};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{RateLimitBackend, RateLimitSettings};
+use crate::telemetry::Failing;
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
@@ -80,8 +80,9 @@ struct Shared {
     script: redis::Script,
     prefix: String,
     timeout: Duration,
-    /// Set while Redis fails, so that the change is logged once, not per request.
-    failing: AtomicBool,
+    /// Set while Redis fails (to a check or a readiness probe), so that each
+    /// change is logged once, not per request or probe.
+    failing: Failing,
     fallbacks: prometheus::IntCounter,
 }
 
@@ -124,6 +125,18 @@ impl Shared {
             reset_secs: secs(full_us),
             retry_after: if allowed == 1 { 0 } else { secs(retry_us) },
         })
+    }
+
+    fn failed(&self, error: &str) {
+        if self.failing.failed() {
+            tracing::warn!(error, "rate limits: Redis failed; this node's own buckets apply until it answers");
+        }
+    }
+
+    fn answered(&self) {
+        if self.failing.answered() {
+            tracing::info!("rate limits: Redis answers again; buckets are shared again");
+        }
     }
 
     async fn ping(&self) -> Result<(), String> {
@@ -172,7 +185,7 @@ impl RateLimits {
                 script: redis::Script::new(GCRA),
                 prefix: settings.key_prefix.clone(),
                 timeout,
-                failing: AtomicBool::new(false),
+                failing: Failing::default(),
                 fallbacks,
             });
         }
@@ -185,16 +198,12 @@ impl RateLimits {
         if let Some(shared) = &self.shared {
             match shared.check(partner, per_minute, burst).await {
                 Ok(d) => {
-                    if shared.failing.swap(false, Ordering::Relaxed) {
-                        tracing::info!("rate limits: Redis answers again; buckets are shared again");
-                    }
+                    shared.answered();
                     return d;
                 }
                 Err(e) => {
                     shared.fallbacks.inc();
-                    if !shared.failing.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(error = %e, "rate limits: Redis failed; this node's own buckets apply until it answers");
-                    }
+                    shared.failed(&e);
                 }
             }
         }
@@ -204,7 +213,13 @@ impl RateLimits {
     /// With the Redis backend, whether Redis answers a PING in time; `None`
     /// with the local backend.
     pub async fn shared_store_status(&self) -> Option<Result<(), String>> {
-        Some(self.shared.as_ref()?.ping().await)
+        let shared = self.shared.as_ref()?;
+        let status = shared.ping().await;
+        match &status {
+            Ok(()) => shared.answered(),
+            Err(e) => shared.failed(e),
+        }
+        Some(status)
     }
 
     fn now_ms(&self) -> u64 {
@@ -324,5 +339,43 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(limits.prune(Duration::ZERO), 1);
         assert!(limits.is_empty());
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_down_is_logged_once_not_at_every_check_or_probe() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let fallbacks = prometheus::IntCounter::new("fallbacks", "test").unwrap();
+        let settings = RateLimitSettings {
+            backend: RateLimitBackend::Redis,
+            // Nothing listens on port 1.
+            redis_url: crate::config::Secret::new("redis://127.0.0.1:1"),
+            timeout_ms: 200,
+            ..Default::default()
+        };
+        let limits = RateLimits::new(&settings, fallbacks.clone()).unwrap();
+        for _ in 0..3 {
+            assert!(limits.check("p", 60, 10).await.allowed, "the node's own bucket decides");
+            assert!(limits.shared_store_status().await.unwrap().is_err());
+        }
+        assert_eq!(fallbacks.get(), 3, "every check that fell back is counted");
+        let log = String::from_utf8(captured.0.lock().clone()).unwrap();
+        assert_eq!(log.matches("Redis failed").count(), 1, "{log}");
+        assert!(log.contains("WARN"), "{log}");
     }
 }

@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Database reachable, migrated, and the catalogue loaded.
     pub db_ready: Arc<AtomicBool>,
+    /// Set while the readiness probe finds the database failing.
+    pub db_failing: crate::telemetry::Failing,
     pub catalog: Arc<LiveCatalog>,
     /// The one HTTP client for every registry call.
     pub http: reqwest::Client,
@@ -115,6 +117,7 @@ impl Application {
             db,
             metrics,
             db_ready,
+            db_failing: Default::default(),
             catalog,
             http,
             limits,

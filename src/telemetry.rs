@@ -35,6 +35,24 @@ pub fn new_uuid() -> uuid::Uuid {
     uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
+/// Whether a dependency (the database, Redis) is failing, kept so that the log
+/// says so when it starts failing and when it answers again, not at every
+/// readiness probe or request in between.
+#[derive(Debug, Default)]
+pub struct Failing(std::sync::atomic::AtomicBool);
+
+impl Failing {
+    /// Records a failure: true if it is the first since the last success.
+    pub fn failed(&self) -> bool {
+        !self.0.swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records a success: true if it ends a run of failures.
+    pub fn answered(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The id of the request being served, in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -206,4 +224,20 @@ pub async fn observe(
     let _enter = span.enter();
     tracing::info!(status = res.status().as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "served");
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_dependency_changes_state_once_each_way() {
+        let f = Failing::default();
+        assert!(!f.answered(), "nothing to recover from yet");
+        assert!(f.failed());
+        assert!(!f.failed(), "still failing: no new change");
+        assert!(f.answered());
+        assert!(!f.answered());
+        assert!(f.failed(), "a new run of failures is a new change");
+    }
 }

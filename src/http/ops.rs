@@ -52,9 +52,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         }
     } else {
         match state.db.run(Db::ping).await {
-            Ok(()) => CheckResult { name: "database".into(), ok: true, required: true, detail: None },
+            Ok(()) => {
+                if state.db_failing.answered() {
+                    tracing::info!("readiness: the database answers again");
+                }
+                CheckResult { name: "database".into(), ok: true, required: true, detail: None }
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "readiness: database check failed");
+                if state.db_failing.failed() {
+                    tracing::warn!(error = %e, "readiness: database check failed; not ready until it answers");
+                }
                 CheckResult { name: "database".into(), ok: false, required: true, detail: Some("not reachable".into()) }
             }
         }
@@ -89,10 +96,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             required: false,
             detail: Some(match status {
                 Ok(()) => "buckets shared by the cluster".into(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "readiness: Redis check failed");
-                    "Redis not answering; this node's own buckets apply".into()
-                }
+                Err(_) => "Redis not answering; this node's own buckets apply".into(),
             }),
         });
     }
