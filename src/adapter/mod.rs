@@ -196,19 +196,27 @@ impl Adapter {
             serde_json::from_value(manifest.clone()).map_err(|e| vec![problem("", e.to_string())])?;
         let mut errors = Vec::new();
 
-        let override_ = settings.upstreams.get(&doc.upstream.credential);
-        let base_url =
-            override_.map(|u| u.url.clone()).filter(|u| !u.is_empty()).unwrap_or(doc.upstream.base_url.clone());
+        // The node's configuration may point the credential elsewhere (a test
+        // registry, the province's own address); that URL is then the one called.
+        let configured =
+            settings.upstreams.get(&doc.upstream.credential).map(|u| u.url.clone()).filter(|u| !u.is_empty());
+        let from = match &configured {
+            Some(_) => {
+                format!(" (the node's upstreams.{}.url, which replaces the manifest's)", doc.upstream.credential)
+            }
+            None => String::new(),
+        };
+        let base_url = configured.unwrap_or(doc.upstream.base_url.clone());
         match reqwest::Url::parse(&base_url) {
             Ok(url) if host_allowed(&url, &settings.upstream_allow_list) => {}
             Ok(url) => errors.push(problem(
                 "/upstream/base_url",
                 format!(
-                    "host {} is not in the upstream allow-list; add it to upstream_allow_list to permit it",
+                    "host {}{from} is not in the upstream allow-list; add it to upstream_allow_list to permit it",
                     url.host_str().unwrap_or("")
                 ),
             )),
-            Err(e) => errors.push(problem("/upstream/base_url", format!("not a URL: {e}"))),
+            Err(e) => errors.push(problem("/upstream/base_url", format!("not a URL{from}: {e}"))),
         }
         let header = reqwest::header::HeaderName::from_bytes(doc.upstream.auth.header.as_bytes());
         if header.is_err() {
@@ -325,7 +333,7 @@ impl Adapter {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let token = override_.map(|u| u.token.clone()).unwrap_or_default();
+        let token = settings.upstreams.get(&doc.upstream.credential).map(|u| u.token.clone()).unwrap_or_default();
         let upstream = Upstream {
             base_url: base_url.trim_end_matches('/').to_string(),
             auth_header: header.map_err(|_| vec![problem("/upstream/auth/header", "invalid")])?,

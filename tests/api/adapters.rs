@@ -220,6 +220,19 @@ async fn refused_manifests_list_every_problem() {
     assert!(Adapter::compile(&ok, 1, &allowed).is_ok());
     allowed.upstream_allow_list = vec!["other.gov.vn:443".into()];
     assert!(Adapter::compile(&ok, 1, &allowed).is_err());
+    // The node's own URL for the credential replaces the manifest's, and a
+    // refusal says that this is the URL refused, not the manifest's.
+    allowed.upstream_allow_list = vec!["registry.gov.vn".into()];
+    allowed.upstreams.insert(
+        "insurance".into(),
+        lgsp::config::UpstreamSettings { url: "https://elsewhere.example/bhxh".into(), token: Default::default() },
+    );
+    let errs = Adapter::compile(&ok, 1, &allowed).err().expect("the configured host is not allowed");
+    assert_eq!(errs[0].pointer, "/upstream/base_url");
+    assert!(
+        errs[0].message.contains("elsewhere.example") && errs[0].message.contains("upstreams.insurance.url"),
+        "{errs:?}"
+    );
 }
 
 #[tokio::test]
