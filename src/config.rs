@@ -137,8 +137,11 @@ pub struct RateLimitSettings {
     /// `local`: each node keeps its own buckets, so N nodes grant a partner up
     /// to N times its quota. `redis`: the nodes share one bucket per partner.
     pub backend: RateLimitBackend,
-    /// The Redis server of the `redis` backend.
+    /// The Redis server of the `redis` backend; `rediss://` connects with TLS.
     pub redis_url: Secret,
+    /// PEM file of the certificate authorities trusted for a `rediss://`
+    /// server; without it, the system's trusted roots.
+    pub redis_ca_file: Option<String>,
     /// Prefix of the bucket keys in Redis.
     pub key_prefix: String,
     /// Longest a check waits for Redis before this node's own bucket decides.
@@ -219,6 +222,7 @@ impl Default for RateLimitSettings {
         RateLimitSettings {
             backend: RateLimitBackend::Local,
             redis_url: Secret::new("redis://127.0.0.1:6379"),
+            redis_ca_file: None,
             key_prefix: "lgsp:rate:".into(),
             timeout_ms: 50,
         }

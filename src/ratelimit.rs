@@ -153,6 +153,34 @@ impl Shared {
     }
 }
 
+/// The Redis client `settings` name: `rediss://` connects with TLS, trusting
+/// `redis_ca_file`'s authorities when it is set and the system's otherwise.
+fn redis_client(settings: &RateLimitSettings) -> Result<redis::Client, String> {
+    let info = redis::IntoConnectionInfo::into_connection_info(settings.redis_url.expose())
+        .map_err(|e| format!("rate_limits.redis_url is not a Redis URL: {e}"))?;
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    match settings.redis_ca_file.as_deref().filter(|f| !f.is_empty()) {
+        None => redis::Client::open(info).map_err(|e| format!("rate_limits.redis_url: {e}")),
+        Some(_) if !tls => Err("rate_limits.redis_ca_file is set but rate_limits.redis_url is not rediss://; \
+                                use rediss:// to connect with TLS, or remove redis_ca_file"
+            .into()),
+        Some(file) => {
+            let pem = std::fs::read(file).map_err(|e| format!("rate_limits.redis_ca_file {file}: {e}"))?;
+            // The client would take a file without certificates and trust
+            // nothing from it; say so instead.
+            use rustls::pki_types::{pem::PemObject, CertificateDer};
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("rate_limits.redis_ca_file {file}: not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("rate_limits.redis_ca_file {file} holds no PEM certificate"));
+            }
+            redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(pem) })
+                .map_err(|e| format!("rate_limits.redis_ca_file {file}: not usable as PEM certificates: {e}"))
+        }
+    }
+}
+
 fn quota(per_minute: u32, burst: u32) -> Quota {
     let rate = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -170,8 +198,7 @@ impl RateLimits {
     pub fn new(settings: &RateLimitSettings, fallbacks: prometheus::IntCounter) -> Result<RateLimits, String> {
         let mut limits = RateLimits::default();
         if settings.backend == RateLimitBackend::Redis {
-            let client = redis::Client::open(settings.redis_url.expose())
-                .map_err(|e| format!("rate_limits.redis_url is not a Redis URL: {e}"))?;
+            let client = redis_client(settings)?;
             let timeout = Duration::from_millis(settings.timeout_ms.max(1));
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
