@@ -158,7 +158,16 @@ impl Shared {
 fn redis_client(settings: &RateLimitSettings) -> Result<redis::Client, String> {
     let info = redis::IntoConnectionInfo::into_connection_info(settings.redis_url.expose())
         .map_err(|e| format!("rate_limits.redis_url is not a Redis URL: {e}"))?;
-    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    let (tls, insecure) = match info.addr() {
+        redis::ConnectionAddr::TcpTls { insecure, .. } => (true, *insecure),
+        _ => (false, false),
+    };
+    if insecure {
+        return Err("rate_limits.redis_url asks for TLS without verifying the server (#insecure); \
+                    lgsp always verifies it: remove #insecure, and name the server's authority in \
+                    rate_limits.redis_ca_file if the system does not trust it"
+            .into());
+    }
     match settings.redis_ca_file.as_deref().filter(|f| !f.is_empty()) {
         None => redis::Client::open(info).map_err(|e| format!("rate_limits.redis_url: {e}")),
         Some(_) if !tls => Err("rate_limits.redis_ca_file is set but rate_limits.redis_url is not rediss://; \

@@ -126,6 +126,11 @@ async fn a_rate_limit_backend_that_is_not_a_redis_url_stops_the_start() {
     settings.rate_limits.redis_ca_file = Some(dir.path().join("missing.pem").display().to_string());
     let err = lgsp::startup::Application::build(settings.clone()).await.err().expect("the start fails");
     assert!(err.to_string().contains("rate_limits.redis_ca_file") && err.to_string().contains("missing.pem"), "{err}");
+    // TLS that would not verify the server.
+    settings.rate_limits.redis_url = Secret::new("rediss://127.0.0.1:6380/#insecure");
+    let err = lgsp::startup::Application::build(settings.clone()).await.err().expect("the start fails");
+    assert!(err.to_string().contains("#insecure"), "{err}");
+    settings.rate_limits.redis_url = Secret::new("rediss://127.0.0.1:6380");
     // One that holds no certificate.
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate").unwrap();
