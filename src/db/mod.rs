@@ -178,12 +178,26 @@ impl Db {
     /// Applies pending migrations (and, on SQLite, switches the file to WAL).
     pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
         let mut conn = self.conn()?;
+        // Said before they run: a migration that rebuilds a table (the audit
+        // trail's on SQLite) takes minutes on a trail of millions of records,
+        // and /readyz answers 503 until it is done.
+        fn announce<B: diesel::backend::Backend>(pending: Vec<Box<dyn diesel::migration::Migration<B> + '_>>) {
+            if !pending.is_empty() {
+                let pending: Vec<String> = pending.iter().map(|m| m.name().to_string()).collect();
+                tracing::info!(?pending, "applying migrations; not ready until they are done");
+            }
+        }
         let applied = match &mut *conn {
             DbConnection::Sqlite(c) => {
                 c.batch_execute("PRAGMA journal_mode = WAL;")?;
-                c.run_pending_migrations(SQLITE_MIGRATIONS)
+                c.pending_migrations(SQLITE_MIGRATIONS)
+                    .map(announce)
+                    .and_then(|()| c.run_pending_migrations(SQLITE_MIGRATIONS))
             }
-            DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+            DbConnection::Postgres(c) => c
+                .pending_migrations(POSTGRES_MIGRATIONS)
+                .map(announce)
+                .and_then(|()| c.run_pending_migrations(POSTGRES_MIGRATIONS)),
         }
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         Ok(applied.iter().map(|v| v.to_string()).collect())
