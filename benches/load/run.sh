@@ -181,7 +181,19 @@ run() { # label url mode token connections [pause between a connection's request
 
 run "1 population registry, direct" "http://127.0.0.1:$P_POP" population "$POP_TOKEN" "$CONNS"
 run "2 nginx -> registry" "http://127.0.0.1:$P_NGINX" population "$POP_TOKEN" "$CONNS"
+# lgsp's CPU time during the exchange, in all and in the audit writer's thread
+# (clock ticks from /proc), to say what share of an exchange the audit takes.
+cpu_ticks() { # pid [thread name]
+  if [[ -z "${2:-}" ]]; then awk '{print $14 + $15}' "/proc/$1/stat"; return; fi
+  local t
+  for t in /proc/"$1"/task/*; do
+    if [[ "$(cat "$t/comm")" == "$2" ]]; then awk '{print $14 + $15}' "$t/stat"; return; fi
+  done
+  echo 0
+}
+CPU0=$(cpu_ticks "$SQLITE_PID") WRITER0=$(cpu_ticks "$SQLITE_PID" audit-writer)
 run "3 lgsp exchange -> registry" "http://127.0.0.1:$P_LGSP" exchange "$SQLITE_KEY" "$CONNS"
+CPU_TICKS=$(($(cpu_ticks "$SQLITE_PID") - CPU0)) WRITER_TICKS=$(($(cpu_ticks "$SQLITE_PID" audit-writer) - WRITER0))
 run "4 lgsp prefill, 3 sources, SQLite audit" "http://127.0.0.1:$P_LGSP" prefill "$SQLITE_KEY" "$CONNS"
 if [[ -n "$PG" ]]; then
   run "5 lgsp prefill, 3 sources, PostgreSQL audit" "http://127.0.0.1:$P_LGSP_PG" prefill "$PG_KEY" "$CONNS"
@@ -207,7 +219,7 @@ SQLITE_UPSTREAM=$(upstream_failures $P_LGSP)
 
 mkdir -p "$(dirname "$OUT")"
 python3 - "$RESULTS" "$SQLITE_BASELINE_KB" "$PEAK_KB" "$AFTER_KB" "${AUDIT:-?}" "$DURATION" "$SOURCES" \
-  "$SQLITE_UPSTREAM" "${PG_UPSTREAM:-}" <<'EOF' | tee "$OUT"
+  "$SQLITE_UPSTREAM" "${PG_UPSTREAM:-}" "$CPU_TICKS" "$WRITER_TICKS" "$(getconf CLK_TCK)" <<'EOF' | tee "$OUT"
 import sys
 rows = []
 for line in open(sys.argv[1]):
@@ -216,7 +228,7 @@ for line in open(sys.argv[1]):
     rows.append(dict(label=label, conns=int(conns), rps=float(rps), p50=float(p50), p90=float(p90),
                      p99=float(p99), n=int(n), errors=int(errors)))
 by = {r["label"].split()[0]: r for r in rows}
-base_kb, peak_kb, after_kb, audit, duration, sources, sqlite_up, pg_up = sys.argv[2:10]
+base_kb, peak_kb, after_kb, audit, duration, sources, sqlite_up, pg_up, cpu, writer, hz = sys.argv[2:13]
 print(f"{duration} s per scenario; prefill form tk1_ts, calling {sources}\n")
 print("| scenario | conns | requests/s | p50 ms | p90 ms | p99 ms | requests | errors |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -227,6 +239,9 @@ nginx = by["2"]["rps"]
 def ratio(k):
     return by[k]["rps"] / nginx if k in by else float("nan")
 print(f"- exchange / nginx throughput: {ratio('3'):.2f}x (target >= 0.8x)")
+served = by["3"]["n"] or 1
+us = lambda ticks: int(ticks) / int(hz) * 1e6 / served
+print(f"- lgsp's CPU time per exchange: {us(cpu):.0f} µs, of which the audit writer thread {us(writer):.0f} µs")
 print(f"- prefill (SQLite audit) / nginx throughput: {ratio('4'):.2f}x; {by['4']['rps']:,.0f} prefills/s (target >= 3,000)")
 if "5" in by:
     print(f"- prefill (PostgreSQL audit): {by['5']['rps']:,.0f} prefills/s, {by['5']['rps'] / by['4']['rps']:.2f}x SQLite")
