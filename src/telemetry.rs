@@ -77,6 +77,7 @@ pub struct Metrics {
     pub audit_written: prometheus::IntCounter,
     pub audit_queue: IntGauge,
     pub prefill_fields: IntCounterVec,
+    pub partner_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -135,6 +136,15 @@ impl Metrics {
             &["form", "result"],
         )
         .expect("metric");
+        let partner_requests = IntCounterVec::new(
+            Opts::new(
+                "partner_requests_total",
+                "Partner calls (prefill, exchange) by partner, action and outcome (ok, partial, refused, failed), as audited; \
+                 partner \"unauthenticated\" for calls without a valid key",
+            ),
+            &["partner", "action", "outcome"],
+        )
+        .expect("metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -147,6 +157,7 @@ impl Metrics {
             Box::new(audit_written.clone()),
             Box::new(audit_queue.clone()),
             Box::new(prefill_fields.clone()),
+            Box::new(partner_requests.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -163,6 +174,7 @@ impl Metrics {
             audit_written,
             audit_queue,
             prefill_fields,
+            partner_requests,
         }
     }
 

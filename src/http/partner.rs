@@ -68,6 +68,10 @@ impl Audit {
                 r.detail["reason"] = json!(e.detail);
             }
         }
+        // Only authenticated partners name a series: a caller's own claims
+        // never add one.
+        let partner = if r.partner_id.is_empty() { "unauthenticated" } else { r.partner_id.as_str() };
+        state.metrics.partner_requests.with_label_values(&[partner, &r.action, &r.outcome]).inc();
         state.audit.record(self.record).await;
         let Some(d) = self.rate else { return result };
         match result {

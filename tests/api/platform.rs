@@ -883,3 +883,30 @@ async fn an_anchor_kept_outside_the_database_catches_a_rewritten_chain() {
     assert_eq!(v["broken_at"], 5, "{v}");
     assert!(v["reason"].as_str().unwrap().contains("rewritten at or before"), "{v}");
 }
+
+#[tokio::test]
+async fn metrics_count_each_partners_calls_by_action_and_outcome() {
+    let p = platform().await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let portal = p.partner("000.00.71.H29", everything(), 600, 20).await;
+    let narrow = json!({"forms": ["ct01"], "purposes": ["*"], "operations": [], "elements": ["*"]});
+    let clinic = p.partner("000.00.72.H29", narrow, 600, 20).await;
+    assert_eq!(p.prefill(&portal, "tk1_ts", "health_insurance_enrolment", &id).await.status(), 200);
+    assert_eq!(p.prefill(&portal, "tk1_ts", "health_insurance_enrolment", &id).await.status(), 200);
+    assert_eq!(p.exchange(&portal, "population", "citizen", json!({"citizen_id": id})).await.status(), 200);
+    assert_eq!(p.exchange(&clinic, "population", "citizen", json!({"citizen_id": id})).await.status(), 403);
+    assert_eq!(p.prefill("lgsp_pk_not-a-key", "ct01", "residence_change", &id).await.status(), 401);
+    p.state.audit.flush(std::time::Duration::from_secs(5)).await;
+    let text = p.client.get(p.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for series in [
+        r#"lgsp_partner_requests_total{action="prefill",outcome="ok",partner="000.00.71.H29"} 2"#,
+        r#"lgsp_partner_requests_total{action="exchange",outcome="ok",partner="000.00.71.H29"} 1"#,
+        r#"lgsp_partner_requests_total{action="exchange",outcome="refused",partner="000.00.72.H29"} 1"#,
+        r#"lgsp_partner_requests_total{action="prefill",outcome="refused",partner="unauthenticated"} 1"#,
+    ] {
+        assert!(text.contains(series), "{series} missing from\n{text}");
+    }
+    // The same calls, as the audit trail counts them.
+    let records = p.audit("partner_id=000.00.71.H29").await;
+    assert_eq!(records["items"].as_array().map(Vec::len), Some(3), "{records}");
+}
