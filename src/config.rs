@@ -129,6 +129,9 @@ pub struct AuditSettings {
     /// Most records waiting to be written; when it is reached, requests wait
     /// for room before they are answered.
     pub queue_capacity: usize,
+    /// Answer a prefill or exchange only once its record is stored, so that
+    /// not even a crash of the process loses the record of an answer given.
+    pub store_before_answer: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,7 +216,7 @@ impl Default for PrefillSettings {
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        AuditSettings { batch_size: 512, flush_interval_ms: 20, queue_capacity: 4096 }
+        AuditSettings { batch_size: 512, flush_interval_ms: 20, queue_capacity: 4096, store_before_answer: false }
     }
 }
 

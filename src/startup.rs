@@ -103,13 +103,7 @@ impl Application {
             }
         }
 
-        let audit = AuditSink::start(
-            db.clone(),
-            metrics.clone(),
-            settings.audit.batch_size,
-            Duration::from_millis(settings.audit.flush_interval_ms.max(1)),
-            settings.audit.queue_capacity,
-        );
+        let audit = AuditSink::start(db.clone(), metrics.clone(), &settings.audit);
         let limits = RateLimits::new(&settings.rate_limits, metrics.rate_limit_fallbacks.clone())
             .map_err(|e| anyhow::anyhow!(e))?;
         let state = web::Data::new(AppState {

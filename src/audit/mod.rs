@@ -195,7 +195,8 @@ fn append_rows(conn: &mut DbConnection, rows: &mut [AuditRow]) -> Result<(), DbE
 }
 
 enum Msg {
-    Record(Box<AuditRecord>),
+    /// A record, with whom to tell once it is stored (`store_before_answer`).
+    Record(Box<AuditRecord>, Option<tokio::sync::oneshot::Sender<()>>),
     Flush(mpsc::SyncSender<()>),
 }
 
@@ -204,38 +205,56 @@ pub struct AuditSink {
     tx: RwLock<Option<tokio::sync::mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<Metrics>,
+    /// Whether `record` returns only once the record is stored.
+    store_before_answer: bool,
 }
 
 impl AuditSink {
     /// Starts the writer; at most `capacity` records wait in the queue.
-    pub fn start(
-        db: Db,
-        metrics: Arc<Metrics>,
-        batch_size: usize,
-        flush_interval: Duration,
-        capacity: usize,
-    ) -> AuditSink {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(capacity.max(1));
+    pub fn start(db: Db, metrics: Arc<Metrics>, settings: &crate::config::AuditSettings) -> AuditSink {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(settings.queue_capacity.max(1));
         let m = metrics.clone();
+        let (batch_size, interval) =
+            (settings.batch_size.max(1), Duration::from_millis(settings.flush_interval_ms.max(1)));
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer_loop(db, rx, m, batch_size.max(1), flush_interval))
+            .spawn(move || writer_loop(db, rx, m, batch_size, interval))
             .expect("spawn the audit writer");
-        AuditSink { tx: RwLock::new(Some(tx)), writer: Mutex::new(Some(writer)), metrics }
+        AuditSink {
+            tx: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            metrics,
+            store_before_answer: settings.store_before_answer,
+        }
     }
 
-    /// Queues a record, waiting for room when the queue is full.
+    /// Queues a record, waiting for room when the queue is full. With
+    /// `store_before_answer`, returns only once the record is stored; the
+    /// writer retries a failed write until it succeeds, so while the database
+    /// is down the answer waits (and `/readyz` says the node is not ready).
     pub async fn record(&self, record: AuditRecord) {
         let tx = self.tx.read().clone();
-        match tx {
-            Some(tx) => {
-                self.metrics.audit_queue.inc();
-                if tx.send(Msg::Record(Box::new(record))).await.is_err() {
-                    self.metrics.audit_queue.dec();
-                    tracing::error!("audit writer has stopped; record lost");
-                }
+        let Some(tx) = tx else {
+            tracing::error!("audit record after shutdown; record lost");
+            return;
+        };
+        let (stored_tx, stored_rx) = match self.store_before_answer {
+            true => {
+                let (t, r) = tokio::sync::oneshot::channel();
+                (Some(t), Some(r))
             }
-            None => tracing::error!("audit record after shutdown; record lost"),
+            false => (None, None),
+        };
+        self.metrics.audit_queue.inc();
+        if tx.send(Msg::Record(Box::new(record), stored_tx)).await.is_err() {
+            self.metrics.audit_queue.dec();
+            tracing::error!("audit writer has stopped; record lost");
+            return;
+        }
+        if let Some(stored) = stored_rx {
+            if stored.await.is_err() {
+                tracing::error!("audit writer stopped before storing a record");
+            }
         }
     }
 
@@ -285,14 +304,15 @@ fn writer_loop(
     interval: Duration,
 ) {
     let mut batch: Vec<AuditRow> = Vec::with_capacity(batch_size);
-    let mut waiting: Vec<mpsc::SyncSender<()>> = Vec::new();
+    let mut waiting = Waiting::default();
     let mut open = true;
     while open || !batch.is_empty() {
         if open {
             // Block for the first message; then gather the batch for up to
             // `interval` (group commit: one transaction for many records),
-            // cut short when it is full, when someone waits for a flush, or
-            // at shutdown.
+            // cut short when it is full, when someone waits for it (a flush,
+            // or answers waiting for their records: then it holds everything
+            // queued so far), or at shutdown.
             match rx.blocking_recv() {
                 Some(m) => take(m, &mut batch, &mut waiting),
                 None => open = false,
@@ -332,19 +352,47 @@ fn writer_loop(
             batch.clear();
             metrics.audit_written.inc_by(n as u64);
             metrics.audit_queue.sub(n as i64);
+            waiting.stored();
         }
-        if batch.is_empty() {
-            for w in waiting.drain(..) {
-                let _ = w.try_send(());
-            }
+        waiting.flushed();
+    }
+}
+
+/// Who waits on the batch being gathered: callers of `flush`, and handlers
+/// whose answer waits for its record (`store_before_answer`).
+#[derive(Default)]
+struct Waiting {
+    flushes: Vec<mpsc::SyncSender<()>>,
+    records: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.flushes.is_empty() && self.records.is_empty()
+    }
+
+    /// The batch is stored: tells those whose records were in it.
+    fn stored(&mut self) {
+        for r in self.records.drain(..) {
+            let _ = r.send(());
+        }
+    }
+
+    /// Everything queued before them is stored: tells the flushes.
+    fn flushed(&mut self) {
+        for w in self.flushes.drain(..) {
+            let _ = w.try_send(());
         }
     }
 }
 
-fn take(m: Msg, batch: &mut Vec<AuditRow>, waiting: &mut Vec<mpsc::SyncSender<()>>) {
+fn take(m: Msg, batch: &mut Vec<AuditRow>, waiting: &mut Waiting) {
     match m {
-        Msg::Record(r) => batch.push(AuditRow::unchained(*r)),
-        Msg::Flush(w) => waiting.push(w),
+        Msg::Record(r, stored) => {
+            batch.push(AuditRow::unchained(*r));
+            waiting.records.extend(stored);
+        }
+        Msg::Flush(w) => waiting.flushes.push(w),
     }
 }
 

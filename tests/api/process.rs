@@ -190,6 +190,70 @@ async fn sigkill_under_load_leaves_a_database_that_opens_with_an_intact_chain() 
     assert_eq!(after.records, v.records + 1, "the new record is chained after the last committed one");
 }
 
+#[tokio::test]
+async fn with_store_before_answer_a_sigkill_loses_no_record_of_an_answer_given() {
+    let mocks = start_mocks(2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path());
+    let config = write_config(dir.path(), &mocks, &database_url);
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("[audit]\nstore_before_answer = true\n");
+    std::fs::write(&config, toml).unwrap();
+    let mut gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let key = gw.partner(&client, "000.00.42.H29").await;
+    let ids = mocks.population.samples(4).adult_with_household;
+
+    // A steady stream of prefills, each with a request id of its own, killed
+    // in the middle of it.
+    mocks.set_faults(RegistryKind::Population, Faults { latency_ms: 5, jitter_ms: 20, ..Default::default() });
+    let mut tasks = Vec::new();
+    for i in 0..240 {
+        let (client, url, key) = (client.clone(), format!("{}/v1/prefill", gw.base), key.clone());
+        let body = json!({"form": "ct01", "citizen_id": ids[i % ids.len()], "purpose": "residence_change"});
+        let request_id = format!("kill-test-{i}");
+        tasks.push(tokio::spawn(async move {
+            let sent = client.post(url).bearer_auth(key).header("X-Request-Id", &request_id).json(&body).send().await;
+            (sent.map(|r| r.status().as_u16()).unwrap_or(0), request_id)
+        }));
+        if i % 40 == 39 {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+    for _ in 0..1_500 {
+        if written_records(&client, &gw.base).await > 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gw.signal("KILL");
+    assert!(!gw.wait().await.success());
+    let mut answered = Vec::new();
+    for t in tasks {
+        let (status, request_id) = t.await.unwrap();
+        if status == 200 {
+            answered.push(request_id);
+        }
+    }
+    assert!(!answered.is_empty(), "some prefills were answered before the kill");
+
+    // Every answer given has its record in the trail, and the chain verifies.
+    let db = lgsp::db::Db::new(&lgsp::config::Secret::new(database_url.as_str()), &Default::default()).unwrap();
+    let stored: std::collections::HashSet<String> = db
+        .run(|c| {
+            use diesel::prelude::*;
+            use lgsp::db::schema::audit_log::dsl::*;
+            Ok(audit_log.select(request_id).load::<String>(c)?)
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let missing: Vec<&String> = answered.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(missing.is_empty(), "{} of {} answers have no record: {missing:?}", missing.len(), answered.len());
+    assert!(verify(&database_url).await.is_intact());
+}
+
 /// `lgsp_audit_records_written_total` of a running gateway.
 async fn written_records(client: &reqwest::Client, base: &str) -> u64 {
     let Ok(r) = client.get(format!("{base}/metrics")).send().await else { return 0 };
