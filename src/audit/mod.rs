@@ -238,12 +238,11 @@ impl AuditSink {
             tracing::error!("audit record after shutdown; record lost");
             return;
         };
-        let (stored_tx, stored_rx) = match self.store_before_answer {
-            true => {
-                let (t, r) = tokio::sync::oneshot::channel();
-                (Some(t), Some(r))
-            }
-            false => (None, None),
+        let (stored_tx, stored_rx) = if self.store_before_answer {
+            let (t, r) = tokio::sync::oneshot::channel();
+            (Some(t), Some(r))
+        } else {
+            (None, None)
         };
         self.metrics.audit_queue.inc();
         if tx.send(Msg::Record(Box::new(record), stored_tx)).await.is_err() {
