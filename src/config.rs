@@ -85,6 +85,18 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     /// SQLite's busy_timeout.
     pub sqlite_busy_timeout_ms: u64,
+    /// SQLite's `synchronous`: `normal` (the default) syncs the WAL at
+    /// checkpoints, so a power loss may undo the last commits; `full` syncs
+    /// every commit.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    #[default]
+    Normal,
+    Full,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,7 +204,12 @@ impl Default for Settings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        DatabaseSettings { max_connections: 16, acquire_timeout_ms: 2_000, sqlite_busy_timeout_ms: 5_000 }
+        DatabaseSettings {
+            max_connections: 16,
+            acquire_timeout_ms: 2_000,
+            sqlite_busy_timeout_ms: 5_000,
+            sqlite_synchronous: SqliteSynchronous::Normal,
+        }
     }
 }
 

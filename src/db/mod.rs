@@ -85,13 +85,18 @@ impl DatabaseUrl {
 struct ConnectionSetup {
     backend: Backend,
     busy_timeout_ms: u64,
+    synchronous: crate::config::SqliteSynchronous,
 }
 
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if self.backend == Backend::Sqlite {
+            let synchronous = match self.synchronous {
+                crate::config::SqliteSynchronous::Normal => "NORMAL",
+                crate::config::SqliteSynchronous::Full => "FULL",
+            };
             let pragmas = format!(
-                "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+                "PRAGMA busy_timeout = {}; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
                 self.busy_timeout_ms
             );
             conn.batch_execute(&pragmas).map_err(diesel::r2d2::Error::QueryError)?;
@@ -150,6 +155,7 @@ impl Db {
             .connection_customizer(Box::new(ConnectionSetup {
                 backend: parsed.backend,
                 busy_timeout_ms: settings.sqlite_busy_timeout_ms,
+                synchronous: settings.sqlite_synchronous,
             }))
             .error_handler(Box::new(diesel::r2d2::LoggingErrorHandler))
             .build_unchecked(manager);

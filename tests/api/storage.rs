@@ -45,6 +45,29 @@ fn sqlite_runs_in_wal_mode() {
     assert_eq!(mode.journal_mode, "wal");
 }
 
+#[test]
+fn sqlite_syncs_every_commit_when_asked() {
+    use diesel::{sql_types::Integer, QueryableByName, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct Sync {
+        #[diesel(sql_type = Integer)]
+        synchronous: i32,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    for (setting, level) in [(lgsp::config::SqliteSynchronous::Normal, 1), (lgsp::config::SqliteSynchronous::Full, 2)] {
+        let settings = DatabaseSettings { sqlite_synchronous: setting, ..Default::default() };
+        let db = Db::new(&Secret::new(&url), &settings).unwrap();
+        let mut conn = db.conn().unwrap();
+        let lgsp::db::DbConnection::Sqlite(c) = &mut *conn else { panic!("sqlite") };
+        let sync: Sync = diesel::sql_query("PRAGMA synchronous").get_result(c).unwrap();
+        assert_eq!(sync.synchronous, level, "{setting:?}");
+    }
+    // From the configuration file's words.
+    let parsed: DatabaseSettings = serde_json::from_value(serde_json::json!({"sqlite_synchronous": "full"})).unwrap();
+    assert_eq!(parsed.sqlite_synchronous, lgsp::config::SqliteSynchronous::Full);
+}
+
 /// A SQLite trail written under the first schema (seq a separate primary-key
 /// index) is carried over by the migration that makes seq the rowid: every
 /// record kept, the chain still verifies, and new records extend it.
