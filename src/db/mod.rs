@@ -184,29 +184,15 @@ impl Db {
     /// Applies pending migrations (and, on SQLite, switches the file to WAL).
     pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
         let mut conn = self.conn()?;
-        // Said before they run: a migration that rebuilds a table (the audit
-        // trail's on SQLite) takes minutes on a trail of millions of records,
-        // and /readyz answers 503 until it is done.
-        fn announce<B: diesel::backend::Backend>(pending: Vec<Box<dyn diesel::migration::Migration<B> + '_>>) {
-            if !pending.is_empty() {
-                let pending: Vec<String> = pending.iter().map(|m| m.name().to_string()).collect();
-                tracing::info!(?pending, "applying migrations; not ready until they are done");
-            }
-        }
         let applied = match &mut *conn {
             DbConnection::Sqlite(c) => {
                 c.batch_execute("PRAGMA journal_mode = WAL;")?;
-                c.pending_migrations(SQLITE_MIGRATIONS)
-                    .map(announce)
-                    .and_then(|()| c.run_pending_migrations(SQLITE_MIGRATIONS))
+                apply_pending(c, SQLITE_MIGRATIONS)
             }
-            DbConnection::Postgres(c) => c
-                .pending_migrations(POSTGRES_MIGRATIONS)
-                .map(announce)
-                .and_then(|()| c.run_pending_migrations(POSTGRES_MIGRATIONS)),
+            DbConnection::Postgres(c) => apply_pending(c, POSTGRES_MIGRATIONS),
         }
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-        Ok(applied.iter().map(|v| v.to_string()).collect())
+        Ok(applied)
     }
 
     /// A cheap query that touches a table: the database is reachable and migrated.
@@ -214,6 +200,22 @@ impl Db {
         schema::catalog_version::table.select(schema::catalog_version::version).first::<i64>(conn)?;
         Ok(())
     }
+}
+
+/// Runs the migrations of `source` not yet applied, and returns their
+/// versions. They are named in the log before they run: one that rebuilds a
+/// table (the audit trail's on SQLite) takes minutes on a trail of millions of
+/// records, and /readyz answers 503 until it is done.
+fn apply_pending<B: diesel::backend::Backend>(
+    conn: &mut impl MigrationHarness<B>,
+    source: EmbeddedMigrations,
+) -> diesel::migration::Result<Vec<String>> {
+    let pending = conn.pending_migrations(source)?;
+    if !pending.is_empty() {
+        let names: Vec<String> = pending.iter().map(|m| m.name().to_string()).collect();
+        tracing::info!(pending = ?names, "applying migrations; not ready until they are done");
+    }
+    pending.iter().map(|m| conn.run_migration(&**m).map(|v| v.to_string())).collect()
 }
 
 /// Current time as microseconds since the Unix epoch (how timestamps are stored).
