@@ -198,14 +198,12 @@ impl Adapter {
 
         // The node's configuration may point the credential elsewhere (a test
         // registry, the province's own address); that URL is then the one called.
-        let configured =
-            settings.upstreams.get(&doc.upstream.credential).map(|u| u.url.clone()).filter(|u| !u.is_empty());
-        let from = match &configured {
-            Some(_) => {
-                format!(" (the node's upstreams.{}.url, which replaces the manifest's)", doc.upstream.credential)
-            }
-            None => String::new(),
-        };
+        let credential = settings.upstreams.get(&doc.upstream.credential);
+        let configured = credential.map(|u| u.url.clone()).filter(|u| !u.is_empty());
+        let from = configured
+            .as_ref()
+            .map(|_| format!(" (the node's upstreams.{}.url, which replaces the manifest's)", doc.upstream.credential))
+            .unwrap_or_default();
         let base_url = configured.unwrap_or(doc.upstream.base_url.clone());
         match reqwest::Url::parse(&base_url) {
             Ok(url) if host_allowed(&url, &settings.upstream_allow_list) => {}
@@ -333,7 +331,7 @@ impl Adapter {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let token = settings.upstreams.get(&doc.upstream.credential).map(|u| u.token.clone()).unwrap_or_default();
+        let token = credential.map(|u| u.token.clone()).unwrap_or_default();
         let upstream = Upstream {
             base_url: base_url.trim_end_matches('/').to_string(),
             auth_header: header.map_err(|_| vec![problem("/upstream/auth/header", "invalid")])?,
