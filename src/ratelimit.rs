@@ -127,18 +127,6 @@ impl Shared {
         })
     }
 
-    fn failed(&self, error: &str) {
-        if self.failing.failed() {
-            tracing::warn!(error, "rate limits: Redis failed; this node's own buckets apply until it answers");
-        }
-    }
-
-    fn answered(&self) {
-        if self.failing.answered() {
-            tracing::info!("rate limits: Redis answers again; buckets are shared again");
-        }
-    }
-
     async fn ping(&self) -> Result<(), String> {
         let mut conn = self.conn.clone();
         self.within(redis::cmd("PING").query_async::<String>(&mut conn)).await.map(drop)
@@ -221,7 +209,11 @@ impl RateLimits {
                 script: redis::Script::new(GCRA),
                 prefix: settings.key_prefix.clone(),
                 timeout,
-                failing: Failing::default(),
+                failing: Failing::new(
+                    "rate limits: Redis",
+                    "this node's own buckets apply until it answers",
+                    "buckets are shared again",
+                ),
                 fallbacks,
             });
         }
@@ -234,12 +226,12 @@ impl RateLimits {
         if let Some(shared) = &self.shared {
             match shared.check(partner, per_minute, burst).await {
                 Ok(d) => {
-                    shared.answered();
+                    shared.failing.answered();
                     return d;
                 }
                 Err(e) => {
                     shared.fallbacks.inc();
-                    shared.failed(&e);
+                    shared.failing.failed(&e);
                 }
             }
         }
@@ -252,9 +244,9 @@ impl RateLimits {
         let shared = self.shared.as_ref()?;
         let status = shared.ping().await;
         match &status {
-            Ok(()) => shared.answered(),
-            Err(e) => shared.failed(e),
-        }
+            Ok(()) => shared.failing.answered(),
+            Err(e) => shared.failing.failed(e),
+        };
         Some(status)
     }
 

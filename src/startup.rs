@@ -111,7 +111,11 @@ impl Application {
             db,
             metrics,
             db_ready,
-            db_failing: Default::default(),
+            db_failing: crate::telemetry::Failing::new(
+                "readiness: the database",
+                "not ready until it answers",
+                "ready",
+            ),
             catalog,
             http,
             limits,

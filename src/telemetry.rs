@@ -38,18 +38,38 @@ pub fn new_uuid() -> uuid::Uuid {
 /// Whether a dependency (the database, Redis) is failing, kept so that the log
 /// says so when it starts failing and when it answers again, not at every
 /// readiness probe or request in between.
-#[derive(Debug, Default)]
-pub struct Failing(std::sync::atomic::AtomicBool);
+#[derive(Debug)]
+pub struct Failing {
+    state: std::sync::atomic::AtomicBool,
+    /// The dependency, as the log names it.
+    what: &'static str,
+    /// What happens while it fails, and once it answers again.
+    meanwhile: &'static str,
+    again: &'static str,
+}
 
 impl Failing {
-    /// Records a failure: true if it is the first since the last success.
-    pub fn failed(&self) -> bool {
-        !self.0.swap(true, std::sync::atomic::Ordering::Relaxed)
+    pub const fn new(what: &'static str, meanwhile: &'static str, again: &'static str) -> Failing {
+        Failing { state: std::sync::atomic::AtomicBool::new(false), what, meanwhile, again }
     }
 
-    /// Records a success: true if it ends a run of failures.
+    /// Records a failure, logged if it is the first since the last success
+    /// (and then true).
+    pub fn failed(&self, error: &dyn std::fmt::Display) -> bool {
+        let first = !self.state.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if first {
+            tracing::warn!(%error, "{} failed; {}", self.what, self.meanwhile);
+        }
+        first
+    }
+
+    /// Records a success, logged if it ends a run of failures (and then true).
     pub fn answered(&self) -> bool {
-        self.0.swap(false, std::sync::atomic::Ordering::Relaxed)
+        let back = self.state.swap(false, std::sync::atomic::Ordering::Relaxed);
+        if back {
+            tracing::info!("{} answers again; {}", self.what, self.again);
+        }
+        back
     }
 }
 
@@ -244,12 +264,16 @@ mod tests {
 
     #[test]
     fn a_failing_dependency_changes_state_once_each_way() {
-        let f = Failing::default();
+        // A subscriber of its own, so that the log's call sites are first
+        // registered with one listening (as in the tests that read the log).
+        let subscriber = tracing_subscriber::fmt().with_writer(std::io::sink).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let f = Failing::new("the store", "meanwhile", "again");
         assert!(!f.answered(), "nothing to recover from yet");
-        assert!(f.failed());
-        assert!(!f.failed(), "still failing: no new change");
+        assert!(f.failed(&"down"));
+        assert!(!f.failed(&"down"), "still failing: no new change");
         assert!(f.answered());
         assert!(!f.answered());
-        assert!(f.failed(), "a new run of failures is a new change");
+        assert!(f.failed(&"down"), "a new run of failures is a new change");
     }
 }

@@ -53,15 +53,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         match state.db.run(Db::ping).await {
             Ok(()) => {
-                if state.db_failing.answered() {
-                    tracing::info!("readiness: the database answers again");
-                }
+                state.db_failing.answered();
                 CheckResult { name: "database".into(), ok: true, required: true, detail: None }
             }
             Err(e) => {
-                if state.db_failing.failed() {
-                    tracing::warn!(error = %e, "readiness: database check failed; not ready until it answers");
-                }
+                state.db_failing.failed(&e);
                 CheckResult { name: "database".into(), ok: false, required: true, detail: Some("not reachable".into()) }
             }
         }
