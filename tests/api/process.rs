@@ -20,8 +20,8 @@ struct Gateway {
 }
 
 /// Writes a configuration file for the binary: the mocks, the database, a
-/// free port and a steward token.
-fn write_config(dir: &Path, mocks: &MockRegistries, database_url: &str) -> std::path::PathBuf {
+/// free port and a steward token, then `extra` (more TOML tables).
+fn write_config(dir: &Path, mocks: &MockRegistries, database_url: &str, extra: &str) -> std::path::PathBuf {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut toml = format!(
         "host = \"127.0.0.1\"\nport = {port}\nworkers = 2\ndatabase_url = \"{database_url}\"\n\
@@ -36,6 +36,7 @@ fn write_config(dir: &Path, mocks: &MockRegistries, database_url: &str) -> std::
             default_tokens()[i]
         ));
     }
+    toml.push_str(extra);
     let path = dir.join("lgsp.toml");
     std::fs::write(&path, toml).unwrap();
     path
@@ -92,6 +93,29 @@ impl Drop for Gateway {
     }
 }
 
+/// The binary on a fresh database with `extra` configuration, its mocks, a
+/// partner's key and four citizens to prefill for.
+struct Running {
+    mocks: MockRegistries,
+    _dir: tempfile::TempDir,
+    database_url: String,
+    gw: Gateway,
+    client: reqwest::Client,
+    key: String,
+    ids: Vec<String>,
+}
+
+async fn running(partner: &str, extra: &str) -> Running {
+    let mocks = start_mocks(2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path());
+    let gw = Gateway::start(&write_config(dir.path(), &mocks, &database_url, extra)).await;
+    let client = reqwest::Client::new();
+    let key = gw.partner(&client, partner).await;
+    let ids = mocks.population.samples(4).adult_with_household;
+    Running { mocks, _dir: dir, database_url, gw, client, key, ids }
+}
+
 async fn verify(database_url: &str) -> lgsp::audit::Verification {
     let db = lgsp::db::Db::new(&lgsp::config::Secret::new(database_url), &Default::default()).unwrap();
     db.run(lgsp::audit::verify).await.unwrap()
@@ -99,13 +123,7 @@ async fn verify(database_url: &str) -> lgsp::audit::Verification {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_prefills_finish_and_stores_every_audit_record() {
-    let mocks = start_mocks(2_000);
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(dir.path());
-    let mut gw = Gateway::start(&write_config(dir.path(), &mocks, &database_url)).await;
-    let client = reqwest::Client::new();
-    let key = gw.partner(&client, "000.00.40.H29").await;
-    let ids = mocks.population.samples(4).adult_with_household;
+    let Running { mocks, _dir, database_url, mut gw, client, key, ids } = running("000.00.40.H29", "").await;
 
     // Slow registries keep the prefills in flight when the signal arrives.
     mocks.set_faults(RegistryKind::Population, Faults { latency_ms: 600, ..Default::default() });
@@ -127,14 +145,7 @@ async fn sigterm_lets_in_flight_prefills_finish_and_stores_every_audit_record() 
 
 #[tokio::test]
 async fn sigkill_under_load_leaves_a_database_that_opens_with_an_intact_chain() {
-    let mocks = start_mocks(2_000);
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(dir.path());
-    let config = write_config(dir.path(), &mocks, &database_url);
-    let mut gw = Gateway::start(&config).await;
-    let client = reqwest::Client::new();
-    let key = gw.partner(&client, "000.00.41.H29").await;
-    let ids = mocks.population.samples(4).adult_with_household;
+    let Running { mocks, _dir, database_url, mut gw, client, key, ids } = running("000.00.41.H29", "").await;
 
     // A steady stream of prefills, killed in the middle of it.
     mocks.set_faults(RegistryKind::Population, Faults { latency_ms: 5, jitter_ms: 20, ..Default::default() });
@@ -192,17 +203,8 @@ async fn sigkill_under_load_leaves_a_database_that_opens_with_an_intact_chain() 
 
 #[tokio::test]
 async fn with_store_before_answer_a_sigkill_loses_no_record_of_an_answer_given() {
-    let mocks = start_mocks(2_000);
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(dir.path());
-    let config = write_config(dir.path(), &mocks, &database_url);
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str("[audit]\nstore_before_answer = true\n");
-    std::fs::write(&config, toml).unwrap();
-    let mut gw = Gateway::start(&config).await;
-    let client = reqwest::Client::new();
-    let key = gw.partner(&client, "000.00.42.H29").await;
-    let ids = mocks.population.samples(4).adult_with_household;
+    let Running { mocks, _dir, database_url, mut gw, client, key, ids } =
+        running("000.00.42.H29", "[audit]\nstore_before_answer = true\n").await;
 
     // A steady stream of prefills, each with a request id of its own, killed
     // in the middle of it.
