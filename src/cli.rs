@@ -68,6 +68,19 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Check the configuration (file and environment), its TLS files and
+    /// Redis settings, without starting anything; exits non-zero and names
+    /// every problem if it would not start.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -274,6 +287,27 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokens { command } => tokens(settings, command),
         Command::Report { command: ReportCommand::Forms { population, per_kind } } => {
             report_forms(settings, population, per_kind)
+        }
+        Command::Config { command: ConfigCommand::Check } => {
+            crate::tls::from_settings(&settings.tls)?;
+            crate::ratelimit::check_settings(&settings.rate_limits).map_err(anyhow::Error::msg)?;
+            let db = crate::db::DatabaseUrl::parse(settings.database_url.expose()).map_err(anyhow::Error::msg)?;
+            let scheme = if settings.tls.cert_path.is_some() { "https" } else { "http" };
+            println!("configuration is valid");
+            println!("  listens on  {scheme}://{}:{}", settings.host, settings.port);
+            println!("  database    {}", db.backend.name());
+            let upstreams: Vec<&str> = settings.upstreams.keys().map(String::as_str).collect();
+            let upstreams = if upstreams.is_empty() {
+                "none: adapters call their manifests' base_url without a token".to_string()
+            } else {
+                upstreams.join(", ")
+            };
+            println!("  upstreams   {upstreams}");
+            println!(
+                "  rate limits {}",
+                serde_json::to_value(settings.rate_limits.backend)?.as_str().unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command: AuditCommand::Verify { anchors } } => {
             let anchors = crate::audit::parse_anchors(&anchors.join(",")).map_err(anyhow::Error::msg)?;

@@ -41,7 +41,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address the gateway listens on.
     pub host: String,
@@ -78,7 +78,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a free connection before answering 503.
@@ -100,7 +100,7 @@ pub enum SqliteSynchronous {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
     /// A tracing filter, such as `info` or `lgsp=debug,actix_web=info`.
@@ -108,14 +108,14 @@ pub struct LogSettings {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct UpstreamSettings {
     pub url: String,
     pub token: Secret,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct UpstreamPoolSettings {
     /// Idle connections kept open per registry host; more are closed when
     /// they fall idle.
@@ -125,14 +125,14 @@ pub struct UpstreamPoolSettings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PrefillSettings {
     /// Overall time budget of one prefill, in milliseconds.
     pub budget_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuditSettings {
     /// Most records written in one transaction.
     pub batch_size: usize,
@@ -147,7 +147,7 @@ pub struct AuditSettings {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
     /// `local`: each node keeps its own buckets, so N nodes grant a partner up
     /// to N times its quota. `redis`: the nodes share one bucket per partner.
@@ -171,7 +171,7 @@ pub enum RateLimitBackend {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
     /// PEM certificate chain; with `key_path`, the gateway serves HTTPS.
     pub cert_path: Option<String>,
@@ -251,7 +251,11 @@ impl Default for RateLimitSettings {
 
 impl Settings {
     /// Loads the settings: defaults, then `file` (if given, it must exist;
-    /// otherwise `lgsp.toml` if present), then the environment.
+    /// otherwise `lgsp.toml` if present), then the environment, and checks
+    /// them. A key the file misspells is refused, as is a misspelt key under
+    /// a known section of the environment (`LGSP_DATABASE__MAX_CONECTIONS`);
+    /// other `LGSP_…` variables (`LGSP_KEY`, `LGSP_CONFIG`) are not settings
+    /// and are left alone.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         match file {
@@ -261,12 +265,107 @@ impl Settings {
             }
             None => fig = fig.merge(Toml::file("lgsp.toml")),
         }
-        let fig = fig
-            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
-            .merge(Env::prefixed("LGSP_").split("__"));
-        fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+        let sections = Settings::sections();
+        let fig = fig.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into())).merge(
+            Env::prefixed("LGSP_").split("__").filter(move |key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                sections.iter().any(|s| s.eq_ignore_ascii_case(top))
+            }),
+        );
+        let settings: Settings = fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// The top-level keys.
+    fn sections() -> Vec<String> {
+        match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(map)) => map.into_iter().map(|(k, _)| k).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every value that parses but cannot work, each named with what to set
+    /// instead; called before anything starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        let mut at_least = |key: &str, value: u64, min: u64, why: &str| {
+            if value < min {
+                problems.push(format!("{key} is {value}; set it to at least {min} ({why})"));
+            }
+        };
+        at_least(
+            "database.max_connections",
+            self.database.max_connections.into(),
+            1,
+            "every request needs a connection",
+        );
+        at_least(
+            "database.acquire_timeout_ms",
+            self.database.acquire_timeout_ms,
+            1,
+            "0 would refuse a request whenever no connection is free that instant",
+        );
+        at_least("max_body_bytes", self.max_body_bytes as u64, 64, "smaller refuses every prefill body");
+        at_least("prefill.budget_ms", self.prefill.budget_ms, 1, "0 would give every registry call no time");
+        at_least("audit.batch_size", self.audit.batch_size as u64, 1, "records are written in batches of this size");
+        at_least(
+            "audit.flush_interval_ms",
+            self.audit.flush_interval_ms,
+            1,
+            "how long a record may wait for its batch",
+        );
+        at_least("audit.queue_capacity", self.audit.queue_capacity as u64, 1, "records wait here to be written");
+        at_least("rate_limits.timeout_ms", self.rate_limits.timeout_ms, 1, "0 would never wait for Redis");
+        at_least("catalog_refresh_ms", self.catalog_refresh_ms, 50, "checking more often only loads the database");
+        if self.workers > MAX_WORKERS {
+            problems
+                .push(format!("workers is {}; set it to at most {MAX_WORKERS}, or 0 for one per core", self.workers));
+        }
+        if let Err(e) = check_log_filter(&self.log.level) {
+            problems.push(format!("log.level \"{}\": {e}", self.log.level));
+        }
+        if let Err(e) = crate::db::DatabaseUrl::parse(self.database_url.expose()) {
+            problems.push(format!("database_url: {e}"));
+        }
+        for (name, upstream) in &self.upstreams {
+            if upstream.url.is_empty() {
+                continue;
+            }
+            match reqwest::Url::parse(&upstream.url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => problems.push(format!(
+                    "upstreams.{name}.url \"{}\" is not an http:// or https:// URL with a host",
+                    upstream.url
+                )),
+            }
+        }
+        anyhow::ensure!(problems.is_empty(), "invalid configuration:\n  - {}", problems.join("\n  - "));
+        Ok(())
     }
 }
+
+/// A log filter: a level, `target=level` directives, or both, separated by
+/// commas. A bare word that is not a level is refused: tracing would take it
+/// for a target and log nothing else, so `level = "warning"` would silence the
+/// log.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains('=') && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
+            return Err(format!(
+                "\"{directive}\" is not a level ({}); to set one module's level, write module=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| format!("not a log filter ({e}); use a level or directives such as \"lgsp=debug,actix_web=info\""))
+}
+
+/// actix-web's own limit on worker threads.
+const MAX_WORKERS: usize = 512;
 
 #[cfg(test)]
 mod tests {
@@ -293,5 +392,85 @@ mod tests {
             assert_eq!(s.upstreams["population"].url, "http://127.0.0.1:7001");
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_misspelt_key_in_the_file_is_refused_with_its_name_and_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("lgsp.toml", "[database]\nmax_conections = 4\n")?;
+            let e = Settings::load(None).expect_err("a misspelt key is refused").to_string();
+            assert!(e.contains("max_conections") && e.contains("max_connections") && e.contains("lgsp.toml"), "{e}");
+
+            jail.create_file("lgsp.toml", "prot = 9000\n")?;
+            let e = Settings::load(None).expect_err("a misspelt top-level key is refused").to_string();
+            assert!(e.contains("prot"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn the_environment_is_checked_under_known_sections_only() {
+        figment::Jail::expect_with(|jail| {
+            // Not settings: what the demo tells to export, the config path,
+            // the test suite's own variables.
+            jail.set_env("LGSP_KEY", "lgsp_pk_0000");
+            jail.set_env("LGSP_CONFIG", "elsewhere.toml");
+            jail.set_env("LGSP_TEST_POSTGRES_URL", "postgres://x@y/z");
+            jail.set_env("LGSP_DATABASE__MAX_CONNECTIONS", "4");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.database.max_connections, 4);
+
+            jail.set_env("LGSP_DATABASE__MAX_CONECTIONS", "4");
+            let e = Settings::load(None).expect_err("a misspelt key under [database] is refused").to_string();
+            assert!(e.contains("max_conections"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_log_filter_is_a_level_or_directives() {
+        for good in ["info", "WARN", "lgsp=debug,actix_web=info", "warn,lgsp::audit=trace", "off"] {
+            assert!(check_log_filter(good).is_ok(), "{good}: {:?}", check_log_filter(good));
+        }
+        for bad in ["warning", "verbose!!", "info,lgsp", "lgsp=loud"] {
+            assert!(check_log_filter(bad).is_err(), "{bad} is accepted");
+        }
+    }
+
+    #[test]
+    fn every_unworkable_value_is_named_with_what_to_set() {
+        assert!(Settings::default().check().is_ok(), "the defaults work");
+        let mut s = Settings { workers: 1_000, max_body_bytes: 0, catalog_refresh_ms: 0, ..Default::default() };
+        s.audit.batch_size = 0;
+        s.audit.queue_capacity = 0;
+        s.database.max_connections = 0;
+        s.prefill.budget_ms = 0;
+        s.log.level = "lgsp=debug,warning".into();
+        s.database_url = Secret::new("lgsp.db");
+        s.upstreams
+            .insert("population".into(), UpstreamSettings { url: "ftp://registry".into(), token: Secret::default() });
+        s.upstreams.insert(
+            "insurance".into(),
+            UpstreamSettings { url: "https://bhxh.example".into(), token: Secret::default() },
+        );
+        let e = s.check().expect_err("refused").to_string();
+        for key in [
+            "workers is 1000",
+            "max_body_bytes is 0",
+            "catalog_refresh_ms is 0",
+            "audit.batch_size is 0",
+            "audit.queue_capacity is 0",
+            "database.max_connections is 0",
+            "prefill.budget_ms is 0",
+            "log.level \"lgsp=debug,warning\": \"warning\" is not a level",
+            "database_url",
+            "upstreams.population.url",
+        ] {
+            assert!(e.contains(key), "{key} is not named in: {e}");
+        }
+        assert!(!e.contains("upstreams.insurance"), "a good URL is not named: {e}");
+        assert_eq!(e.lines().count(), 11, "one line per problem after the heading: {e}");
     }
 }

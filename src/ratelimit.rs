@@ -143,6 +143,15 @@ impl Shared {
 
 /// The Redis client `settings` name: `rediss://` connects with TLS, trusting
 /// `redis_ca_file`'s authorities when it is set and the system's otherwise.
+/// Checks the settings without connecting: with the `redis` backend, the URL
+/// and the certificate authorities file.
+pub fn check_settings(settings: &RateLimitSettings) -> Result<(), String> {
+    match settings.backend {
+        RateLimitBackend::Redis => redis_client(settings).map(|_| ()),
+        RateLimitBackend::Local => Ok(()),
+    }
+}
+
 fn redis_client(settings: &RateLimitSettings) -> Result<redis::Client, String> {
     let info = redis::IntoConnectionInfo::into_connection_info(settings.redis_url.expose())
         .map_err(|e| format!("rate_limits.redis_url is not a Redis URL: {e}"))?;

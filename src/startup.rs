@@ -64,11 +64,8 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         // A TLS misconfiguration stops the start, before anything else runs.
-        let tls = match (&settings.tls.cert_path, &settings.tls.key_path) {
-            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
-            (None, None) => None,
-            _ => anyhow::bail!("tls.cert_path and tls.key_path go together: set both to serve HTTPS, or neither"),
-        };
+        settings.check()?;
+        let tls = crate::tls::from_settings(&settings.tls)?;
         let db = Db::new(&settings.database_url, &settings.database)?;
         let metrics = Arc::new(Metrics::new());
         let db_ready = Arc::new(AtomicBool::new(false));

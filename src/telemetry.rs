@@ -9,6 +9,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use std::io::IsTerminal;
 use std::time::Instant;
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
@@ -25,8 +26,20 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false))
             .try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init(),
+        // Colours only on a terminal: a log file or journald would keep
+        // the escape codes.
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer().with_target(false).with_ansi(colours(std::io::stdout().is_terminal())),
+            )
+            .try_init(),
     };
+}
+
+/// Whether text logs are coloured: on a terminal, unless `NO_COLOR` is set
+/// (no-color.org).
+fn colours(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// A random (version 4) UUID from the thread's generator, which is seeded from

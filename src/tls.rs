@@ -7,6 +7,16 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;
 
+/// The server's TLS configuration when `tls` asks for HTTPS; an incomplete
+/// or unreadable one stops the start.
+pub fn from_settings(tls: &crate::config::TlsSettings) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    match (&tls.cert_path, &tls.key_path) {
+        (Some(cert), Some(key)) => Ok(Some(server_config(cert, key)?)),
+        (None, None) => Ok(None),
+        _ => bail!("tls.cert_path and tls.key_path go together: set both to serve HTTPS, or neither"),
+    }
+}
+
 /// A server configuration for TLS 1.2 and 1.3 with the ring provider.
 pub fn server_config(cert_path: &str, key_path: &str) -> anyhow::Result<rustls::ServerConfig> {
     let certs = CertificateDer::pem_file_iter(cert_path)

@@ -265,3 +265,97 @@ async fn written_records(client: &reqwest::Client, base: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Runs the binary with `args` on the configuration `toml`, in a fresh
+/// directory, to its end; returns whether it succeeded, its output, its
+/// errors, and whether it left a database file behind.
+fn run_with_config(toml: &str, args: &[&str]) -> (bool, String, String, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lgsp.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lgsp"))
+        .args(["--config", path.to_str().unwrap()])
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("lgsp runs");
+    let database = dir.path().join("lgsp.db").exists();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+        database,
+    )
+}
+
+#[test]
+fn a_misspelt_or_unworkable_setting_stops_the_start_and_names_each_problem() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("port = {port}\ndatabase_url = \"sqlite://lgsp.db\"\n");
+
+    // A typo is not ignored: the gateway does not start on settings it did not read.
+    let (ok, _, err, database) = run_with_config(&format!("{base}[database]\nmax_conections = 4\n"), &["serve"]);
+    assert!(!ok, "serve refuses a misspelt key");
+    assert!(!database, "no database was created");
+    assert!(err.contains("max_conections") && err.contains("lgsp.toml"), "{err}");
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "nothing was left listening");
+
+    // `config check` names every problem at once, and starts nothing.
+    let (ok, _, err, _) = run_with_config(
+        &format!("{base}workers = 1000\n[audit]\nbatch_size = 0\n[log]\nlevel = \"warning\"\n[upstreams.population]\nurl = \"registry.local\"\n"),
+        &["config", "check"],
+    );
+    assert!(!ok, "config check fails");
+    for key in ["workers", "audit.batch_size", "log.level", "upstreams.population.url"] {
+        assert!(err.contains(key), "{key} is not named: {err}");
+    }
+
+    // TLS files are read by the check as by the start.
+    let (ok, _, err, _) = run_with_config(
+        &format!("{base}[tls]\ncert_path = \"missing.pem\"\nkey_path = \"missing.key\"\n"),
+        &["config", "check"],
+    );
+    assert!(!ok && err.contains("tls.cert_path"), "{err}");
+
+    let (ok, out, err, database) =
+        run_with_config(&format!("{base}[database]\nmax_connections = 4\n"), &["config", "check"]);
+    assert!(ok, "a good configuration passes: {err}");
+    assert!(out.contains("configuration is valid") && out.contains("sqlite"), "{out}");
+    assert!(!database, "checking touches no database");
+}
+
+#[tokio::test]
+async fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
+    let mocks = start_mocks(200);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &mocks, &fresh_database_url(dir.path()), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("level = \"warn\"", "level = \"info\"");
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lgsp"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lgsp starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut log).unwrap();
+        log
+    });
+    let port =
+        std::fs::read_to_string(&config).unwrap().lines().find_map(|l| l.strip_prefix("port = ")).unwrap().to_string();
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        match client.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
+            Ok(r) if r.status() == 200 => break,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert!(log.contains("lgsp gateway listening"), "the log was captured: {log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in a piped log: {log:?}");
+}
