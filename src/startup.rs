@@ -139,7 +139,9 @@ impl Application {
             }
         });
 
-        let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port)).map_err(|e| {
+            anyhow::anyhow!("cannot listen on {}:{} (settings host and port): {e}", settings.host, settings.port)
+        })?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

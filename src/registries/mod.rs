@@ -418,7 +418,17 @@ impl MockRegistries {
                 token: config.tokens[i].clone(),
                 faults: RwLock::new(Faults::default()),
             });
-            let listener = TcpListener::bind((config.host.as_str(), config.ports[i]))?;
+            let listener = TcpListener::bind((config.host.as_str(), config.ports[i])).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "the mock {} registry cannot listen on {}:{}: {e}",
+                        kind.name(),
+                        config.host,
+                        config.ports[i]
+                    ),
+                )
+            })?;
             ports[i] = listener.local_addr()?.port();
             let app_state = state.clone();
             let server = HttpServer::new(move || {

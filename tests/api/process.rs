@@ -359,3 +359,12 @@ async fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
     assert!(log.contains("lgsp gateway listening"), "the log was captured: {log}");
     assert!(!log.contains('\u{1b}'), "escape codes in a piped log: {log:?}");
 }
+
+#[test]
+fn a_port_already_in_use_is_named_in_the_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (ok, _, err, _) = run_with_config(&format!("port = {port}\ndatabase_url = \"sqlite://lgsp.db\"\n"), &["serve"]);
+    assert!(!ok, "serve fails");
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+}
