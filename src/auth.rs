@@ -220,6 +220,12 @@ pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCal
     let Some(k) = found else {
         return Err(unauthorized("The API key is unknown or has been revoked."));
     };
+    if let Some(at) = k.expires_at.filter(|at| *at <= crate::db::now_micros()) {
+        return Err(unauthorized(&format!(
+            "The API key expired at {}; ask the data steward for a new one.",
+            crate::db::micros_to_rfc3339(at)
+        )));
+    }
     let Some(partner) = catalog.partners.get(&k.partner_id) else {
         return Err(unauthorized("The API key is unknown or has been revoked."));
     };

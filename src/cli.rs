@@ -115,11 +115,27 @@ pub enum PartnersCommand {
         partner: String,
         #[arg(long, default_value = "")]
         label: String,
+        /// RFC 3339 time after which the key is refused, such as
+        /// 2027-06-30T00:00:00+07:00; without it the key does not expire.
+        #[arg(long)]
+        expires_at: Option<String>,
     },
     /// Revoke an API key.
     Revoke {
         partner: String,
         key_id: String,
+    },
+    /// Replace an API key with a new one (printed once).
+    Rotate {
+        partner: String,
+        key_id: String,
+        /// Seconds the old key stays valid beside the new one (at most 30
+        /// days); 0 revokes it at once.
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: u64,
+        /// RFC 3339 time after which the new key is refused.
+        #[arg(long)]
+        expires_at: Option<String>,
     },
 }
 
@@ -459,13 +475,29 @@ fn partners(settings: Settings, command: PartnersCommand) -> anyhow::Result<Exit
                     );
                 }
             }
-            PartnersCommand::Key { partner, label } => {
-                let k = catalog.create_key(&partner, &label).await.map_err(api)?;
+            PartnersCommand::Key { partner, label, expires_at } => {
+                let expires_at =
+                    expires_at.as_deref().map(crate::catalog::manage::parse_expiry).transpose().map_err(api)?;
+                let k = catalog.create_key(&partner, &label, expires_at).await.map_err(api)?;
                 println!("key id {}\napi key {}\n(shown once: lgsp keeps only its hash)", k.id, k.key);
+                if let Some(at) = k.expires_at {
+                    println!("expires at {at}");
+                }
             }
             PartnersCommand::Revoke { partner, key_id } => {
                 catalog.revoke_key(&partner, &key_id).await.map_err(api)?;
                 println!("revoked {key_id}");
+            }
+            PartnersCommand::Rotate { partner, key_id, grace_seconds, expires_at } => {
+                let expires_at =
+                    expires_at.as_deref().map(crate::catalog::manage::parse_expiry).transpose().map_err(api)?;
+                let grace = std::time::Duration::from_secs(grace_seconds);
+                let k = catalog.rotate_key(&partner, &key_id, grace, expires_at).await.map_err(api)?;
+                println!("key id {}\napi key {}\n(shown once: lgsp keeps only its hash)", k.id, k.key);
+                match grace_seconds {
+                    0 => println!("revoked {key_id}"),
+                    s => println!("{key_id} stays valid for {s} more seconds"),
+                }
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -48,7 +48,7 @@ pub async fn demo_partner(state: &AppState) -> anyhow::Result<NewKey> {
         Err(e) if e.code == ErrorCode::Conflict => {}
         Err(e) => anyhow::bail!("registering the demo partner failed: {}", e.detail),
     }
-    state.catalog.create_key(DEMO_PARTNER, "demo").await.map_err(|e| anyhow::anyhow!(e.detail))
+    state.catalog.create_key(DEMO_PARTNER, "demo", None).await.map_err(|e| anyhow::anyhow!(e.detail))
 }
 
 /// The kinds of citizen a form is typically filled in for.

@@ -74,6 +74,28 @@ pub struct NewKey {
     pub partner_id: String,
     pub label: String,
     pub key: String,
+    /// RFC 3339; absent when the key does not expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// The longest a rotated key may stay valid beside its replacement.
+pub const MAX_ROTATION_GRACE_SECS: u64 = 30 * 24 * 3600;
+
+/// An expiry as sent by a steward: an RFC 3339 time in the future, in
+/// microseconds since the epoch.
+pub fn parse_expiry(text: &str) -> Result<i64, ApiError> {
+    let invalid = |why: String| {
+        ApiError::new(ErrorCode::InvalidBody, format!("expires_at {why}."))
+            .with_errors(vec![FieldError::new("/expires_at", &why)])
+    };
+    let at: jiff::Timestamp = text.parse().map_err(|_| {
+        invalid(format!("\"{text}\" is not an RFC 3339 time; send one such as 2027-06-30T00:00:00+07:00"))
+    })?;
+    if at <= jiff::Timestamp::now() {
+        return Err(invalid(format!("{at} is not in the future")));
+    }
+    Ok(at.as_microsecond())
 }
 
 impl LiveCatalog {
@@ -270,8 +292,9 @@ impl LiveCatalog {
         Ok(())
     }
 
-    /// Makes a key for a partner; the secret is returned once.
-    pub async fn create_key(&self, partner: &str, label: &str) -> Result<NewKey, ApiError> {
+    /// Makes a key for a partner, valid until `expires_at` (microseconds)
+    /// if given; the secret is returned once.
+    pub async fn create_key(&self, partner: &str, label: &str, expires_at: Option<i64>) -> Result<NewKey, ApiError> {
         if !self.get().partners.contains_key(partner) {
             return Err(ApiError::not_found(format!("No partner {partner}.")));
         }
@@ -281,9 +304,10 @@ impl LiveCatalog {
             partner_id: partner.to_string(),
             label: label.chars().take(100).collect(),
             key: key.clone(),
+            expires_at: expires_at.map(crate::db::micros_to_rfc3339),
         };
         let (id, p, l, h) = (new.id.clone(), new.partner_id.clone(), new.label.clone(), hash_secret(&key));
-        self.db.run(move |c| store::insert_key(c, &id, &p, &h, &l)).await?;
+        self.db.run(move |c| store::insert_key(c, &id, &p, &h, &l, expires_at)).await?;
         self.reload().await?;
         Ok(new)
     }
@@ -297,8 +321,26 @@ impl LiveCatalog {
         Ok(())
     }
 
-    /// A new key replacing `key_id`, which is revoked at once.
-    pub async fn rotate_key(&self, partner: &str, key_id: &str) -> Result<NewKey, ApiError> {
+    /// A new key replacing `key_id`. The old key is revoked at once with no
+    /// `grace`; otherwise it stays valid that much longer (or until its own
+    /// expiry, if sooner), so that the partner can deploy the new key first.
+    pub async fn rotate_key(
+        &self,
+        partner: &str,
+        key_id: &str,
+        grace: std::time::Duration,
+        expires_at: Option<i64>,
+    ) -> Result<NewKey, ApiError> {
+        if grace.as_secs() > MAX_ROTATION_GRACE_SECS {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                format!(
+                    "grace_seconds is {}; the old key may stay valid at most {MAX_ROTATION_GRACE_SECS} seconds (30 days).",
+                    grace.as_secs()
+                ),
+            )
+            .with_errors(vec![FieldError::new("/grace_seconds", "more than 30 days")]));
+        }
         let (p, k) = (partner.to_string(), key_id.to_string());
         let label = self
             .db
@@ -308,8 +350,17 @@ impl LiveCatalog {
             .await?
             .ok_or_else(|| ApiError::not_found(format!("Partner {partner} has no live key {key_id}.")))?
             .label;
-        let new = self.create_key(partner, &label).await?;
-        self.revoke_key(partner, key_id).await?;
+        let new = self.create_key(partner, &label, expires_at).await?;
+        if grace.is_zero() {
+            self.revoke_key(partner, key_id).await?;
+        } else {
+            let at = crate::db::now_micros().saturating_add(i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
+            let (p, k) = (partner.to_string(), key_id.to_string());
+            if !self.db.run(move |c| store::expire_key(c, &p, &k, at)).await? {
+                return Err(ApiError::not_found(format!("Partner {partner} has no live key {key_id}.")));
+            }
+            self.reload().await?;
+        }
         Ok(new)
     }
 

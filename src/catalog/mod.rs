@@ -30,6 +30,8 @@ pub struct LiveForm {
 pub struct KeyRef {
     pub key_id: String,
     pub partner_id: String,
+    /// Microseconds since the epoch; `None`: the key does not expire.
+    pub expires_at: Option<i64>,
 }
 
 /// One consistent snapshot.
@@ -168,7 +170,7 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
         cat.partners.insert(partner.id.clone(), Arc::new(partner));
     }
     for k in store::live_keys(c)? {
-        cat.keys.insert(k.key_hash, KeyRef { key_id: k.id, partner_id: k.partner_id });
+        cat.keys.insert(k.key_hash, KeyRef { key_id: k.id, partner_id: k.partner_id, expires_at: k.expires_at });
     }
     for t in store::live_admin_tokens(c)? {
         if let Some(role) = Role::parse(&t.role) {

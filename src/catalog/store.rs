@@ -199,6 +199,7 @@ pub struct KeyRow {
     pub label: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -251,7 +252,15 @@ pub fn all_partners(conn: &mut DbConnection) -> Result<Vec<PartnerRow>, DbError>
     Ok(partners::table.order(partners::id.asc()).select(PartnerRow::as_select()).load(conn)?)
 }
 
-pub fn insert_key(conn: &mut DbConnection, id: &str, partner: &str, hash: &str, label: &str) -> Result<(), DbError> {
+/// A new key; `expires_at` in microseconds, `None` for a key that does not expire.
+pub fn insert_key(
+    conn: &mut DbConnection,
+    id: &str,
+    partner: &str,
+    hash: &str,
+    label: &str,
+    expires_at: Option<i64>,
+) -> Result<(), DbError> {
     conn.transaction::<_, DbError, _>(|c| {
         bump_catalog(c)?;
         diesel::insert_into(api_keys::table)
@@ -261,9 +270,27 @@ pub fn insert_key(conn: &mut DbConnection, id: &str, partner: &str, hash: &str, 
                 api_keys::key_hash.eq(hash),
                 api_keys::label.eq(label),
                 api_keys::created_at.eq(now_micros()),
+                api_keys::expires_at.eq(expires_at),
             ))
             .execute(c)?;
         Ok(())
+    })
+}
+
+/// Makes a live key expire at `at` (microseconds), or keeps its own expiry
+/// if that comes sooner. `false` when the partner has no such live key.
+pub fn expire_key(conn: &mut DbConnection, partner: &str, key_id: &str, at: i64) -> Result<bool, DbError> {
+    conn.transaction::<_, DbError, _>(|c| {
+        let live = api_keys::id.eq(key_id).and(api_keys::partner_id.eq(partner)).and(api_keys::revoked_at.is_null());
+        let Some(current) =
+            api_keys::table.filter(live).select(api_keys::expires_at).first::<Option<i64>>(c).optional()?
+        else {
+            return Ok(false);
+        };
+        bump_catalog(c)?;
+        let at = current.map_or(at, |e| e.min(at));
+        diesel::update(api_keys::table.filter(live)).set(api_keys::expires_at.eq(at)).execute(c)?;
+        Ok(true)
     })
 }
 

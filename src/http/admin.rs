@@ -3,7 +3,7 @@
 
 use crate::audit::query::{AuditFilter, AuditPage, TimeRange};
 use crate::auth::{admin_caller, AdminCaller, Partner, Role};
-use crate::catalog::manage::{DocKind, NewAdminToken, NewKey, PartnerInput, PartnerPatch};
+use crate::catalog::manage::{parse_expiry, DocKind, NewAdminToken, NewKey, PartnerInput, PartnerPatch};
 use crate::catalog::store::{self, Publish, VersionInfo};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::partner::json_body;
@@ -375,6 +375,34 @@ pub async fn update_partner(
 pub struct KeyRequest {
     #[serde(default)]
     pub label: String,
+    /// RFC 3339 time after which the key is refused; absent: it does not expire.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old key stays valid beside the new one, in seconds (at
+    /// most 30 days); 0, the default, revokes it at once.
+    #[serde(default)]
+    pub grace_seconds: u64,
+    /// RFC 3339 time after which the new key is refused; absent: it does not expire.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// An optional JSON body: empty means the type's defaults.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    req: &HttpRequest,
+    body: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(json_body(req, body)?)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("Send {shape}: {e}")))
 }
 
 /// Makes an API key for a partner. The key is in this answer only; lgsp keeps its hash.
@@ -388,13 +416,9 @@ pub async fn create_key(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     steward(&req, &state)?;
-    let k: KeyRequest = if body.is_empty() {
-        KeyRequest::default()
-    } else {
-        serde_json::from_value(json_body(&req, &body)?)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("Send {{\"label\": \"...\"}}: {e}")))?
-    };
-    let key = state.catalog.create_key(&path, &k.label).await?;
+    let k: KeyRequest = optional_body(&req, &body, r#"{"label": "...", "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
+    let expires_at = k.expires_at.as_deref().map(parse_expiry).transpose()?;
+    let key = state.catalog.create_key(&path, &k.label, expires_at).await?;
     Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
 }
 
@@ -404,6 +428,9 @@ pub struct KeyInfo {
     pub label: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    pub expires_at: Option<String>,
+    /// `live`, `expired` or `revoked`.
+    pub state: &'static str,
 }
 
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Vec<KeyInfo>)), security(("admin_token" = [])))]
@@ -419,13 +446,20 @@ pub async fn list_keys(
         return Err(ApiError::not_found(format!("No partner {id}.")));
     }
     let keys = state.db.run(move |c| store::keys_of(c, &id)).await?;
+    let now = crate::db::now_micros();
     let list: Vec<KeyInfo> = keys
         .into_iter()
         .map(|k| KeyInfo {
+            state: match (k.revoked_at, k.expires_at) {
+                (Some(_), _) => "revoked",
+                (None, Some(at)) if at <= now => "expired",
+                _ => "live",
+            },
             id: k.id,
             label: k.label,
             created_at: crate::db::micros_to_rfc3339(k.created_at),
             revoked_at: k.revoked_at.map(crate::db::micros_to_rfc3339),
+            expires_at: k.expires_at.map(crate::db::micros_to_rfc3339),
         })
         .collect();
     Ok(HttpResponse::Ok().json(list))
@@ -445,17 +479,24 @@ pub async fn revoke_key(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Replaces a key with a new one (returned once); the old one is revoked.
-#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("key_id" = String, Path)),
-    responses((status = 201, body = NewKey), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+/// Replaces a key with a new one (returned once). The old one is revoked at
+/// once, or after `grace_seconds` so that the partner can deploy the new key first.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("key_id" = String, Path)), request_body = RotateRequest,
+    responses((status = 201, body = NewKey), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[post("/admin/v1/partners/{id}/keys/{key_id}/rotate")]
 pub async fn rotate_key(
     req: HttpRequest,
     path: web::Path<(String, String)>,
+    body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     steward(&req, &state)?;
-    let key = state.catalog.rotate_key(&path.0, &path.1).await?;
+    let r: RotateRequest =
+        optional_body(&req, &body, r#"{"grace_seconds": 86400, "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
+    let expires_at = r.expires_at.as_deref().map(parse_expiry).transpose()?;
+    let grace = Duration::from_secs(r.grace_seconds);
+    let key = state.catalog.rotate_key(&path.0, &path.1, grace, expires_at).await?;
     Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
 }
 

@@ -350,6 +350,71 @@ async fn another_node_sees_a_change_without_a_restart() {
 }
 
 #[tokio::test]
+async fn keys_expire_and_a_rotated_key_can_stay_valid_for_a_grace_period() {
+    let p = platform().await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let partner = "000.00.24.H29";
+    let first = p.partner(partner, everything(), 600, 100).await;
+    let keys_path = format!("/admin/v1/partners/{partner}/keys");
+    let call = |key: String| {
+        let id = id.clone();
+        let p = &p;
+        async move { p.exchange(&key, "population", "citizen", json!({"citizen_id": id})).await }
+    };
+
+    // An expiry must be a time, and in the future.
+    for bad in ["next week", "2020-01-01T00:00:00Z"] {
+        let r = p.admin(reqwest::Method::POST, &keys_path, STEWARD, Some(json!({"expires_at": bad}))).await;
+        let body = assert_problem(r, 422, "invalid_body").await;
+        assert_eq!(body["errors"][0]["pointer"], "/expires_at", "{body}");
+    }
+
+    // A key that expires soon works until then, and is listed with its expiry.
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(1500);
+    let r = p
+        .admin(
+            reqwest::Method::POST,
+            &keys_path,
+            STEWARD,
+            Some(json!({"label": "short", "expires_at": soon.to_string()})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let short: Value = r.json().await.unwrap();
+    assert!(short["expires_at"].is_string(), "{short}");
+    let short_key = short["key"].as_str().unwrap().to_string();
+    assert_eq!(call(short_key.clone()).await.status(), 200);
+
+    // Rotation with a grace period: old and new keys both work meanwhile.
+    let keys: Value = p.admin(reqwest::Method::GET, &keys_path, STEWARD, None).await.json().await.unwrap();
+    let first_id = keys[0]["id"].as_str().unwrap().to_string();
+    let rotate = format!("{keys_path}/{first_id}/rotate");
+    let r = p.admin(reqwest::Method::POST, &rotate, STEWARD, Some(json!({"grace_seconds": 40 * 24 * 3600}))).await;
+    assert_problem(r, 422, "invalid_body").await;
+    let r = p.admin(reqwest::Method::POST, &rotate, STEWARD, Some(json!({"grace_seconds": 3600}))).await;
+    assert_eq!(r.status(), 201);
+    let second = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    assert_eq!(call(first.clone()).await.status(), 200, "the old key works during the grace period");
+    assert_eq!(call(second.clone()).await.status(), 200, "the new key works at once");
+    let keys: Value = p.admin(reqwest::Method::GET, &keys_path, STEWARD, None).await.json().await.unwrap();
+    let old = keys.as_array().unwrap().iter().find(|k| k["id"] == first_id.as_str()).unwrap();
+    assert_eq!(old["state"], "live", "{old}");
+    let ends: jiff::Timestamp = old["expires_at"].as_str().unwrap().parse().unwrap();
+    let left = ends.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((3500..=3600).contains(&left), "the old key ends with the grace period: {left} s left");
+
+    // Past its expiry the short key is refused, and says why.
+    let wait = soon.duration_since(jiff::Timestamp::now()).as_millis().max(0) as u64 + 100;
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    let body = assert_problem(call(short_key).await, 401, "unauthorized").await;
+    assert!(body["detail"].as_str().unwrap().contains("expired"), "{body}");
+    let keys: Value = p.admin(reqwest::Method::GET, &keys_path, STEWARD, None).await.json().await.unwrap();
+    let states: Vec<&str> = keys.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["live", "expired", "live"], "{keys}");
+    assert_eq!(call(second).await.status(), 200, "other keys are untouched");
+}
+
+#[tokio::test]
 async fn keys_rotate_and_revoke_at_once() {
     let p = platform().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();

@@ -108,7 +108,7 @@ fn a_sqlite_audit_trail_survives_the_rowid_migration() {
     drop(conn);
 
     let applied = db.migrate().unwrap();
-    assert_eq!(applied, ["20261202000001"], "only the rowid migration was left to apply");
+    assert_eq!(applied, ["20261202000001", "20261202000002"], "the migrations after the first were left to apply");
     let mut conn = db.conn().unwrap();
     lgsp::audit::append(&mut conn, (6..=8).map(record).collect()).unwrap();
     let v = lgsp::audit::verify(&mut conn).unwrap();
