@@ -54,8 +54,11 @@ pub struct AuditRecord {
     pub detail: Value,
 }
 
-#[derive(Insertable, Queryable, Selectable, Debug, Clone)]
+/// A stored record, as it is hashed: `adapters`, `elements` and `detail` are
+/// the JSON text stored, so an exported row can be hashed again elsewhere.
+#[derive(Insertable, Queryable, Selectable, Debug, Clone, Serialize, serde::Deserialize)]
 #[diesel(table_name = audit_log)]
+#[serde(deny_unknown_fields)]
 pub struct AuditRow {
     pub seq: i64,
     pub record_id: String,
@@ -414,6 +417,148 @@ impl Verification {
     }
 }
 
+/// Up to `limit` stored records from `seq` on, in order.
+fn rows_from(conn: &mut DbConnection, seq: i64, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+    Ok(audit_log::table
+        .filter(audit_log::seq.ge(seq))
+        .order(audit_log::seq.asc())
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(conn)?)
+}
+
+/// Writes the records `from..=to` (all from `from` when `to` is `None`) as
+/// JSON lines, one stored row each with its hashes, from one snapshot of the
+/// database; returns how many. [`verify_export`] checks such a file without
+/// the database.
+pub fn export(
+    conn: &mut DbConnection,
+    from: i64,
+    to: Option<i64>,
+    out: &mut dyn std::io::Write,
+) -> Result<i64, ExportError> {
+    conn.transaction::<_, ExportError, _>(|c| {
+        if let DbConnection::Postgres(pg) = c {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(pg)?;
+        }
+        let (mut next, mut n) = (from.max(1), 0i64);
+        loop {
+            let page = rows_from(c, next, 2_000)?;
+            let Some(last) = page.last().map(|r| r.seq) else { break };
+            for row in page.iter().take_while(|r| to.is_none_or(|to| r.seq <= to)) {
+                serde_json::to_writer(&mut *out, row)?;
+                out.write_all(b"\n")?;
+                n += 1;
+            }
+            if to.is_some_and(|to| last >= to) {
+                break;
+            }
+            next = last + 1;
+        }
+        out.flush()?;
+        Ok(n)
+    })
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot write the export: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl From<diesel::result::Error> for ExportError {
+    fn from(e: diesel::result::Error) -> Self {
+        ExportError::Db(e.into())
+    }
+}
+
+impl From<serde_json::Error> for ExportError {
+    fn from(e: serde_json::Error) -> Self {
+        ExportError::Write(e.into())
+    }
+}
+
+/// What [`verify_export`] found in a file of exported records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportVerification {
+    pub records: i64,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// The hash the first record links to: the genesis value when the export
+    /// starts at record 1; otherwise the previous record's, which an anchor
+    /// for it confirms.
+    pub links_to: String,
+    pub last_hash: String,
+    pub broken_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+impl ExportVerification {
+    pub fn is_intact(&self) -> bool {
+        self.broken_at.is_none()
+    }
+}
+
+/// Checks exported records (JSON lines, as [`export`] writes them) without
+/// the database: each is there, links to the one before and matches its hash.
+/// An export from record 1 must start from the genesis value; one from later
+/// links to the record before it, which an anchor (`seq - 1`) can confirm.
+pub fn verify_export(
+    lines: impl std::io::BufRead,
+    anchors: &BTreeMap<i64, String>,
+) -> Result<ExportVerification, String> {
+    let mut walk: Option<ChainWalk> = None;
+    let mut result = ExportVerification {
+        records: 0,
+        first_seq: 0,
+        last_seq: 0,
+        links_to: String::new(),
+        last_hash: String::new(),
+        broken_at: None,
+        reason: None,
+    };
+    for (i, line) in lines.lines().enumerate() {
+        let line = line.map_err(|e| format!("cannot read line {}: {e}", i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: AuditRow =
+            serde_json::from_str(&line).map_err(|e| format!("line {} is not an exported audit record: {e}", i + 1))?;
+        let walk = walk.get_or_insert_with(|| {
+            result.first_seq = row.seq;
+            result.links_to.clone_from(&row.prev_hash);
+            if row.seq == 1 {
+                ChainWalk::from_genesis(anchors)
+            } else {
+                ChainWalk::from_record(&row, anchors)
+            }
+        });
+        if let Err((seq, reason)) = walk.check(&row) {
+            result.broken_at = Some(seq);
+            result.reason = Some(reason);
+            break;
+        }
+        result.records = walk.count();
+        result.last_seq = row.seq;
+        result.last_hash = row.hash;
+    }
+    if result.is_intact() && result.first_seq > 1 {
+        if let Some(anchor) = anchors.get(&(result.first_seq - 1)) {
+            if *anchor != result.links_to {
+                result.broken_at = Some(result.first_seq);
+                result.reason = Some(format!(
+                    "the first record does not link to the hash anchored for record {}",
+                    result.first_seq - 1
+                ));
+            }
+        }
+    }
+    Ok(result)
+}
+
 /// Walks the chain from the first record, recomputing every hash. It reads
 /// one snapshot, so batches stored while it runs neither count nor break it.
 pub fn verify(conn: &mut DbConnection) -> Result<Verification, DbError> {
@@ -454,12 +599,74 @@ pub fn verify_anchored(conn: &mut DbConnection, anchors: &BTreeMap<i64, String>)
     })
 }
 
+/// Follows a chain of records in `seq` order, checking that none is missing,
+/// each links to the one before, each hash matches its content, and each
+/// anchored record has its anchored hash.
+pub struct ChainWalk<'a> {
+    next_seq: i64,
+    prev: String,
+    count: i64,
+    anchors: &'a BTreeMap<i64, String>,
+}
+
+impl<'a> ChainWalk<'a> {
+    /// From the first record of the trail.
+    pub fn from_genesis(anchors: &'a BTreeMap<i64, String>) -> Self {
+        ChainWalk { next_seq: 1, prev: GENESIS.to_string(), count: 0, anchors }
+    }
+
+    /// From `first`, a record in the middle of the trail (an export that
+    /// starts there): its link to the record before is taken as given.
+    pub fn from_record(first: &AuditRow, anchors: &'a BTreeMap<i64, String>) -> Self {
+        ChainWalk { next_seq: first.seq, prev: first.prev_hash.clone(), count: 0, anchors }
+    }
+
+    /// The next record; on a break, its `seq` and why.
+    pub fn check(&mut self, row: &AuditRow) -> Result<(), (i64, String)> {
+        if row.seq != self.next_seq {
+            return Err((
+                self.next_seq,
+                format!("record {} is missing (the next record is {})", self.next_seq, row.seq),
+            ));
+        }
+        if row.prev_hash != self.prev {
+            return Err((row.seq, "its link to the previous record does not match".into()));
+        }
+        if row.compute_hash() != row.hash {
+            return Err((row.seq, "its content does not match its hash (edited)".into()));
+        }
+        if self.anchors.get(&row.seq).is_some_and(|a| *a != row.hash) {
+            return Err((
+                row.seq,
+                "its hash is not the one anchored for it: the chain was rewritten at or before this record".into(),
+            ));
+        }
+        self.prev.clone_from(&row.hash);
+        self.next_seq += 1;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Records checked so far.
+    pub fn count(&self) -> i64 {
+        self.count
+    }
+
+    /// The hash of the last record checked (or the starting link).
+    pub fn last_hash(&self) -> &str {
+        &self.prev
+    }
+
+    /// The `seq` the next record must have.
+    pub fn next_seq(&self) -> i64 {
+        self.next_seq
+    }
+}
+
 fn verify_snapshot(conn: &mut DbConnection, anchors: &BTreeMap<i64, String>) -> Result<Verification, DbError> {
     let (head_seq, head_hash): (i64, String) =
         audit_head::table.filter(audit_head::id.eq(1)).select((audit_head::seq, audit_head::hash)).first(conn)?;
-    let mut expected_seq = 1i64;
-    let mut prev = GENESIS.to_string();
-    let mut count = 0i64;
+    let mut walk = ChainWalk::from_genesis(anchors);
     let broken = |seq: i64, reason: String, count: i64| Verification {
         records: count,
         head_seq,
@@ -468,41 +675,17 @@ fn verify_snapshot(conn: &mut DbConnection, anchors: &BTreeMap<i64, String>) -> 
         reason: Some(reason),
     };
     loop {
-        let page: Vec<AuditRow> = audit_log::table
-            .filter(audit_log::seq.ge(expected_seq))
-            .order(audit_log::seq.asc())
-            .limit(2_000)
-            .select(AuditRow::as_select())
-            .load(conn)?;
+        let page = rows_from(conn, walk.next_seq(), 2_000)?;
         if page.is_empty() {
             break;
         }
         for row in page {
-            if row.seq != expected_seq {
-                return Ok(broken(
-                    expected_seq,
-                    format!("record {expected_seq} is missing (the next stored record is {})", row.seq),
-                    count,
-                ));
+            if let Err((seq, reason)) = walk.check(&row) {
+                return Ok(broken(seq, reason, walk.count()));
             }
-            if row.prev_hash != prev {
-                return Ok(broken(row.seq, "its link to the previous record does not match".into(), count));
-            }
-            if row.compute_hash() != row.hash {
-                return Ok(broken(row.seq, "its content does not match its hash (edited)".into(), count));
-            }
-            if anchors.get(&row.seq).is_some_and(|a| *a != row.hash) {
-                return Ok(broken(
-                    row.seq,
-                    "its hash is not the one anchored for it: the chain was rewritten at or before this record".into(),
-                    count,
-                ));
-            }
-            prev = row.hash;
-            expected_seq += 1;
-            count += 1;
         }
     }
+    let (count, prev) = (walk.count(), walk.last_hash().to_string());
     if count != head_seq {
         return Ok(broken(
             count + 1,

@@ -368,3 +368,62 @@ fn a_port_already_in_use_is_named_in_the_error() {
     assert!(!ok, "serve fails");
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
 }
+
+/// The binary with `args` on a running gateway's configuration: success, output, errors.
+fn lgsp_cli(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lgsp"))
+        .args(["--config", config.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("lgsp runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[tokio::test]
+async fn an_exported_trail_verifies_without_the_database_and_shows_any_edit() {
+    let Running { _dir, gw, client, key, ids, .. } = running("000.00.41.H29", "").await;
+    for t in fire_prefills(&client, &gw.base, &key, &ids, 12) {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    // The partner's registration and key make no records; the 12 prefills do.
+    while written_records(&client, &gw.base).await < 12 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+
+    let (ok, _, err) = lgsp_cli(&gw.config, &["audit", "export", "--out", &file("all.jsonl")]);
+    assert!(ok, "{err}");
+    let all = std::fs::read_to_string(file("all.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = all.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 12, "{err}");
+    assert_eq!(rows.iter().map(|r| r["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=12).collect::<Vec<_>>());
+    let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("all.jsonl")]);
+    assert!(ok && out.contains("records 1 to 12 (12 records)") && out.contains("beginning of the trail"), "{out}");
+    assert!(out.contains(&format!("12:{}", rows[11]["hash"].as_str().unwrap())), "the last record's anchor: {out}");
+
+    // Part of the trail links to the record before it, which an anchor confirms.
+    let (ok, _, err) =
+        lgsp_cli(&gw.config, &["audit", "export", "--from", "4", "--to", "9", "--out", &file("part.jsonl")]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(file("part.jsonl")).unwrap().lines().count(), 6);
+    let third = format!("3:{}", rows[2]["hash"].as_str().unwrap());
+    let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("part.jsonl")]);
+    assert!(ok && out.contains("records 4 to 9") && out.contains(&format!("links to {third}")), "{out}");
+    let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("part.jsonl"), "--anchor", &third]);
+    assert!(ok && out.contains("links to the anchored record 3"), "{out}");
+    let wrong = format!("3:{}", rows[3]["hash"].as_str().unwrap());
+    let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("part.jsonl"), "--anchor", &wrong]);
+    assert!(!ok && out.contains("BROKEN at record 4"), "{out}");
+
+    // An edited record, and a removed one, are named.
+    let edited = all.replacen("\"purpose\":\"residence_change\"", "\"purpose\":\"marketing\"", 5);
+    let edited = edited.replacen("\"purpose\":\"marketing\"", "\"purpose\":\"residence_change\"", 4);
+    std::fs::write(file("edited.jsonl"), edited).unwrap();
+    let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("edited.jsonl")]);
+    assert!(!ok && out.contains("BROKEN at record 5") && out.contains("edited"), "{out}");
+    let removed: Vec<&str> = all.lines().filter(|l| !l.starts_with("{\"seq\":6,")).collect();
+    std::fs::write(file("removed.jsonl"), removed.join("\n")).unwrap();
+    let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("removed.jsonl")]);
+    assert!(!ok && out.contains("BROKEN at record 6") && out.contains("missing"), "{out}");
+}
