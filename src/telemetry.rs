@@ -111,6 +111,8 @@ pub struct Metrics {
     pub audit_queue: IntGauge,
     pub prefill_fields: IntCounterVec,
     pub partner_requests: IntCounterVec,
+    /// Set from the catalogue at every scrape.
+    pub key_expiry: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
@@ -178,6 +180,14 @@ impl Metrics {
             &["partner", "action", "outcome"],
         )
         .expect("metric");
+        let key_expiry = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "api_key_expiry_timestamp_seconds",
+                "When each partner API key that has an expiry stops working, in seconds since the epoch",
+            ),
+            &["partner", "key"],
+        )
+        .expect("metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -191,6 +201,7 @@ impl Metrics {
             Box::new(audit_queue.clone()),
             Box::new(prefill_fields.clone()),
             Box::new(partner_requests.clone()),
+            Box::new(key_expiry.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -208,6 +219,7 @@ impl Metrics {
             audit_queue,
             prefill_fields,
             partner_requests,
+            key_expiry,
         }
     }
 

@@ -384,6 +384,19 @@ async fn keys_expire_and_a_rotated_key_can_stay_valid_for_a_grace_period() {
     assert!(short["expires_at"].is_string(), "{short}");
     let short_key = short["key"].as_str().unwrap().to_string();
     assert_eq!(call(short_key.clone()).await.status(), 200);
+    // Monitoring can warn before a key stops working.
+    let metrics = p.client.get(p.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = format!(
+        "lgsp_api_key_expiry_timestamp_seconds{{key=\"{}\",partner=\"{partner}\"}} {}",
+        short["id"].as_str().unwrap(),
+        soon.as_second()
+    );
+    assert!(metrics.contains(&series), "{series} not in the metrics");
+    assert_eq!(
+        metrics.matches("lgsp_api_key_expiry_timestamp_seconds{").count(),
+        1,
+        "keys without expiry have no series"
+    );
 
     // Rotation with a grace period: old and new keys both work meanwhile.
     let keys: Value = p.admin(reqwest::Method::GET, &keys_path, STEWARD, None).await.json().await.unwrap();
