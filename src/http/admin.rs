@@ -606,6 +606,63 @@ pub async fn search_audit(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// First record (seq), 1 or more; default 1.
+    pub from: Option<i64>,
+    /// Most records in this page, 1 to 10000; default 1000.
+    pub limit: Option<i64>,
+}
+
+/// Exports records with their hashes as JSON lines (auditor role), from one
+/// snapshot, a page at a time: a `Link` header with `rel="next"` names the
+/// next page while the page is full. `lgsp audit verify --file` checks the
+/// pages, concatenated, without the database.
+#[utoipa::path(tag = "auditors", params(ExportQuery),
+    responses((status = 200, content_type = "application/x-ndjson", body = String), (status = 400, body = crate::error::Problem)),
+    security(("admin_token" = [])))]
+#[get("/admin/v1/audit/export")]
+pub async fn export_audit(
+    req: HttpRequest,
+    q: web::Query<ExportQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    admin_caller(&req, &state.catalog.get(), Role::Auditor)?;
+    let from = q.from.unwrap_or(1);
+    let limit = q.limit.unwrap_or(1_000);
+    if from < 1 {
+        return Err(ApiError::new(ErrorCode::InvalidParameter, "from is a record number (seq), 1 or more."));
+    }
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 10000."));
+    }
+    state.audit.flush(Duration::from_secs(2)).await;
+    let (body, n) = state
+        .db
+        .run(move |c| {
+            let mut body = Vec::new();
+            let n = crate::audit::export(c, from, Some(from.saturating_add(limit - 1)), &mut body).map_err(
+                |e| match e {
+                    crate::audit::ExportError::Db(e) => e,
+                    // Writing to memory does not fail; kept for completeness.
+                    crate::audit::ExportError::Write(e) => crate::db::DbError::Unavailable(e.to_string()),
+                },
+            )?;
+            Ok((body, n))
+        })
+        .await?;
+    let mut answer = HttpResponse::Ok();
+    answer.content_type("application/x-ndjson");
+    if n == limit {
+        answer.insert_header((
+            "Link",
+            format!("</admin/v1/audit/export?from={}&limit={limit}>; rel=\"next\"", from + limit),
+        ));
+    }
+    Ok(answer.body(body))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct VerifyQuery {
     /// Anchors recorded earlier, `SEQ:HASH` separated by commas (a `head_seq`
     /// and `head_hash` of an earlier answer): each record must still have that hash.

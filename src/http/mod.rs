@@ -26,7 +26,7 @@ use utoipa::OpenApi;
         admin::create_partner, admin::list_partners, admin::get_partner, admin::update_partner,
         admin::create_key, admin::list_keys, admin::revoke_key, admin::rotate_key,
         admin::create_token, admin::list_tokens, admin::revoke_token,
-        admin::search_audit, admin::verify_audit,
+        admin::search_audit, admin::verify_audit, admin::export_audit,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&SecuritySchemes),
@@ -93,6 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(admin::list_tokens)
     .service(admin::revoke_token)
     .service(admin::verify_audit)
+    .service(admin::export_audit)
     .service(admin::search_audit)
     .service(ops::healthz)
     .service(ops::readyz)

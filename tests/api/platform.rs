@@ -428,6 +428,45 @@ async fn keys_expire_and_a_rotated_key_can_stay_valid_for_a_grace_period() {
 }
 
 #[tokio::test]
+async fn auditors_export_the_trail_in_pages_that_verify_without_the_database() {
+    let p = platform().await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let key = p.partner("000.00.25.H29", everything(), 600, 100).await;
+    for _ in 0..5 {
+        assert_eq!(p.exchange(&key, "population", "citizen", json!({"citizen_id": id})).await.status(), 200);
+    }
+    let get = |path: String, token: &'static str| {
+        let p = &p;
+        async move { p.admin(reqwest::Method::GET, &path, token, None).await }
+    };
+    assert_problem(get("/admin/v1/audit/export".into(), STEWARD).await, 403, "forbidden").await;
+    assert_problem(get("/admin/v1/audit/export?limit=0".into(), AUDITOR).await, 400, "invalid_parameter").await;
+    assert_problem(get("/admin/v1/audit/export?from=0".into(), AUDITOR).await, 400, "invalid_parameter").await;
+
+    // Pages of two, followed by their links, hold the five records once each.
+    let mut next = Some("/admin/v1/audit/export?limit=2".to_string());
+    let (mut all, mut pages) = (String::new(), 0);
+    while let Some(path) = next.take() {
+        let r = get(path, AUDITOR).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+        next = r.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            l[l.find('<').unwrap() + 1..l.find('>').unwrap()].to_string()
+        });
+        all.push_str(&r.text().await.unwrap());
+        pages += 1;
+        assert!(pages <= 4, "the links end");
+    }
+    assert_eq!(pages, 3, "2 + 2 + 1 records");
+    let v = lgsp::audit::verify_export(all.as_bytes(), &Default::default()).unwrap();
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!((v.first_seq, v.last_seq, v.records), (1, 5, 5));
+    let head: Value = get("/admin/v1/audit/verify".into(), AUDITOR).await.json().await.unwrap();
+    assert_eq!(head["head_hash"], v.last_hash.as_str(), "the export ends where the trail does");
+}
+
+#[tokio::test]
 async fn keys_rotate_and_revoke_at_once() {
     let p = platform().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
