@@ -4,7 +4,7 @@ use crate::auth::Role;
 use crate::catalog::manage::{DocKind, PartnerInput};
 use crate::catalog::store;
 use crate::catalog::LiveCatalog;
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 use crate::db::Db;
 use crate::startup::Application;
 use anyhow::Context;
@@ -28,6 +28,13 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Copy the embedded SQLite database while lgsp runs on it, and verify
+    /// the copy's audit chain (PostgreSQL: use pg_dump).
+    Backup {
+        /// The copy to write; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The mock national registries (population, civil status, insurance).
     Registries {
         #[command(subcommand)]
@@ -300,6 +307,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { out } => {
+            let url = crate::db::DatabaseUrl::parse(settings.database_url.expose()).map_err(anyhow::Error::msg)?;
+            if let Some(file) = url.sqlite_file() {
+                // Opening a missing file would create an empty database.
+                anyhow::ensure!(std::path::Path::new(file).is_file(), "there is no SQLite database at {file}");
+            }
+            let db = Db::new(&settings.database_url, &settings.database)?;
+            crate::db::backup_sqlite(&mut *db.conn()?, &out)?;
+            let copy = Db::new(&Secret::new(format!("sqlite://{}", out.display())), &settings.database)?;
+            let v = crate::audit::verify(&mut *copy.conn()?)?;
+            println!("backup written to {}", out.display());
+            if v.is_intact() {
+                println!("its audit chain is intact: {} records, head {}:{}", v.records, v.head_seq, v.head_hash);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "its audit chain is BROKEN at record {}: {}",
+                    v.broken_at.unwrap_or_default(),
+                    v.reason.unwrap_or_default()
+                );
+                Ok(ExitCode::from(2))
+            }
         }
         Command::Migrate => {
             let db = Db::new(&settings.database_url, &settings.database)?;

@@ -54,6 +54,11 @@ impl std::fmt::Debug for DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    /// The file of a SQLite database (not of an in-memory one).
+    pub fn sqlite_file(&self) -> Option<&str> {
+        (self.backend == Backend::Sqlite && self.connect != ":memory:").then_some(self.connect.as_str())
+    }
+
     /// `sqlite://PATH` (relative, or absolute as `sqlite:///abs/path`),
     /// `sqlite::memory:`, or `postgres://…` / `postgresql://…`. Anything else is
     /// refused: a mistyped URL must never silently create an empty SQLite file.
@@ -221,6 +226,20 @@ fn apply_pending<B: diesel::backend::Backend>(
 /// Current time as microseconds since the Unix epoch (how timestamps are stored).
 pub fn now_micros() -> i64 {
     jiff::Timestamp::now().as_microsecond()
+}
+
+/// Writes a consistent copy of the SQLite database to `path` while lgsp runs
+/// on it (`VACUUM INTO`, inside one read transaction, so the copy holds whole
+/// audit batches and a chain that verifies). Copying the file itself could
+/// catch it between a commit and its checkpoint. PostgreSQL has `pg_dump`.
+pub fn backup_sqlite(conn: &mut DbConnection, path: &std::path::Path) -> anyhow::Result<()> {
+    let DbConnection::Sqlite(c) = conn else {
+        anyhow::bail!("lgsp backup copies the embedded SQLite database; back up PostgreSQL with pg_dump");
+    };
+    anyhow::ensure!(!path.exists(), "{} already exists; lgsp backup does not overwrite a file", path.display());
+    let target = path.to_str().ok_or_else(|| anyhow::anyhow!("{} is not a UTF-8 path", path.display()))?;
+    diesel::sql_query("VACUUM INTO ?").bind::<diesel::sql_types::Text, _>(target).execute(c)?;
+    Ok(())
 }
 
 /// A stored timestamp as RFC 3339.

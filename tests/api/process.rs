@@ -427,3 +427,44 @@ async fn an_exported_trail_verifies_without_the_database_and_shows_any_edit() {
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("removed.jsonl")]);
     assert!(!ok && out.contains("BROKEN at record 6") && out.contains("missing"), "{out}");
 }
+
+#[tokio::test]
+async fn a_backup_taken_under_load_opens_with_an_intact_chain_and_the_catalogue() {
+    let Running { _dir, gw, client, key, ids, database_url, .. } = running("000.00.42.H29", "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("backup.db");
+    if database_url.starts_with("postgres") {
+        let (ok, _, err) = lgsp_cli(&gw.config, &["backup", "--out", out.to_str().unwrap()]);
+        assert!(!ok && err.contains("pg_dump"), "PostgreSQL is backed up with its own tools: {err}");
+        return;
+    }
+    let load = fire_prefills(&client, &gw.base, &key, &ids, 200);
+    while written_records(&client, &gw.base).await < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (ok, stdout, err) = lgsp_cli(&gw.config, &["backup", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("audit chain is intact"), "{stdout}");
+    for t in load {
+        assert_eq!(t.await.unwrap(), 200, "the load was served while the backup ran");
+    }
+
+    // The copy opens on its own: whole batches, the chain verifies, the partner is there.
+    let copy =
+        lgsp::db::Db::new(&lgsp::config::Secret::new(format!("sqlite://{}", out.display())), &Default::default())
+            .unwrap();
+    let v = copy.run(lgsp::audit::verify).await.unwrap();
+    assert!(v.is_intact() && v.records >= 20, "{v:?}");
+    let partners = copy.run(lgsp::catalog::store::all_partners).await.unwrap();
+    assert!(partners.iter().any(|p| p.id == "000.00.42.H29"));
+
+    // A backup never overwrites, and a missing database is not created.
+    let (ok, _, err) = lgsp_cli(&gw.config, &["backup", "--out", out.to_str().unwrap()]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let missing = dir.path().join("missing.toml");
+    std::fs::write(&missing, format!("database_url = \"sqlite://{}\"\n", dir.path().join("none.db").display()))
+        .unwrap();
+    let (ok, _, err) = lgsp_cli(&missing, &["backup", "--out", dir.path().join("b2.db").to_str().unwrap()]);
+    assert!(!ok && err.contains("no SQLite database"), "{err}");
+    assert!(!dir.path().join("none.db").exists());
+}
