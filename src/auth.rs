@@ -226,6 +226,7 @@ pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCal
             crate::db::micros_to_rfc3339(at)
         )));
     }
+    k.used.used_now();
     let Some(partner) = catalog.partners.get(&k.partner_id) else {
         return Err(unauthorized("The API key is unknown or has been revoked."));
     };

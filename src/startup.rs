@@ -134,6 +134,9 @@ impl Application {
                 }
                 if last_prune.elapsed() > Duration::from_secs(60) {
                     background.limits.prune(Duration::from_secs(60));
+                    if let Err(e) = background.catalog.store_key_use().await {
+                        tracing::warn!(error = %e, "could not store when keys were last used; will retry");
+                    }
                     last_prune = tokio::time::Instant::now();
                 }
             }
@@ -182,6 +185,9 @@ impl Application {
         let Application { server, state, .. } = self;
         server.await?;
         tracing::info!("server stopped; storing pending audit records");
+        if let Err(e) = state.catalog.store_key_use().await {
+            tracing::warn!(error = %e, "could not store when keys were last used");
+        }
         let s = state.clone();
         let _ = tokio::task::spawn_blocking(move || s.audit.shutdown()).await;
         Ok(())

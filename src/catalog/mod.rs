@@ -14,6 +14,7 @@ use crate::db::{catalog_version, Db, DbConnection, DbError};
 use crate::prefill::form::Form;
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 pub struct LiveAdapter {
@@ -32,6 +33,40 @@ pub struct KeyRef {
     pub partner_id: String,
     /// Microseconds since the epoch; `None`: the key does not expire.
     pub expires_at: Option<i64>,
+    /// When the key was last used; kept across reloads.
+    pub used: Arc<KeyUse>,
+}
+
+/// When a key was last used (microseconds since the epoch, 0 for never): the
+/// time stored in the database, raised by this node's calls, and how much of
+/// that is stored already.
+#[derive(Debug, Default)]
+pub struct KeyUse {
+    last: AtomicI64,
+    stored: AtomicI64,
+}
+
+impl KeyUse {
+    /// A call with the key, now.
+    pub fn used_now(&self) {
+        self.last.fetch_max(crate::db::now_micros(), Ordering::Relaxed);
+    }
+
+    pub fn last(&self) -> Option<i64> {
+        Some(self.last.load(Ordering::Relaxed)).filter(|at| *at > 0)
+    }
+
+    /// The time the database holds.
+    fn stored_at(&self, at: i64) {
+        self.last.fetch_max(at, Ordering::Relaxed);
+        self.stored.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// A use not yet stored.
+    fn unstored(&self) -> Option<i64> {
+        let last = self.last.load(Ordering::Relaxed);
+        (last > self.stored.load(Ordering::Relaxed)).then_some(last)
+    }
 }
 
 /// One consistent snapshot.
@@ -108,6 +143,30 @@ impl LiveCatalog {
         Ok(())
     }
 
+    /// Stores when keys were last used on this node, where that is later than
+    /// what the database holds; returns how many keys.
+    pub async fn store_key_use(&self) -> Result<usize, DbError> {
+        let unstored: Vec<(String, i64, Arc<KeyUse>)> = self
+            .get()
+            .keys
+            .values()
+            .filter_map(|k| k.used.unstored().map(|at| (k.key_id.clone(), at, k.used.clone())))
+            .collect();
+        let n = unstored.len();
+        if n > 0 {
+            self.db
+                .run(move |c| {
+                    for (id, at, used) in unstored {
+                        store::record_key_use(c, &id, at)?;
+                        used.stored_at(at);
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(n)
+    }
+
     /// Reloads if another node (or this one) changed the catalogue.
     pub async fn refresh(&self) -> Result<bool, DbError> {
         let version = self.db.run(catalog_version).await?;
@@ -170,7 +229,9 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
         cat.partners.insert(partner.id.clone(), Arc::new(partner));
     }
     for k in store::live_keys(c)? {
-        cat.keys.insert(k.key_hash, KeyRef { key_id: k.id, partner_id: k.partner_id, expires_at: k.expires_at });
+        let used = previous.keys.get(&k.key_hash).map(|p| p.used.clone()).unwrap_or_default();
+        used.stored_at(k.last_used_at.unwrap_or(0));
+        cat.keys.insert(k.key_hash, KeyRef { key_id: k.id, partner_id: k.partner_id, expires_at: k.expires_at, used });
     }
     for t in store::live_admin_tokens(c)? {
         if let Some(role) = Role::parse(&t.role) {

@@ -200,6 +200,7 @@ pub struct KeyRow {
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -306,6 +307,19 @@ pub fn revoke_key(conn: &mut DbConnection, partner: &str, key_id: &str) -> Resul
             .execute(c)?;
         Ok(n == 1)
     })
+}
+
+/// Records that a key was used at `at` (microseconds), unless a later use is
+/// already stored. Not a catalogue change: no node reloads for it.
+pub fn record_key_use(conn: &mut DbConnection, key_id: &str, at: i64) -> Result<(), DbError> {
+    diesel::update(
+        api_keys::table
+            .filter(api_keys::id.eq(key_id))
+            .filter(api_keys::last_used_at.is_null().or(api_keys::last_used_at.lt(at))),
+    )
+    .set(api_keys::last_used_at.eq(at))
+    .execute(conn)?;
+    Ok(())
 }
 
 pub fn keys_of(conn: &mut DbConnection, partner: &str) -> Result<Vec<KeyRow>, DbError> {

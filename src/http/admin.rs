@@ -429,6 +429,9 @@ pub struct KeyInfo {
     pub created_at: String,
     pub revoked_at: Option<String>,
     pub expires_at: Option<String>,
+    /// When a call last presented the key: as stored by every node (each
+    /// stores its own once a minute), or as this node saw it, if later.
+    pub last_used_at: Option<String>,
     /// `live`, `expired` or `revoked`.
     pub state: &'static str,
 }
@@ -447,9 +450,12 @@ pub async fn list_keys(
     }
     let keys = state.db.run(move |c| store::keys_of(c, &id)).await?;
     let now = crate::db::now_micros();
+    let catalog = state.catalog.get();
+    let seen_here = |key_id: &str| catalog.keys.values().find(|k| k.key_id == key_id).and_then(|k| k.used.last());
     let list: Vec<KeyInfo> = keys
         .into_iter()
         .map(|k| KeyInfo {
+            last_used_at: k.last_used_at.max(seen_here(&k.id)).map(crate::db::micros_to_rfc3339),
             state: match (k.revoked_at, k.expires_at) {
                 (Some(_), _) => "revoked",
                 (None, Some(at)) if at <= now => "expired",

@@ -467,6 +467,37 @@ async fn auditors_export_the_trail_in_pages_that_verify_without_the_database() {
 }
 
 #[tokio::test]
+async fn a_keys_last_use_is_listed_and_stored_for_every_node() {
+    let p = platform().await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let partner = "000.00.26.H29";
+    let used = p.partner(partner, everything(), 600, 100).await;
+    let (idle_id, _) = p.key(partner).await;
+    let before = jiff::Timestamp::now();
+    assert_eq!(p.exchange(&used, "population", "citizen", json!({"citizen_id": id})).await.status(), 200);
+
+    let keys: Value = p
+        .admin(reqwest::Method::GET, &format!("/admin/v1/partners/{partner}/keys"), STEWARD, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let used_info = keys.as_array().unwrap().iter().find(|k| k["id"] != idle_id.as_str()).unwrap();
+    let at: jiff::Timestamp = used_info["last_used_at"].as_str().expect("the used key has a last use").parse().unwrap();
+    assert!(at >= before && at <= jiff::Timestamp::now(), "{at}");
+    let idle = keys.as_array().unwrap().iter().find(|k| k["id"] == idle_id.as_str()).unwrap();
+    assert!(idle["last_used_at"].is_null(), "a key never presented has no last use: {idle}");
+
+    // Stored for the other nodes (the gateway does this once a minute and at shutdown).
+    assert_eq!(p.state.catalog.store_key_use().await.unwrap(), 1);
+    assert_eq!(p.state.catalog.store_key_use().await.unwrap(), 0, "nothing new to store");
+    let rows = p.state.db.run(move |c| lgsp::catalog::store::keys_of(c, partner)).await.unwrap();
+    let stored: Vec<Option<i64>> = rows.iter().map(|r| r.last_used_at).collect();
+    assert_eq!(stored.iter().filter(|s| s.is_some()).count(), 1, "{stored:?}");
+    assert_eq!(stored.iter().flatten().next().copied(), Some(at.as_microsecond()));
+}
+
+#[tokio::test]
 async fn keys_rotate_and_revoke_at_once() {
     let p = platform().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
