@@ -128,6 +128,10 @@ pub enum PartnersCommand {
         #[arg(long)]
         expires_at: Option<String>,
     },
+    /// A partner's API keys: state, expiry and last use (never the secrets).
+    Keys {
+        partner: String,
+    },
     /// Revoke an API key.
     Revoke {
         partner: String,
@@ -582,6 +586,14 @@ fn partners(settings: Settings, command: PartnersCommand) -> anyhow::Result<Exit
                 println!("key id {}\napi key {}\n(shown once: lgsp keeps only its hash)", k.id, k.key);
                 if let Some(at) = k.expires_at {
                     println!("expires at {at}");
+                }
+            }
+            PartnersCommand::Keys { partner } => {
+                let keys = catalog.keys(&partner).await.map_err(api)?;
+                println!("{:<22} {:<8} {:<28} {:<28} label", "key id", "state", "expires at", "last used at");
+                for k in keys {
+                    let (expires, used) = (k.expires_at.unwrap_or("-".into()), k.last_used_at.unwrap_or("-".into()));
+                    println!("{:<22} {:<8} {expires:<28} {used:<28} {}", k.id, k.state, k.label);
                 }
             }
             PartnersCommand::Revoke { partner, key_id } => {

@@ -79,6 +79,21 @@ pub struct NewKey {
     pub expires_at: Option<String>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// A key as stewards see it: never its secret.
+pub struct KeyInfo {
+    pub id: String,
+    pub label: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub expires_at: Option<String>,
+    /// When a call last presented the key: as stored by every node (each
+    /// stores its own once a minute), or as this node saw it, if later.
+    pub last_used_at: Option<String>,
+    /// `live`, `expired` or `revoked`.
+    pub state: &'static str,
+}
+
 /// The longest a rotated key may stay valid beside its replacement.
 pub const MAX_ROTATION_GRACE_SECS: u64 = 30 * 24 * 3600;
 
@@ -310,6 +325,34 @@ impl LiveCatalog {
         self.db.run(move |c| store::insert_key(c, &id, &p, &h, &l, expires_at)).await?;
         self.reload().await?;
         Ok(new)
+    }
+
+    /// A partner's keys, revoked ones included, oldest first.
+    pub async fn keys(&self, partner: &str) -> Result<Vec<KeyInfo>, ApiError> {
+        if !self.get().partners.contains_key(partner) {
+            return Err(ApiError::not_found(format!("No partner {partner}.")));
+        }
+        let p = partner.to_string();
+        let keys = self.db.run(move |c| store::keys_of(c, &p)).await?;
+        let now = now_micros();
+        let catalog = self.get();
+        let seen_here = |key_id: &str| catalog.keys.values().find(|k| k.key_id == key_id).and_then(|k| k.used.last());
+        Ok(keys
+            .into_iter()
+            .map(|k| KeyInfo {
+                last_used_at: k.last_used_at.max(seen_here(&k.id)).map(crate::db::micros_to_rfc3339),
+                state: match (k.revoked_at, k.expires_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(at)) if at <= now => "expired",
+                    _ => "live",
+                },
+                id: k.id,
+                label: k.label,
+                created_at: crate::db::micros_to_rfc3339(k.created_at),
+                revoked_at: k.revoked_at.map(crate::db::micros_to_rfc3339),
+                expires_at: k.expires_at.map(crate::db::micros_to_rfc3339),
+            })
+            .collect())
     }
 
     pub async fn revoke_key(&self, partner: &str, key_id: &str) -> Result<(), ApiError> {

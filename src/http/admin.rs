@@ -3,7 +3,7 @@
 
 use crate::audit::query::{AuditFilter, AuditPage, TimeRange};
 use crate::auth::{admin_caller, AdminCaller, Partner, Role};
-use crate::catalog::manage::{parse_expiry, DocKind, NewAdminToken, NewKey, PartnerInput, PartnerPatch};
+use crate::catalog::manage::{parse_expiry, DocKind, KeyInfo, NewAdminToken, NewKey, PartnerInput, PartnerPatch};
 use crate::catalog::store::{self, Publish, VersionInfo};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::partner::json_body;
@@ -422,20 +422,6 @@ pub async fn create_key(
     Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct KeyInfo {
-    pub id: String,
-    pub label: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-    pub expires_at: Option<String>,
-    /// When a call last presented the key: as stored by every node (each
-    /// stores its own once a minute), or as this node saw it, if later.
-    pub last_used_at: Option<String>,
-    /// `live`, `expired` or `revoked`.
-    pub state: &'static str,
-}
-
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Vec<KeyInfo>)), security(("admin_token" = [])))]
 #[get("/admin/v1/partners/{id}/keys")]
 pub async fn list_keys(
@@ -444,30 +430,7 @@ pub async fn list_keys(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     steward(&req, &state)?;
-    let id = path.into_inner();
-    if !state.catalog.get().partners.contains_key(&id) {
-        return Err(ApiError::not_found(format!("No partner {id}.")));
-    }
-    let keys = state.db.run(move |c| store::keys_of(c, &id)).await?;
-    let now = crate::db::now_micros();
-    let catalog = state.catalog.get();
-    let seen_here = |key_id: &str| catalog.keys.values().find(|k| k.key_id == key_id).and_then(|k| k.used.last());
-    let list: Vec<KeyInfo> = keys
-        .into_iter()
-        .map(|k| KeyInfo {
-            last_used_at: k.last_used_at.max(seen_here(&k.id)).map(crate::db::micros_to_rfc3339),
-            state: match (k.revoked_at, k.expires_at) {
-                (Some(_), _) => "revoked",
-                (None, Some(at)) if at <= now => "expired",
-                _ => "live",
-            },
-            id: k.id,
-            label: k.label,
-            created_at: crate::db::micros_to_rfc3339(k.created_at),
-            revoked_at: k.revoked_at.map(crate::db::micros_to_rfc3339),
-            expires_at: k.expires_at.map(crate::db::micros_to_rfc3339),
-        })
-        .collect();
+    let list = state.catalog.keys(&path).await?;
     Ok(HttpResponse::Ok().json(list))
 }
 

@@ -468,3 +468,16 @@ async fn a_backup_taken_under_load_opens_with_an_intact_chain_and_the_catalogue(
     assert!(!ok && err.contains("no SQLite database"), "{err}");
     assert!(!dir.path().join("none.db").exists());
 }
+
+#[tokio::test]
+async fn the_command_line_lists_a_partners_keys_and_no_secret() {
+    let Running { _dir, gw, key, .. } = running("000.00.43.H29", "").await;
+    let (ok, out, err) = lgsp_cli(&gw.config, &["partners", "keys", "000.00.43.H29"]);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert!(rows[0].starts_with("key_") && rows[0].contains(" live "), "{out}");
+    assert!(!out.contains(&key) && !out.contains("lgsp_pk_"), "no secret is printed: {out}");
+    let (ok, _, err) = lgsp_cli(&gw.config, &["partners", "keys", "000.00.99.H29"]);
+    assert!(!ok && err.contains("No partner"), "{err}");
+}
