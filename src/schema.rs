@@ -53,22 +53,46 @@ pub fn is_element(id: &str) -> bool {
     id != "address" && id != "person_ref" && elements()["$defs"].get(id).is_some()
 }
 
+/// The elements whose definition has `key` set to `value`, worked out once:
+/// asked for every element an answer carries, a set instead of three map
+/// lookups in the catalogue each time.
+fn elements_with(
+    cell: &'static OnceLock<std::collections::HashSet<&'static str>>,
+    key: &str,
+    value: &str,
+) -> &'static std::collections::HashSet<&'static str> {
+    cell.get_or_init(|| {
+        elements()["$defs"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, d)| d[key] == value)
+            .map(|(k, _)| k.as_str())
+            .collect()
+    })
+}
+
 /// Whether an element holds an address to be normalised to the 2025 units.
 pub fn is_address_element(id: &str) -> bool {
-    // Asked for every element an answer carries: a set worked out once
-    // instead of three map lookups in the catalogue each time.
     static ADDRESSES: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
-    ADDRESSES
-        .get_or_init(|| {
-            elements()["$defs"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, d)| d["x-kind"] == "address")
-                .map(|(k, _)| k.as_str())
-                .collect()
-        })
-        .contains(id)
+    elements_with(&ADDRESSES, "x-kind", "address").contains(id)
+}
+
+/// Whether an element is sensitive personal data (Decree 13/2023/NĐ-CP,
+/// art. 2.4: ethnic origin, religious views), as `x-classification` says;
+/// every other element is basic personal data.
+pub fn is_sensitive_element(id: &str) -> bool {
+    static SENSITIVE: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
+    elements_with(&SENSITIVE, "x-classification", "sensitive").contains(id)
+}
+
+/// `sensitive` or `basic`.
+pub fn element_classification(id: &str) -> &'static str {
+    if is_sensitive_element(id) {
+        "sensitive"
+    } else {
+        "basic"
+    }
 }
 
 /// The English and Vietnamese labels of an element.

@@ -187,6 +187,10 @@ pub struct ExchangeAnswer {
     pub elements: Value,
     /// Elements the registry returned that this partner may not receive: not sent.
     pub withheld: Vec<String>,
+    /// The elements sent that are sensitive personal data (Decree 13/2023/NĐ-CP:
+    /// ethnic origin, religious views).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -267,6 +271,10 @@ async fn exchange_inner(
     if !withheld.is_empty() {
         audit.record.detail["withheld"] = json!(withheld);
     }
+    let sensitive = sensitive_of(&audit.record.elements);
+    if !sensitive.is_empty() {
+        audit.record.detail["sensitive"] = json!(sensitive);
+    }
     Ok(HttpResponse::Ok().json(ExchangeAnswer {
         adapter: adapter.id.clone(),
         operation: op.name.clone(),
@@ -274,6 +282,7 @@ async fn exchange_inner(
         retrieved_at: crate::db::micros_to_rfc3339(crate::db::now_micros()),
         elements,
         withheld,
+        sensitive,
         notes: mapped.notes,
     }))
 }
@@ -369,7 +378,22 @@ async fn prefill_inner(
         "sources": answer.sources.iter().map(|s| json!({"operation": s.operation, "person": s.person, "status": s.status})).collect::<Vec<_>>(),
         "not_permitted": answer.fields.iter().filter(|f| f.reason.as_deref() == Some("not_permitted")).map(|f| &f.id).collect::<Vec<_>>(),
     });
+    let sensitive = sensitive_of(&audit.record.elements);
+    if !sensitive.is_empty() {
+        audit.record.detail["sensitive"] = json!(sensitive);
+    }
     Ok(HttpResponse::Ok().json(answer))
+}
+
+/// The released elements that are sensitive personal data (a relative's as
+/// `mother.ethnicity`); the audit record names them, so that auditors find
+/// who received such data.
+fn sensitive_of(released: &[String]) -> Vec<String> {
+    released
+        .iter()
+        .filter(|e| crate::schema::is_sensitive_element(e.rsplit('.').next().unwrap_or(e)))
+        .cloned()
+        .collect()
 }
 
 #[derive(Serialize, ToSchema)]

@@ -55,6 +55,10 @@ pub struct FieldValue {
     pub value: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub element: Option<String>,
+    /// The element's class of personal data: `basic`, or `sensitive`
+    /// (Decree 13/2023/NĐ-CP: ethnic origin, religious views).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub person: Option<Person>,
     /// `adapter.operation` the value came from.
@@ -432,6 +436,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
             status: "declare",
             value: None,
             element: None,
+            classification: None,
             person: None,
             source: None,
             retrieved_at: None,
@@ -445,6 +450,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
             continue;
         };
         out.element = Some(b.element.clone());
+        out.classification = Some(crate::schema::element_classification(&b.element));
         out.person = Some(b.person);
         out.status = "unavailable";
         if !permitted(b.person, &b.element) {

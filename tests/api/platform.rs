@@ -498,6 +498,45 @@ async fn a_keys_last_use_is_listed_and_stored_for_every_node() {
 }
 
 #[tokio::test]
+async fn sensitive_personal_data_is_marked_in_answers_and_in_the_audit_trail() {
+    let p = platform().await;
+    let partner = "000.00.27.H29";
+    let key = p.partner(partner, everything(), 600, 100).await;
+    let samples = p.mocks.population.samples(1);
+    let adult = samples.adult_with_household[0].clone();
+    let parent = samples.parent_of_newborn[0].clone();
+
+    // An exchange names the sensitive elements it sends.
+    let a: Value = p.exchange(&key, "population", "citizen", json!({"citizen_id": adult})).await.json().await.unwrap();
+    let sent: Vec<&str> = a["elements"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert!(sent.contains(&"ethnicity") && sent.contains(&"full_name"), "{a}");
+    let expected: Vec<&str> = sent.iter().copied().filter(|e| ["ethnicity", "religion"].contains(e)).collect();
+    assert_eq!(a["sensitive"], json!(expected), "{a}");
+
+    // A prefill classifies every bound field, a relative's too.
+    let f: Value = p.prefill(&key, "birth_registration", "birth_registration", &parent).await.json().await.unwrap();
+    let fields = f["fields"].as_array().unwrap();
+    for field in fields.iter().filter(|x| x["element"].is_string()) {
+        let sensitive = ["ethnicity", "religion"].contains(&field["element"].as_str().unwrap());
+        assert_eq!(field["classification"], if sensitive { "sensitive" } else { "basic" }, "{field}");
+    }
+    assert!(fields.iter().any(|x| x["classification"] == "sensitive" && x["status"] == "prefilled"), "{f}");
+    assert!(fields.iter().filter(|x| x["element"].is_null()).all(|x| x["classification"].is_null()));
+
+    // The audit trail says who received sensitive data.
+    let page = p.audit(&format!("partner_id={partner}")).await;
+    let records = page["items"].as_array().unwrap();
+    let exchange = records.iter().find(|r| r["action"] == "exchange").unwrap();
+    assert_eq!(exchange["detail"]["sensitive"], json!(expected), "{exchange}");
+    let prefill = records.iter().find(|r| r["action"] == "prefill").unwrap();
+    let released: Vec<&str> = prefill["elements"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    let marked: Vec<&str> =
+        released.iter().copied().filter(|e| e.ends_with("ethnicity") || e.ends_with("religion")).collect();
+    assert!(!marked.is_empty());
+    assert_eq!(prefill["detail"]["sensitive"], json!(marked), "{prefill}");
+}
+
+#[tokio::test]
 async fn keys_rotate_and_revoke_at_once() {
     let p = platform().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
