@@ -556,6 +556,9 @@ pub async fn list_adapters(req: HttpRequest, state: web::Data<AppState>) -> Resu
                         "request_schema": op.request_schema,
                         "response_schema": op.output_schema,
                         "elements": op.elements.iter().filter(|e| policy.may_receive(e)).collect::<Vec<_>>(),
+                        "sensitive": op.elements.iter()
+                            .filter(|e| policy.may_receive(e) && crate::schema::is_sensitive_element(e))
+                            .collect::<Vec<_>>(),
                     })
                 })
                 .collect();

@@ -506,6 +506,14 @@ async fn sensitive_personal_data_is_marked_in_answers_and_in_the_audit_trail() {
     let adult = samples.adult_with_household[0].clone();
     let parent = samples.parent_of_newborn[0].clone();
 
+    // A partner sees which elements of an operation are sensitive before calling it.
+    let adapters: Value =
+        p.client.get(p.url("/v1/adapters")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let population = adapters.as_array().unwrap().iter().find(|a| a["id"] == "population").unwrap();
+    let citizen = population["operations"].as_array().unwrap().iter().find(|o| o["name"] == "citizen").unwrap();
+    assert!(citizen["sensitive"].as_array().unwrap().contains(&json!("ethnicity")), "{citizen}");
+    assert!(!citizen["sensitive"].as_array().unwrap().contains(&json!("full_name")));
+
     // An exchange names the sensitive elements it sends.
     let a: Value = p.exchange(&key, "population", "citizen", json!({"citizen_id": adult})).await.json().await.unwrap();
     let sent: Vec<&str> = a["elements"].as_object().unwrap().keys().map(String::as_str).collect();
