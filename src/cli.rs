@@ -327,12 +327,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("its audit chain is intact: {} records, head {}:{}", v.records, v.head_seq, v.head_hash);
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!(
-                    "its audit chain is BROKEN at record {}: {}",
-                    v.broken_at.unwrap_or_default(),
-                    v.reason.unwrap_or_default()
-                );
-                Ok(ExitCode::from(2))
+                Ok(broken("its audit chain", v.broken_at, v.reason))
             }
         }
         Command::Migrate => {
@@ -373,10 +368,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 upstreams.join(", ")
             };
             println!("  upstreams   {upstreams}");
-            println!(
-                "  rate limits {}",
-                serde_json::to_value(settings.rate_limits.backend)?.as_str().unwrap_or_default()
-            );
+            println!("  rate limits {}", format!("{:?}", settings.rate_limits.backend).to_lowercase());
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command: AuditCommand::Export { from, to, out } } => {
@@ -403,12 +395,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let v = crate::audit::verify_export(reader, &anchors).map_err(anyhow::Error::msg)?;
             if !v.is_intact() {
-                println!(
-                    "export BROKEN at record {}: {}",
-                    v.broken_at.unwrap_or_default(),
-                    v.reason.unwrap_or_default()
-                );
-                return Ok(ExitCode::from(2));
+                return Ok(broken("export", v.broken_at, v.reason));
             }
             if v.records == 0 {
                 println!("export holds no records");
@@ -444,15 +431,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!(
-                    "audit chain BROKEN at record {}: {}",
-                    v.broken_at.unwrap_or_default(),
-                    v.reason.unwrap_or_default()
-                );
-                Ok(ExitCode::from(2))
+                Ok(broken("audit chain", v.broken_at, v.reason))
             }
         }
     }
+}
+
+/// Says where `what` (a chain, an export) breaks and why; exit code 2.
+fn broken(what: &str, at: Option<i64>, reason: Option<String>) -> ExitCode {
+    println!("{what} BROKEN at record {}: {}", at.unwrap_or_default(), reason.unwrap_or_default());
+    ExitCode::from(2)
 }
 
 /// A catalogue on the configured database, migrated and loaded.

@@ -437,10 +437,7 @@ pub fn export(
     to: Option<i64>,
     out: &mut dyn std::io::Write,
 ) -> Result<i64, ExportError> {
-    conn.transaction::<_, ExportError, _>(|c| {
-        if let DbConnection::Postgres(pg) = c {
-            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(pg)?;
-        }
+    in_snapshot(conn, |c| {
         let (mut next, mut n) = (from.max(1), 0i64);
         loop {
             let page = rows_from(c, next, 2_000)?;
@@ -591,11 +588,21 @@ pub fn parse_anchors(text: &str) -> Result<BTreeMap<i64, String>, String> {
 /// chain alone cannot see a rewrite that recomputed every later hash and the
 /// head; an anchor taken before the rewrite can.
 pub fn verify_anchored(conn: &mut DbConnection, anchors: &BTreeMap<i64, String>) -> Result<Verification, DbError> {
-    conn.transaction::<_, DbError, _>(|c| {
+    in_snapshot(conn, |c| verify_snapshot(c, anchors))
+}
+
+/// Runs `f` in one read-only transaction that sees one snapshot of the trail
+/// (SQLite's transactions do; PostgreSQL's need repeatable read), so batches
+/// stored meanwhile neither count nor break what `f` reads.
+fn in_snapshot<T, E: From<diesel::result::Error>>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E> {
+    conn.transaction::<_, E, _>(|c| {
         if let DbConnection::Postgres(pg) = c {
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(pg)?;
         }
-        verify_snapshot(c, anchors)
+        f(c)
     })
 }
 

@@ -94,6 +94,10 @@ pub struct KeyInfo {
     pub state: &'static str,
 }
 
+fn no_live_key(partner: &str, key_id: &str) -> ApiError {
+    ApiError::not_found(format!("Partner {partner} has no live key {key_id}."))
+}
+
 /// The longest a rotated key may stay valid beside its replacement.
 pub const MAX_ROTATION_GRACE_SECS: u64 = 30 * 24 * 3600;
 
@@ -310,9 +314,7 @@ impl LiveCatalog {
     /// Makes a key for a partner, valid until `expires_at` (microseconds)
     /// if given; the secret is returned once.
     pub async fn create_key(&self, partner: &str, label: &str, expires_at: Option<i64>) -> Result<NewKey, ApiError> {
-        if !self.get().partners.contains_key(partner) {
-            return Err(ApiError::not_found(format!("No partner {partner}.")));
-        }
+        self.known_partner(partner)?;
         let key = new_secret(KEY_PREFIX);
         let new = NewKey {
             id: format!("key_{}", &crate::telemetry::new_uuid().simple().to_string()[..16]),
@@ -327,11 +329,16 @@ impl LiveCatalog {
         Ok(new)
     }
 
+    fn known_partner(&self, partner: &str) -> Result<(), ApiError> {
+        match self.get().partners.contains_key(partner) {
+            true => Ok(()),
+            false => Err(ApiError::not_found(format!("No partner {partner}."))),
+        }
+    }
+
     /// A partner's keys, revoked ones included, oldest first.
     pub async fn keys(&self, partner: &str) -> Result<Vec<KeyInfo>, ApiError> {
-        if !self.get().partners.contains_key(partner) {
-            return Err(ApiError::not_found(format!("No partner {partner}.")));
-        }
+        self.known_partner(partner)?;
         let p = partner.to_string();
         let keys = self.db.run(move |c| store::keys_of(c, &p)).await?;
         let now = now_micros();
@@ -358,7 +365,7 @@ impl LiveCatalog {
     pub async fn revoke_key(&self, partner: &str, key_id: &str) -> Result<(), ApiError> {
         let (p, k) = (partner.to_string(), key_id.to_string());
         if !self.db.run(move |c| store::revoke_key(c, &p, &k)).await? {
-            return Err(ApiError::not_found(format!("Partner {partner} has no live key {key_id}.")));
+            return Err(no_live_key(partner, key_id));
         }
         self.reload().await?;
         Ok(())
@@ -391,7 +398,7 @@ impl LiveCatalog {
                 store::keys_of(c, &p).map(|keys| keys.into_iter().find(|x| x.id == k && x.revoked_at.is_none()))
             })
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("Partner {partner} has no live key {key_id}.")))?
+            .ok_or_else(|| no_live_key(partner, key_id))?
             .label;
         let new = self.create_key(partner, &label, expires_at).await?;
         if grace.is_zero() {
@@ -400,7 +407,7 @@ impl LiveCatalog {
             let at = crate::db::now_micros().saturating_add(i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
             let (p, k) = (partner.to_string(), key_id.to_string());
             if !self.db.run(move |c| store::expire_key(c, &p, &k, at)).await? {
-                return Err(ApiError::not_found(format!("Partner {partner} has no live key {key_id}.")));
+                return Err(no_live_key(partner, key_id));
             }
             self.reload().await?;
         }

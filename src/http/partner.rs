@@ -70,6 +70,10 @@ impl Audit {
         }
         // Only authenticated partners name a series: a caller's own claims
         // never add one.
+        let sensitive = sensitive_of(&r.elements);
+        if !sensitive.is_empty() {
+            r.detail["sensitive"] = json!(sensitive);
+        }
         let partner = if r.partner_id.is_empty() { "unauthenticated" } else { r.partner_id.as_str() };
         state.metrics.partner_requests.with_label_values(&[partner, &r.action, &r.outcome]).inc();
         state.audit.record(self.record).await;
@@ -272,9 +276,6 @@ async fn exchange_inner(
         audit.record.detail["withheld"] = json!(withheld);
     }
     let sensitive = sensitive_of(&audit.record.elements);
-    if !sensitive.is_empty() {
-        audit.record.detail["sensitive"] = json!(sensitive);
-    }
     Ok(HttpResponse::Ok().json(ExchangeAnswer {
         adapter: adapter.id.clone(),
         operation: op.name.clone(),
@@ -378,15 +379,11 @@ async fn prefill_inner(
         "sources": answer.sources.iter().map(|s| json!({"operation": s.operation, "person": s.person, "status": s.status})).collect::<Vec<_>>(),
         "not_permitted": answer.fields.iter().filter(|f| f.reason.as_deref() == Some("not_permitted")).map(|f| &f.id).collect::<Vec<_>>(),
     });
-    let sensitive = sensitive_of(&audit.record.elements);
-    if !sensitive.is_empty() {
-        audit.record.detail["sensitive"] = json!(sensitive);
-    }
     Ok(HttpResponse::Ok().json(answer))
 }
 
 /// The released elements that are sensitive personal data (a relative's as
-/// `mother.ethnicity`); the audit record names them, so that auditors find
+/// `mother.ethnicity`); every audit record names them, so that auditors find
 /// who received such data.
 fn sensitive_of(released: &[String]) -> Vec<String> {
     released
