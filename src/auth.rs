@@ -78,7 +78,10 @@ impl PartnerKind {
     }
 }
 
-/// What a partner may receive. `"*"` in a list grants everything of that kind.
+/// What a partner may receive. `"*"` in a list grants everything of that kind,
+/// except in `elements`: there it grants the basic personal data, and each
+/// element of sensitive personal data (Decree 13/2023/NĐ-CP: ethnic origin,
+/// religious views) is granted only by its name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -91,7 +94,8 @@ pub struct Policy {
     /// Operations it may call directly: `adapter.operation` or `adapter.*`.
     #[serde(default)]
     pub operations: BTreeSet<String>,
-    /// Canonical data elements it may receive.
+    /// Canonical data elements it may receive. `"*"` grants every basic
+    /// element; sensitive elements must be named.
     #[serde(default)]
     pub elements: BTreeSet<String>,
     /// Whether it may show citizens their access log (the portal).
@@ -115,8 +119,12 @@ impl Policy {
             || self.operations.contains(&format!("{adapter}.*"))
             || self.operations.contains(&format!("{adapter}.{operation}"))
     }
+    /// Whether the partner may receive an element. A wildcard never covers
+    /// sensitive personal data: a steward grants it by name, for the partners
+    /// whose procedures need it.
     pub fn may_receive(&self, element: &str) -> bool {
-        grants(&self.elements, element)
+        self.elements.contains(element)
+            || (self.elements.contains("*") && !crate::schema::is_sensitive_element(element))
     }
 
     /// Problems with the policy's references, given what the catalogue holds.
@@ -286,5 +294,20 @@ mod tests {
         assert!(!p.may_call("civil_status", "birth"));
         assert!(p.may_receive("full_name") && !p.may_receive("phone"));
         assert!(p.may_use_form("ct01"));
+    }
+
+    #[test]
+    fn a_wildcard_grants_basic_elements_and_sensitive_ones_only_by_name() {
+        let policy = |elements: serde_json::Value| -> Policy {
+            serde_json::from_value(serde_json::json!({ "elements": elements })).unwrap()
+        };
+        let all = policy(serde_json::json!(["*"]));
+        assert!(all.may_receive("full_name") && all.may_receive("permanent_residence"));
+        assert!(!all.may_receive("ethnicity") && !all.may_receive("religion"));
+        let named = policy(serde_json::json!(["*", "ethnicity"]));
+        assert!(named.may_receive("full_name") && named.may_receive("ethnicity"));
+        assert!(!named.may_receive("religion"));
+        let only = policy(serde_json::json!(["religion"]));
+        assert!(only.may_receive("religion") && !only.may_receive("full_name"));
     }
 }

@@ -24,7 +24,8 @@ pub fn use_mocks(settings: &mut Settings, mocks: &MockRegistries, tokens: &[Stri
     }
 }
 
-/// Registers the portal as a partner granted everything (if absent) and
+/// Registers the portal as a partner granted every form, operation and basic
+/// element, and the sensitive element its forms ask for (if absent), and
 /// makes it a fresh key.
 pub async fn demo_partner(state: &AppState) -> anyhow::Result<NewKey> {
     let all = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
@@ -36,7 +37,9 @@ pub async fn demo_partner(state: &AppState) -> anyhow::Result<NewKey> {
             forms: all(&["*"]),
             purposes: all(&["*"]),
             operations: all(&["*"]),
-            elements: all(&["*"]),
+            // The portal's birth registration and insurance enrolment forms
+            // ask for ethnicity, sensitive data a wildcard does not grant.
+            elements: all(&["*", "ethnicity"]),
             access_log: true,
         },
         rate_per_minute: 600_000,

@@ -139,7 +139,7 @@ start_lgsp() { # name port database_url -> pid in LGSP_PID, key in LGSP_KEY
   local base="http://127.0.0.1:$2"
   curl -fsS -o /dev/null "$base/admin/v1/partners" -H "Authorization: Bearer $STEWARD" -H 'Content-Type: application/json' \
     -d '{"id":"000.00.99.H29","name":"Load test portal","kind":"state_agency","rate_per_minute":1000000,"burst":100000,
-         "policy":{"forms":["*"],"purposes":["*"],"operations":["*"],"elements":["*"],"access_log":true}}'
+         "policy":{"forms":["*"],"purposes":["*"],"operations":["*"],"elements":["*","ethnicity","religion"],"access_log":true}}'
   LGSP_KEY=$(curl -fsS "$base/admin/v1/partners/000.00.99.H29/keys" -H "Authorization: Bearer $STEWARD" \
     -H 'Content-Type: application/json' -d '{"label":"load"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 }

@@ -501,7 +501,9 @@ async fn a_keys_last_use_is_listed_and_stored_for_every_node() {
 async fn sensitive_personal_data_is_marked_in_answers_and_in_the_audit_trail() {
     let p = platform().await;
     let partner = "000.00.27.H29";
-    let key = p.partner(partner, everything(), 600, 100).await;
+    let mut policy = everything();
+    policy["elements"] = json!(["*", "ethnicity", "religion"]);
+    let key = p.partner(partner, policy, 600, 100).await;
     let samples = p.mocks.population.samples(1);
     let adult = samples.adult_with_household[0].clone();
     let parent = samples.parent_of_newborn[0].clone();
@@ -542,6 +544,59 @@ async fn sensitive_personal_data_is_marked_in_answers_and_in_the_audit_trail() {
         released.iter().copied().filter(|e| e.ends_with("ethnicity") || e.ends_with("religion")).collect();
     assert!(!marked.is_empty());
     assert_eq!(prefill["detail"]["sensitive"], json!(marked), "{prefill}");
+}
+
+#[tokio::test]
+async fn a_wildcard_grant_withholds_sensitive_data_until_it_is_granted_by_name() {
+    let p = platform().await;
+    let partner = "000.00.28.H29";
+    let key = p.partner(partner, everything(), 600, 100).await;
+    let samples = p.mocks.population.samples(1);
+    let adult = samples.adult_with_household[0].clone();
+    let parent = samples.parent_of_newborn[0].clone();
+
+    // Before calling, the partner sees that it would not receive them.
+    let adapters: Value =
+        p.client.get(p.url("/v1/adapters")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let population = adapters.as_array().unwrap().iter().find(|a| a["id"] == "population").unwrap();
+    let citizen = population["operations"].as_array().unwrap().iter().find(|o| o["name"] == "citizen").unwrap();
+    let listed: Vec<&str> = citizen["elements"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert!(listed.contains(&"full_name") && !listed.contains(&"ethnicity"), "{citizen}");
+    assert_eq!(citizen["sensitive"], json!([]), "{citizen}");
+
+    // An exchange maps the basic elements and names the sensitive ones withheld.
+    let a: Value = p.exchange(&key, "population", "citizen", json!({"citizen_id": adult})).await.json().await.unwrap();
+    let sent = a["elements"].as_object().unwrap();
+    assert!(sent.contains_key("full_name") && sent.contains_key("permanent_residence"), "{a}");
+    assert!(!sent.contains_key("ethnicity") && !sent.contains_key("religion"), "{a}");
+    let withheld: Vec<&str> = a["withheld"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert!(withheld.contains(&"ethnicity") && withheld.contains(&"religion"), "{a}");
+    assert!(a.get("sensitive").is_none(), "{a}");
+
+    // A prefill marks the form's sensitive fields not permitted and fetches the rest.
+    let f: Value = p.prefill(&key, "birth_registration", "birth_registration", &parent).await.json().await.unwrap();
+    let fields = f["fields"].as_array().unwrap();
+    let sensitive: Vec<&Value> = fields.iter().filter(|x| x["classification"] == "sensitive").collect();
+    assert!(!sensitive.is_empty(), "{f}");
+    assert!(sensitive.iter().all(|x| x["status"] == "unavailable" && x["reason"] == "not_permitted"), "{f}");
+    assert!(fields.iter().any(|x| x["classification"] == "basic" && x["status"] == "prefilled"), "{f}");
+
+    // Granted by name, they are released.
+    let mut policy = everything();
+    policy["elements"] = json!(["*", "ethnicity"]);
+    let r = p
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/admin/v1/partners/{partner}"),
+            STEWARD,
+            Some(json!({"policy": policy})),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let a: Value = p.exchange(&key, "population", "citizen", json!({"citizen_id": adult})).await.json().await.unwrap();
+    assert!(a["elements"].get("ethnicity").is_some(), "{a}");
+    assert_eq!(a["withheld"], json!(["religion"]), "{a}");
+    assert_eq!(a["sensitive"], json!(["ethnicity"]), "{a}");
 }
 
 #[tokio::test]
