@@ -207,6 +207,8 @@ impl Role {
 pub struct AdminCaller {
     pub token_id: String,
     pub role: Role,
+    /// When the token stops working (microseconds since the epoch).
+    pub expires_at: Option<i64>,
 }
 
 fn bearer(req: &HttpRequest) -> Option<&str> {
@@ -252,6 +254,12 @@ pub fn admin_caller(req: &HttpRequest, catalog: &Catalog, role: Role) -> Result<
     let Some(t) = catalog.admins.get(&hash_secret(token)) else {
         return Err(unauthorized("The admin token is unknown or has been revoked (partner keys do not open /admin)."));
     };
+    if let Some(at) = t.expires_at.filter(|at| *at <= crate::db::now_micros()) {
+        return Err(unauthorized(&format!(
+            "The admin token expired at {}; ask a steward for a new one.",
+            crate::db::micros_to_rfc3339(at)
+        )));
+    }
     if t.role != role {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

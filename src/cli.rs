@@ -160,6 +160,9 @@ pub enum TokensCommand {
         role: Role,
         #[arg(long, default_value = "")]
         label: String,
+        /// When the token stops working (RFC 3339, e.g. 2027-06-30T00:00:00+07:00).
+        #[arg(long)]
+        expires_at: Option<String>,
     },
     /// List admin tokens (never their secrets).
     List,
@@ -608,18 +611,27 @@ fn tokens(settings: Settings, command: TokensCommand) -> anyhow::Result<ExitCode
     runtime()?.block_on(async move {
         let catalog = open_catalog(settings).await?;
         match command {
-            TokensCommand::Create { role, label } => {
-                let t = catalog.create_admin_token(role, &label).await.map_err(api)?;
+            TokensCommand::Create { role, label, expires_at } => {
+                let expires_at =
+                    expires_at.as_deref().map(crate::catalog::manage::parse_expiry).transpose().map_err(api)?;
+                let t = catalog.create_admin_token(role, &label, expires_at).await.map_err(api)?;
                 println!("token id {}\nadmin token {}\n(shown once: lgsp keeps only its hash)", t.id, t.token);
+                if let Some(at) = t.expires_at {
+                    println!("expires at {at}");
+                }
             }
             TokensCommand::List => {
                 let rows = catalog.db.run(store::all_admin_tokens).await.map_err(anyhow::Error::from)?;
+                let now = crate::db::now_micros();
+                let time = |at: Option<i64>| at.map_or("-".to_string(), crate::db::micros_to_rfc3339);
+                println!(
+                    "{:<18} {:<8} {:<8} {:<28} {:<28} label",
+                    "token id", "role", "state", "expires at", "revoked at"
+                );
                 for t in rows {
-                    let state = match t.revoked_at {
-                        Some(at) => format!("revoked {}", crate::db::micros_to_rfc3339(at)),
-                        None => "live".to_string(),
-                    };
-                    println!("{:<18} {:<8} {:<36} {}", t.id, t.role, state, t.label);
+                    let state = crate::catalog::manage::credential_state(t.revoked_at, t.expires_at, now);
+                    let (expires, revoked) = (time(t.expires_at), time(t.revoked_at));
+                    println!("{:<18} {:<8} {state:<8} {expires:<28} {revoked:<28} {}", t.id, t.role, t.label);
                 }
             }
             TokensCommand::Revoke { id } => {

@@ -117,6 +117,15 @@ pub fn parse_expiry(text: &str) -> Result<i64, ApiError> {
     Ok(at.as_microsecond())
 }
 
+/// Whether an API key or admin token works: `live`, `expired` or `revoked`.
+pub fn credential_state(revoked_at: Option<i64>, expires_at: Option<i64>, now: i64) -> &'static str {
+    match (revoked_at, expires_at) {
+        (Some(_), _) => "revoked",
+        (None, Some(at)) if at <= now => "expired",
+        _ => "live",
+    }
+}
+
 impl LiveCatalog {
     /// Validates and publishes an adapter manifest or form definition.
     /// `path_id`, when given, must match the document's id.
@@ -348,11 +357,7 @@ impl LiveCatalog {
             .into_iter()
             .map(|k| KeyInfo {
                 last_used_at: k.last_used_at.max(seen_here(&k.id)).map(crate::db::micros_to_rfc3339),
-                state: match (k.revoked_at, k.expires_at) {
-                    (Some(_), _) => "revoked",
-                    (None, Some(at)) if at <= now => "expired",
-                    _ => "live",
-                },
+                state: credential_state(k.revoked_at, k.expires_at, now),
                 id: k.id,
                 label: k.label,
                 created_at: crate::db::micros_to_rfc3339(k.created_at),
@@ -414,17 +419,24 @@ impl LiveCatalog {
         Ok(new)
     }
 
-    /// Makes an admin token with a role; the secret is returned once.
-    pub async fn create_admin_token(&self, role: Role, label: &str) -> Result<NewAdminToken, ApiError> {
+    /// Makes an admin token with a role, valid until `expires_at`
+    /// (microseconds) if given; the secret is returned once.
+    pub async fn create_admin_token(
+        &self,
+        role: Role,
+        label: &str,
+        expires_at: Option<i64>,
+    ) -> Result<NewAdminToken, ApiError> {
         let token = new_secret(ADMIN_TOKEN_PREFIX);
         let new = NewAdminToken {
             id: format!("adm_{}", &crate::telemetry::new_uuid().simple().to_string()[..12]),
             role,
             label: label.chars().take(100).collect(),
+            expires_at: expires_at.map(crate::db::micros_to_rfc3339),
             token: token.clone(),
         };
         let (id, l, h) = (new.id.clone(), new.label.clone(), hash_secret(&token));
-        self.db.run(move |c| store::insert_admin_token(c, &id, &h, role.as_str(), &l)).await?;
+        self.db.run(move |c| store::insert_admin_token(c, &id, &h, role.as_str(), &l, expires_at)).await?;
         self.reload().await?;
         Ok(new)
     }
@@ -438,7 +450,10 @@ impl LiveCatalog {
             store::TokenRevocation::LastSteward => {
                 return Err(ApiError::new(
                     ErrorCode::Conflict,
-                    format!("{id} is the last live steward token; create another steward token before revoking it."),
+                    format!(
+                        "{id} is the last live steward token without an expiry; create another steward token \
+                         without one before revoking it."
+                    ),
                 ))
             }
         }
@@ -453,5 +468,8 @@ pub struct NewAdminToken {
     pub id: String,
     pub role: Role,
     pub label: String,
+    /// When the token stops working (RFC 3339), if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     pub token: String,
 }

@@ -235,7 +235,7 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
     }
     for t in store::live_admin_tokens(c)? {
         if let Some(role) = Role::parse(&t.role) {
-            cat.admins.insert(t.token_hash, AdminCaller { token_id: t.id, role });
+            cat.admins.insert(t.token_hash, AdminCaller { token_id: t.id, role, expires_at: t.expires_at });
         }
     }
     cat.prefill_sources = crate::prefill::candidates(&cat);

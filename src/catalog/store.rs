@@ -212,6 +212,7 @@ pub struct AdminTokenRow {
     pub label: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    pub expires_at: Option<i64>,
 }
 
 /// `false` if the id is taken.
@@ -343,12 +344,19 @@ pub fn ensure_admin_token(conn: &mut DbConnection, hash: &str, role: &str, label
             return Ok(false);
         }
         let id = format!("adm_{}", &crate::telemetry::new_uuid().simple().to_string()[..12]);
-        insert_admin_token(c, &id, hash, role, label)?;
+        insert_admin_token(c, &id, hash, role, label, None)?;
         Ok(true)
     })
 }
 
-pub fn insert_admin_token(c: &mut DbConnection, id: &str, hash: &str, role: &str, label: &str) -> Result<(), DbError> {
+pub fn insert_admin_token(
+    c: &mut DbConnection,
+    id: &str,
+    hash: &str,
+    role: &str,
+    label: &str,
+    expires_at: Option<i64>,
+) -> Result<(), DbError> {
     c.transaction::<_, DbError, _>(|c| {
         bump_catalog(c)?;
         diesel::insert_into(admin_tokens::table)
@@ -358,6 +366,7 @@ pub fn insert_admin_token(c: &mut DbConnection, id: &str, hash: &str, role: &str
                 admin_tokens::role.eq(role),
                 admin_tokens::label.eq(label),
                 admin_tokens::created_at.eq(now_micros()),
+                admin_tokens::expires_at.eq(expires_at),
             ))
             .execute(c)?;
         Ok(())
@@ -369,7 +378,8 @@ pub fn insert_admin_token(c: &mut DbConnection, id: &str, hash: &str, role: &str
 pub enum TokenRevocation {
     Revoked,
     NotFound,
-    /// Refused: it is the last live steward token, and nobody could manage lgsp after.
+    /// Refused: it is the last live steward token without an expiry, and
+    /// nobody could manage lgsp once the others expire.
     LastSteward,
 }
 
@@ -379,14 +389,23 @@ pub fn revoke_admin_token(conn: &mut DbConnection, id: &str) -> Result<TokenRevo
         // cannot both see another steward left.
         bump_catalog(c)?;
         let live = || admin_tokens::table.filter(admin_tokens::revoked_at.is_null());
-        let Some(role) =
-            live().filter(admin_tokens::id.eq(id)).select(admin_tokens::role).first::<String>(c).optional()?
+        let Some((role, expires_at)) = live()
+            .filter(admin_tokens::id.eq(id))
+            .select((admin_tokens::role, admin_tokens::expires_at))
+            .first::<(String, Option<i64>)>(c)
+            .optional()?
         else {
             return Ok(TokenRevocation::NotFound);
         };
-        if role == "steward" {
-            let stewards: i64 = live().filter(admin_tokens::role.eq("steward")).count().get_result(c)?;
-            if stewards <= 1 {
+        // Tokens that expire do not count: one steward token that does not
+        // must always be left.
+        if role == "steward" && expires_at.is_none() {
+            let lasting: i64 = live()
+                .filter(admin_tokens::role.eq("steward"))
+                .filter(admin_tokens::expires_at.is_null())
+                .count()
+                .get_result(c)?;
+            if lasting <= 1 {
                 return Ok(TokenRevocation::LastSteward);
             }
         }

@@ -475,6 +475,10 @@ pub struct TokenRequest {
     pub role: Role,
     #[serde(default)]
     pub label: String,
+    /// When the token stops working: an RFC 3339 time in the future. Absent:
+    /// it works until revoked.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// Makes an admin token (steward role). The token is in this answer only; lgsp keeps its hash.
@@ -490,10 +494,13 @@ pub async fn create_token(
     let t: TokenRequest = serde_json::from_value(json_body(&req, &body)?).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidBody,
-            format!("Send {{\"role\": \"steward\" or \"auditor\", \"label\": \"...\"}}: {e}"),
+            format!(
+                "Send {{\"role\": \"steward\" or \"auditor\", \"label\": \"...\", \"expires_at\": \"2027-06-30T00:00:00+07:00\" (optional)}}: {e}"
+            ),
         )
     })?;
-    let token = state.catalog.create_admin_token(t.role, &t.label).await?;
+    let expires_at = t.expires_at.as_deref().map(parse_expiry).transpose()?;
+    let token = state.catalog.create_admin_token(t.role, &t.label, expires_at).await?;
     tracing::info!(token = %token.id, role = t.role.as_str(), by = %caller.token_id, "admin token created");
     Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(token))
 }
@@ -505,6 +512,9 @@ pub struct TokenInfo {
     pub label: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    pub expires_at: Option<String>,
+    /// `live`, `expired` or `revoked`.
+    pub state: &'static str,
 }
 
 /// Lists admin tokens, revoked ones included (never their secrets).
@@ -513,9 +523,12 @@ pub struct TokenInfo {
 pub async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     steward(&req, &state)?;
     let rows = state.db.run(store::all_admin_tokens).await?;
+    let now = crate::db::now_micros();
     let list: Vec<TokenInfo> = rows
         .into_iter()
         .map(|t| TokenInfo {
+            state: crate::catalog::manage::credential_state(t.revoked_at, t.expires_at, now),
+            expires_at: t.expires_at.map(crate::db::micros_to_rfc3339),
             id: t.id,
             role: t.role,
             label: t.label,

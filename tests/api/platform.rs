@@ -1060,6 +1060,51 @@ async fn stewards_make_and_revoke_admin_tokens_but_never_the_last_steward_one() 
 }
 
 #[tokio::test]
+async fn admin_tokens_may_expire_and_an_expiring_steward_token_never_counts_as_the_last() {
+    let p = platform().await;
+    let post = |body: Value| p.admin(reqwest::Method::POST, "/admin/v1/tokens", STEWARD, Some(body));
+    let r = post(json!({"role": "auditor", "expires_at": "2020-01-01T00:00:00Z"})).await;
+    let problem = assert_problem(r, 422, "invalid_body").await;
+    assert_eq!(problem["errors"][0]["pointer"], "/expires_at", "{problem}");
+    assert_problem(post(json!({"role": "auditor", "expires_at": "next week"})).await, 422, "invalid_body").await;
+
+    // An auditor engaged for a fixed time: the token works until its expiry.
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(1500);
+    let r = post(json!({"role": "auditor", "label": "external audit", "expires_at": soon.to_string()})).await;
+    assert_eq!(r.status(), 201);
+    let made: Value = r.json().await.unwrap();
+    let (auditor_id, auditor) = (made["id"].as_str().unwrap().to_string(), made["token"].as_str().unwrap().to_string());
+    let ends: jiff::Timestamp = made["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(ends.as_millisecond(), soon.as_millisecond());
+    assert_eq!(p.admin(reqwest::Method::GET, "/admin/v1/audit", &auditor, None).await.status(), 200);
+
+    // A steward token that expires does not stand in for the last one that does not.
+    let soon_steward = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let made: Value = post(json!({"role": "steward", "expires_at": soon_steward})).await.json().await.unwrap();
+    let temporary = made["token"].as_str().unwrap().to_string();
+    let tokens: Value = p.admin(reqwest::Method::GET, "/admin/v1/tokens", STEWARD, None).await.json().await.unwrap();
+    let bootstrap = tokens.as_array().unwrap().iter().find(|t| t["label"] == "bootstrap" && t["role"] == "steward");
+    let bootstrap = bootstrap.unwrap()["id"].as_str().unwrap().to_string();
+    let r = p.admin(reqwest::Method::DELETE, &format!("/admin/v1/tokens/{bootstrap}"), &temporary, None).await;
+    let problem = assert_problem(r, 409, "conflict").await;
+    assert!(problem["detail"].as_str().unwrap().contains("without an expiry"), "{problem}");
+    let temporary_path = format!("/admin/v1/tokens/{}", made["id"].as_str().unwrap());
+    let r = p.admin(reqwest::Method::DELETE, &temporary_path, STEWARD, None).await;
+    assert_eq!(r.status(), 204, "an expiring steward token can always be revoked");
+
+    // Past its expiry the auditor's token is refused, says why, and is listed expired.
+    let wait = soon.duration_since(jiff::Timestamp::now()).as_millis().max(0) as u64 + 100;
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    let r = p.admin(reqwest::Method::GET, "/admin/v1/audit", &auditor, None).await;
+    let problem = assert_problem(r, 401, "unauthorized").await;
+    assert!(problem["detail"].as_str().unwrap().contains("expired"), "{problem}");
+    let tokens: Value = p.admin(reqwest::Method::GET, "/admin/v1/tokens", STEWARD, None).await.json().await.unwrap();
+    let state = |id: &str| tokens.as_array().unwrap().iter().find(|t| t["id"] == id).unwrap()["state"].clone();
+    assert_eq!(state(&auditor_id), "expired");
+    assert_eq!(state(&bootstrap), "live");
+}
+
+#[tokio::test]
 async fn a_graceful_stop_lets_in_flight_prefills_finish_and_stores_their_records() {
     let mut p = platform_with(|s| s.shutdown_timeout_secs = 20).await;
     let ids = p.mocks.population.samples(3).adult_with_household;
