@@ -113,6 +113,8 @@ pub struct Metrics {
     pub partner_requests: IntCounterVec,
     /// Set from the catalogue at every scrape.
     pub key_expiry: prometheus::IntGaugeVec,
+    /// Set from the catalogue at every scrape.
+    pub admin_token_expiry: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
@@ -188,6 +190,14 @@ impl Metrics {
             &["partner", "key"],
         )
         .expect("metric");
+        let admin_token_expiry = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "admin_token_expiry_timestamp_seconds",
+                "When each admin token that has an expiry stops working, in seconds since the epoch",
+            ),
+            &["role", "token"],
+        )
+        .expect("metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -202,6 +212,7 @@ impl Metrics {
             Box::new(prefill_fields.clone()),
             Box::new(partner_requests.clone()),
             Box::new(key_expiry.clone()),
+            Box::new(admin_token_expiry.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -220,6 +231,7 @@ impl Metrics {
             prefill_fields,
             partner_requests,
             key_expiry,
+            admin_token_expiry,
         }
     }
 

@@ -119,12 +119,22 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    // Keys come and go with the catalogue, so their series are set afresh.
+    // Keys and tokens come and go with the catalogue, so their series are set afresh.
     let catalog = state.catalog.get();
     state.metrics.key_expiry.reset();
     for k in catalog.keys.values() {
         if let Some(at) = k.expires_at {
             state.metrics.key_expiry.with_label_values(&[&k.partner_id, &k.key_id]).set(at.div_euclid(1_000_000));
+        }
+    }
+    state.metrics.admin_token_expiry.reset();
+    for t in catalog.admins.values() {
+        if let Some(at) = t.expires_at {
+            state
+                .metrics
+                .admin_token_expiry
+                .with_label_values(&[t.role.as_str(), &t.token_id])
+                .set(at.div_euclid(1_000_000));
         }
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())

@@ -1077,6 +1077,17 @@ async fn admin_tokens_may_expire_and_an_expiring_steward_token_never_counts_as_t
     let ends: jiff::Timestamp = made["expires_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(ends.as_millisecond(), soon.as_millisecond());
     assert_eq!(p.admin(reqwest::Method::GET, "/admin/v1/audit", &auditor, None).await.status(), 200);
+    let metrics = p.client.get(p.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = format!(
+        "lgsp_admin_token_expiry_timestamp_seconds{{role=\"auditor\",token=\"{auditor_id}\"}} {}",
+        soon.as_second()
+    );
+    assert!(metrics.contains(&series), "monitoring can warn before it stops working: {metrics}");
+    assert_eq!(
+        metrics.matches("lgsp_admin_token_expiry_timestamp_seconds{").count(),
+        1,
+        "tokens without expiry have none"
+    );
 
     // A steward token that expires does not stand in for the last one that does not.
     let soon_steward = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
