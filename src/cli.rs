@@ -305,6 +305,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         settings.log.level = "warn".into();
     }
     crate::telemetry::init(&settings.log);
+    let unknown_env = Settings::unknown_env();
+    if !matches!(cli.command, Command::Config { .. }) {
+        for warning in &unknown_env {
+            tracing::warn!("{warning}");
+        }
+    }
     match cli.command {
         Command::Serve => {
             actix_rt::System::new().block_on(async move {
@@ -372,6 +378,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             println!("  upstreams   {upstreams}");
             println!("  rate limits {}", format!("{:?}", settings.rate_limits.backend).to_lowercase());
+            for warning in &unknown_env {
+                println!("warning: {warning}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command: AuditCommand::Export { from, to, out } } => {

@@ -277,6 +277,49 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The `LGSP_…` variables of this process's environment that are neither
+    /// settings nor any other variable lgsp or its scripts read, each with the
+    /// setting it may have meant. A misspelt top-level name (`LGSP_PROT`) is
+    /// otherwise ignored without a word; a misspelt key under a known section
+    /// is refused by `load`.
+    pub fn unknown_env() -> Vec<String> {
+        Settings::unknown_env_in(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))
+    }
+
+    fn unknown_env_in(names: impl Iterator<Item = String>) -> Vec<String> {
+        // Read by the command line, the demo's instructions, the tests, the
+        // benchmarks and CI, not by the settings.
+        const OTHERS: [&str; 4] = ["LGSP_CONFIG", "LGSP_KEY", "LGSP_STEWARD", "LGSP_AUDITOR"];
+        const OTHER_PREFIXES: [&str; 6] =
+            ["LGSP_MOCK_", "LGSP_TEST_", "LGSP_BENCH_", "LGSP_LOAD_", "LGSP_CI_", "LGSP_CONFORMANCE_"];
+        let sections = Settings::sections();
+        let mut unknown: Vec<String> = names
+            .filter_map(|name| {
+                let rest = name.strip_prefix("LGSP_")?;
+                let top = rest.split("__").next().unwrap_or_default().to_ascii_lowercase();
+                if sections.contains(&top)
+                    || OTHERS.contains(&name.as_str())
+                    || OTHER_PREFIXES.iter().any(|p| name.starts_with(p))
+                {
+                    return None;
+                }
+                let near = sections
+                    .iter()
+                    .map(|s| (strsim::damerau_levenshtein(s, &top), s))
+                    .filter(|(d, s)| *d <= 2.max(s.len() / 4))
+                    .min();
+                Some(match near {
+                    Some((_, s)) => {
+                        format!("{name} is not a setting and is ignored; did you mean LGSP_{}?", s.to_ascii_uppercase())
+                    }
+                    None => format!("{name} is not a setting and is ignored"),
+                })
+            })
+            .collect();
+        unknown.sort();
+        unknown
+    }
+
     /// The top-level keys.
     fn sections() -> Vec<String> {
         match serde_json::to_value(Settings::default()) {
@@ -427,6 +470,31 @@ mod tests {
             assert!(e.contains("max_conections"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn unknown_lgsp_variables_are_named_with_the_setting_they_may_mean() {
+        let names = [
+            "LGSP_PROT",
+            "LGSP_DATABSE__MAX_CONNECTIONS",
+            "LGSP_WHATEVER",
+            "LGSP_PORT",
+            "LGSP_DATABASE__MAX_CONNECTIONS",
+            "LGSP_KEY",
+            "LGSP_CONFIG",
+            "LGSP_TEST_POSTGRES_URL",
+            "LGSP_MOCK_SEED",
+            "PATH",
+        ];
+        let found = Settings::unknown_env_in(names.iter().map(|n| n.to_string()));
+        assert_eq!(
+            found,
+            [
+                "LGSP_DATABSE__MAX_CONNECTIONS is not a setting and is ignored; did you mean LGSP_DATABASE?",
+                "LGSP_PROT is not a setting and is ignored; did you mean LGSP_PORT?",
+                "LGSP_WHATEVER is not a setting and is ignored",
+            ]
+        );
     }
 
     #[test]

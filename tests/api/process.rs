@@ -270,12 +270,17 @@ async fn written_records(client: &reqwest::Client, base: &str) -> u64 {
 /// directory, to its end; returns whether it succeeded, its output, its
 /// errors, and whether it left a database file behind.
 fn run_with_config(toml: &str, args: &[&str]) -> (bool, String, String, bool) {
+    run_with_config_and_env(toml, args, &[])
+}
+
+fn run_with_config_and_env(toml: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String, bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lgsp.toml");
     std::fs::write(&path, toml).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_lgsp"))
         .args(["--config", path.to_str().unwrap()])
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir.path())
         .output()
         .expect("lgsp runs");
@@ -322,6 +327,11 @@ fn a_misspelt_or_unworkable_setting_stops_the_start_and_names_each_problem() {
     assert!(ok, "a good configuration passes: {err}");
     assert!(out.contains("configuration is valid") && out.contains("sqlite"), "{out}");
     assert!(!database, "checking touches no database");
+
+    // A misspelt variable of the environment is named, with what it may mean.
+    let (ok, out, err, _) = run_with_config_and_env(&base, &["config", "check"], &[("LGSP_PROT", "9000")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("warning: LGSP_PROT is not a setting and is ignored; did you mean LGSP_PORT?"), "{out}");
 }
 
 #[tokio::test]
