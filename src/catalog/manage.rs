@@ -94,6 +94,10 @@ pub struct KeyInfo {
     pub state: &'static str,
 }
 
+fn new_key_id() -> String {
+    format!("key_{}", &crate::telemetry::new_uuid().simple().to_string()[..16])
+}
+
 fn no_live_key(partner: &str, key_id: &str) -> ApiError {
     ApiError::not_found(format!("Partner {partner} has no live key {key_id}."))
 }
@@ -326,7 +330,7 @@ impl LiveCatalog {
         self.known_partner(partner)?;
         let key = new_secret(KEY_PREFIX);
         let new = NewKey {
-            id: format!("key_{}", &crate::telemetry::new_uuid().simple().to_string()[..16]),
+            id: new_key_id(),
             partner_id: partner.to_string(),
             label: label.chars().take(100).collect(),
             key: key.clone(),
@@ -396,27 +400,27 @@ impl LiveCatalog {
             )
             .with_errors(vec![FieldError::new("/grace_seconds", "more than 30 days")]));
         }
-        let (p, k) = (partner.to_string(), key_id.to_string());
+        self.known_partner(partner)?;
+        let old_until = (!grace.is_zero())
+            .then(|| now_micros().saturating_add(i64::try_from(grace.as_micros()).unwrap_or(i64::MAX)));
+        let (id, key) = (new_key_id(), new_secret(KEY_PREFIX));
+        let (p, k, new_id, hash) = (partner.to_string(), key_id.to_string(), id.clone(), hash_secret(&key));
         let label = self
             .db
             .run(move |c| {
-                store::keys_of(c, &p).map(|keys| keys.into_iter().find(|x| x.id == k && x.revoked_at.is_none()))
+                let new = store::Replacement { id: &new_id, hash: &hash, expires_at };
+                store::rotate_key(c, &p, &k, &new, old_until)
             })
             .await?
-            .ok_or_else(|| no_live_key(partner, key_id))?
-            .label;
-        let new = self.create_key(partner, &label, expires_at).await?;
-        if grace.is_zero() {
-            self.revoke_key(partner, key_id).await?;
-        } else {
-            let at = crate::db::now_micros().saturating_add(i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
-            let (p, k) = (partner.to_string(), key_id.to_string());
-            if !self.db.run(move |c| store::expire_key(c, &p, &k, at)).await? {
-                return Err(no_live_key(partner, key_id));
-            }
-            self.reload().await?;
-        }
-        Ok(new)
+            .ok_or_else(|| no_live_key(partner, key_id))?;
+        self.reload().await?;
+        Ok(NewKey {
+            id,
+            partner_id: partner.to_string(),
+            label,
+            key,
+            expires_at: expires_at.map(crate::db::micros_to_rfc3339),
+        })
     }
 
     /// Makes an admin token with a role, valid until `expires_at`

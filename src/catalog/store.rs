@@ -265,34 +265,72 @@ pub fn insert_key(
 ) -> Result<(), DbError> {
     conn.transaction::<_, DbError, _>(|c| {
         bump_catalog(c)?;
-        diesel::insert_into(api_keys::table)
-            .values((
-                api_keys::id.eq(id),
-                api_keys::partner_id.eq(partner),
-                api_keys::key_hash.eq(hash),
-                api_keys::label.eq(label),
-                api_keys::created_at.eq(now_micros()),
-                api_keys::expires_at.eq(expires_at),
-            ))
-            .execute(c)?;
-        Ok(())
+        insert_key_row(c, id, partner, hash, label, expires_at)
     })
 }
 
-/// Makes a live key expire at `at` (microseconds), or keeps its own expiry
-/// if that comes sooner. `false` when the partner has no such live key.
-pub fn expire_key(conn: &mut DbConnection, partner: &str, key_id: &str, at: i64) -> Result<bool, DbError> {
+fn insert_key_row(
+    c: &mut DbConnection,
+    id: &str,
+    partner: &str,
+    hash: &str,
+    label: &str,
+    expires_at: Option<i64>,
+) -> Result<(), DbError> {
+    diesel::insert_into(api_keys::table)
+        .values((
+            api_keys::id.eq(id),
+            api_keys::partner_id.eq(partner),
+            api_keys::key_hash.eq(hash),
+            api_keys::label.eq(label),
+            api_keys::created_at.eq(now_micros()),
+            api_keys::expires_at.eq(expires_at),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// A key that replaces a live one.
+pub struct Replacement<'a> {
+    pub id: &'a str,
+    pub hash: &'a str,
+    pub expires_at: Option<i64>,
+}
+
+/// Replaces a partner's live key `old` with `new`, under the old key's label,
+/// in one transaction: the old key is revoked, or with `old_until`
+/// (microseconds) made to expire then (or at its own expiry, if sooner).
+/// Returns the label, or `None` when the partner has no such live key, and
+/// then writes nothing. The catalogue row is locked first, so two rotations
+/// of one key cannot both replace it.
+pub fn rotate_key(
+    conn: &mut DbConnection,
+    partner: &str,
+    old: &str,
+    new: &Replacement,
+    old_until: Option<i64>,
+) -> Result<Option<String>, DbError> {
     conn.transaction::<_, DbError, _>(|c| {
-        let live = api_keys::id.eq(key_id).and(api_keys::partner_id.eq(partner)).and(api_keys::revoked_at.is_null());
-        let Some(current) =
-            api_keys::table.filter(live).select(api_keys::expires_at).first::<Option<i64>>(c).optional()?
-        else {
-            return Ok(false);
-        };
         bump_catalog(c)?;
-        let at = current.map_or(at, |e| e.min(at));
-        diesel::update(api_keys::table.filter(live)).set(api_keys::expires_at.eq(at)).execute(c)?;
-        Ok(true)
+        let live = api_keys::id.eq(old).and(api_keys::partner_id.eq(partner)).and(api_keys::revoked_at.is_null());
+        let Some((label, current)) = api_keys::table
+            .filter(live)
+            .select((api_keys::label, api_keys::expires_at))
+            .first::<(String, Option<i64>)>(c)
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        insert_key_row(c, new.id, partner, new.hash, &label, new.expires_at)?;
+        let old_key = api_keys::table.filter(live);
+        match old_until {
+            None => diesel::update(old_key).set(api_keys::revoked_at.eq(now_micros())).execute(c)?,
+            Some(at) => {
+                let at = current.map_or(at, |e| e.min(at));
+                diesel::update(old_key).set(api_keys::expires_at.eq(at)).execute(c)?
+            }
+        };
+        Ok(Some(label))
     })
 }
 

@@ -600,6 +600,38 @@ async fn a_wildcard_grant_withholds_sensitive_data_until_it_is_granted_by_name()
 }
 
 #[tokio::test]
+async fn a_key_rotated_twice_at_once_is_replaced_once() {
+    let p = platform().await;
+    let partner = "000.00.29.H29";
+    p.partner(partner, everything(), 600, 100).await;
+    let (old_id, _) = p.key(partner).await;
+    let rotate = format!("/admin/v1/partners/{partner}/keys/{old_id}/rotate");
+    for round in 0..5 {
+        let (a, b) = tokio::join!(
+            p.admin(reqwest::Method::POST, &rotate, STEWARD, None),
+            p.admin(reqwest::Method::POST, &rotate, STEWARD, None)
+        );
+        let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+        statuses.sort();
+        if round == 0 {
+            assert_eq!(statuses, [201, 404], "one rotation replaces the key; the other finds it gone");
+        } else {
+            assert_eq!(statuses, [404, 404], "the old key stays revoked");
+        }
+    }
+    // No key was made that nobody was shown.
+    let keys: Value = p
+        .admin(reqwest::Method::GET, &format!("/admin/v1/partners/{partner}/keys"), STEWARD, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let states: Vec<&str> = keys.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
+    assert_eq!(states.len(), 3, "{keys}");
+    assert_eq!(states.iter().filter(|s| **s == "live").count(), 2, "the partner's first key and the new one: {keys}");
+}
+
+#[tokio::test]
 async fn keys_rotate_and_revoke_at_once() {
     let p = platform().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
