@@ -101,6 +101,28 @@ pub struct Policy {
     /// Whether it may show citizens their access log (the portal).
     #[serde(default)]
     pub access_log: bool,
+    /// Networks (CIDR: `203.0.113.0/24`, `/32` for one address) its calls must come from; empty:
+    /// any. A key copied out of the partner's systems is then refused
+    /// elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "networks")]
+    #[schema(value_type = Vec<String>, example = json!(["203.0.113.0/24"]))]
+    pub networks: Vec<ipnet::IpNet>,
+}
+
+/// Networks in CIDR notation, each refused with what to write instead.
+pub fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| {
+            t.trim().parse().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "\"{t}\" is not a network: write networks in CIDR notation, such as 203.0.113.0/24 (/32 for one \
+                     address)"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn grants(set: &BTreeSet<String>, item: &str) -> bool {
@@ -125,6 +147,12 @@ impl Policy {
     pub fn may_receive(&self, element: &str) -> bool {
         self.elements.contains(element)
             || (self.elements.contains("*") && !crate::schema::is_sensitive_element(element))
+    }
+
+    /// Whether a call from `client` (none: not known) comes from the
+    /// partner's networks.
+    pub fn admits(&self, client: Option<std::net::IpAddr>) -> bool {
+        self.networks.is_empty() || client.is_some_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
     }
 
     /// Problems with the policy's references, given what the catalogue holds.
@@ -221,6 +249,29 @@ fn unauthorized(detail: &str) -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, detail).with_header("WWW-Authenticate", "Bearer realm=\"lgsp\"")
 }
 
+/// The address of the client: the connection's peer, or, when the peer is a
+/// trusted proxy, the last address in `X-Forwarded-For` that is not one (the
+/// addresses before it are the client's own claims, which anyone can send).
+pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut last = peer;
+    for value in req.headers().get_all("x-forwarded-for").collect::<Vec<_>>().into_iter().rev() {
+        let Ok(text) = value.to_str() else { return None };
+        for hop in text.rsplit(',') {
+            let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else { return None };
+            if !is_trusted(&ip) {
+                return Some(ip);
+            }
+            last = ip;
+        }
+    }
+    Some(last)
+}
+
 /// The partner behind `Authorization: Bearer <api key>`.
 pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCaller, ApiError> {
     let Some(key) = bearer(req) else {
@@ -243,7 +294,24 @@ pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCal
     if !partner.enabled {
         return Err(ApiError::new(ErrorCode::Forbidden, "This partner is disabled; ask the data steward."));
     }
+
     Ok(PartnerCaller { partner: partner.clone(), key_id: k.key_id.clone() })
+}
+
+/// Refuses a partner's call from `client` (see [`client_ip`]) when it is
+/// outside the networks the partner's policy names.
+pub fn check_network(partner: &Partner, client: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+    if partner.policy.admits(client) {
+        return Ok(());
+    }
+    let from = client.map_or("an unknown address".to_string(), |ip| ip.to_string());
+    Err(ApiError::new(
+        ErrorCode::Forbidden,
+        format!(
+            "This partner's key is not accepted from {from}: calls must come from the networks its policy names. \
+             Call from there, or ask the data steward."
+        ),
+    ))
 }
 
 /// The admin behind `Authorization: Bearer <admin token>`, if it has `role`.
@@ -302,6 +370,38 @@ mod tests {
         assert!(!p.may_call("civil_status", "birth"));
         assert!(p.may_receive("full_name") && !p.may_receive("phone"));
         assert!(p.may_use_form("ct01"));
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwards_for_it() {
+        use actix_web::test::TestRequest;
+        let nets = |v: &[&str]| -> Vec<ipnet::IpNet> { v.iter().map(|n| n.parse().unwrap()).collect() };
+        let trusted = nets(&["10.0.0.0/24", "192.0.2.7/32"]);
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        let from = |peer: &str, forwarded: &[&str]| {
+            let mut r = TestRequest::default().peer_addr(format!("{peer}:40000").parse().unwrap());
+            for f in forwarded {
+                r = r.append_header(("X-Forwarded-For", *f));
+            }
+            client_ip(&r.to_http_request(), &trusted)
+        };
+        // An untrusted peer's own header is not believed.
+        assert_eq!(from("198.51.100.1", &["203.0.113.5"]), ip("198.51.100.1"));
+        // Through trusted proxies: the last address they did not add.
+        assert_eq!(from("10.0.0.1", &["203.0.113.5"]), ip("203.0.113.5"));
+        assert_eq!(from("10.0.0.1", &["6.6.6.6, 203.0.113.5, 192.0.2.7"]), ip("203.0.113.5"));
+        assert_eq!(from("10.0.0.1", &["6.6.6.6", "203.0.113.5, 10.0.0.9"]), ip("203.0.113.5"));
+        // A trusted proxy that forwards nothing is the client; a garbled header is no address.
+        assert_eq!(from("10.0.0.1", &[]), ip("10.0.0.1"));
+        assert_eq!(from("10.0.0.1", &["203.0.113.5, nonsense"]), None);
+        assert_eq!(client_ip(&TestRequest::default().to_http_request(), &trusted), None);
+
+        let p: Policy =
+            serde_json::from_value(serde_json::json!({"networks": ["203.0.113.0/24", "2001:db8::1/128"]})).unwrap();
+        assert!(p.admits(ip("203.0.113.5")) && p.admits(ip("2001:db8::1")));
+        assert!(!p.admits(ip("203.0.114.5")) && !p.admits(None));
+        assert!(Policy::default().admits(None), "no networks: any address");
+        assert!(serde_json::from_value::<Policy>(serde_json::json!({"networks": ["203.0.113.0/33"]})).is_err());
     }
 
     #[test]

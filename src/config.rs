@@ -75,6 +75,11 @@ pub struct Settings {
     /// `steward` or `auditor`). Meant for first boot and the demo.
     pub bootstrap_admin_tokens: Vec<Secret>,
     pub tls: TlsSettings,
+    /// Reverse proxies (CIDR networks, `/32` for one address) in front of lgsp whose
+    /// `X-Forwarded-For` is believed when a partner's policy limits the
+    /// networks it may call from. Empty: the connection's peer is the client.
+    #[serde(deserialize_with = "crate::auth::networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +203,7 @@ impl Default for Settings {
             catalog_refresh_ms: 500,
             bootstrap_admin_tokens: Vec::new(),
             tls: TlsSettings::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -468,6 +474,21 @@ mod tests {
             jail.set_env("LGSP_DATABASE__MAX_CONECTIONS", "4");
             let e = Settings::load(None).expect_err("a misspelt key under [database] is refused").to_string();
             assert!(e.contains("max_conections"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn trusted_proxies_are_networks() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("lgsp.toml", "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7/32\"]\n")?;
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.trusted_proxies.len(), 2);
+            assert!(s.trusted_proxies[0].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+            jail.create_file("lgsp.toml", "trusted_proxies = [\"10.0.0.0/8\", \"proxy.local\"]\n")?;
+            let e = Settings::load(None).expect_err("a name is not a network").to_string();
+            assert!(e.contains("\"proxy.local\" is not a network") && e.contains("trusted_proxies"), "{e}");
             Ok(())
         });
     }

@@ -41,6 +41,7 @@ pub async fn demo_partner(state: &AppState) -> anyhow::Result<NewKey> {
             // ask for ethnicity, sensitive data a wildcard does not grant.
             elements: all(&["*", "ethnicity"]),
             access_log: true,
+            networks: Vec::new(),
         },
         rate_per_minute: 600_000,
         burst: 10_000,

@@ -100,12 +100,19 @@ impl Audit {
     }
 }
 
+fn from_partner_network(req: &HttpRequest, state: &AppState, caller: &PartnerCaller) -> Result<(), ApiError> {
+    crate::auth::check_network(&caller.partner, crate::auth::client_ip(req, &state.settings.trusted_proxies))
+}
+
 /// Authenticates the partner and takes one request from its quota.
 async fn admit(req: &HttpRequest, state: &AppState, audit: &mut Audit) -> Result<PartnerCaller, ApiError> {
     let catalog = state.catalog.get();
     let caller = partner_caller(req, &catalog)?;
     audit.record.partner_id = caller.partner.id.clone();
     audit.record.key_id = caller.key_id.clone();
+    // Refused under the partner's name: a genuine key used from elsewhere
+    // is what its security officer looks for.
+    from_partner_network(req, state, &caller)?;
     let p = &caller.partner;
     let d = state.limits.check(&p.id, p.rate_per_minute, p.burst).await;
     audit.rate = Some(d);
@@ -424,7 +431,9 @@ pub fn summary(form: &Form) -> FormSummary {
 }
 
 fn caller_only(req: &HttpRequest, state: &AppState) -> Result<PartnerCaller, ApiError> {
-    partner_caller(req, &state.catalog.get())
+    let caller = partner_caller(req, &state.catalog.get())?;
+    from_partner_network(req, state, &caller)?;
+    Ok(caller)
 }
 
 /// The forms this partner may prefill.

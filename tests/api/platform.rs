@@ -600,6 +600,61 @@ async fn a_wildcard_grant_withholds_sensitive_data_until_it_is_granted_by_name()
 }
 
 #[tokio::test]
+async fn a_partner_limited_to_its_networks_is_refused_elsewhere_and_the_refusal_is_audited() {
+    let trusted_proxy = "127.0.0.1/32".parse().unwrap();
+    let p = platform_with(|s| s.trusted_proxies = vec![trusted_proxy]).await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let mut policy = everything();
+    policy["networks"] = json!(["203.0.113.0/24"]);
+    let partner = "000.00.33.H29";
+    let key = p.partner(partner, policy, 600, 100).await;
+    let exchange_from = |forwarded: Option<&'static str>| {
+        let mut r = p
+            .client
+            .post(p.url("/v1/exchange/population/citizen"))
+            .bearer_auth(&key)
+            .header("X-Purpose", "residence_change")
+            .json(&json!({"citizen_id": id}));
+        if let Some(f) = forwarded {
+            r = r.header("X-Forwarded-For", f);
+        }
+        r.send()
+    };
+
+    // Straight from loopback, outside the partner's network: refused, saying from where.
+    let problem = assert_problem(exchange_from(None).await.unwrap(), 403, "forbidden").await;
+    assert!(problem["detail"].as_str().unwrap().contains("127.0.0.1"), "{problem}");
+    // Through the trusted proxy, from the partner's network: served.
+    assert_eq!(exchange_from(Some("203.0.113.9")).await.unwrap().status(), 200);
+    // A client cannot claim the network in a header the proxy passes on.
+    let r = exchange_from(Some("203.0.113.9, 198.51.100.4")).await.unwrap();
+    let problem = assert_problem(r, 403, "forbidden").await;
+    assert!(problem["detail"].as_str().unwrap().contains("198.51.100.4"), "{problem}");
+
+    // So are its reads of forms and adapters.
+    let r = p.client.get(p.url("/v1/forms")).bearer_auth(&key).send().await.unwrap();
+    assert_problem(r, 403, "forbidden").await;
+    let r = p.client.get(p.url("/v1/forms")).bearer_auth(&key).header("X-Forwarded-For", "203.0.113.9").send().await;
+    assert_eq!(r.unwrap().status(), 200);
+
+    // Each refusal is in the audit trail under the partner, with its reason.
+    let page = p.audit(&format!("partner_id={partner}")).await;
+    let records = page["items"].as_array().unwrap();
+    assert_eq!(records.len(), 3, "{page}");
+    let refused: Vec<&Value> = records.iter().filter(|r| r["outcome"] == "refused").collect();
+    assert_eq!(refused.len(), 2, "{page}");
+    assert!(refused.iter().all(|r| r["status"] == 403 && r["detail"]["reason"].as_str().unwrap().contains("networks")));
+
+    // A network that is not one is refused when the partner is registered.
+    let body = json!({"id": "000.00.34.H29", "name": "Agency", "kind": "state_agency",
+                      "policy": {"networks": ["203.0.113.0/33"]}, "rate_per_minute": 60, "burst": 10});
+    let r = p.admin(reqwest::Method::POST, "/admin/v1/partners", STEWARD, Some(body)).await;
+    let problem = assert_problem(r, 422, "invalid_partner").await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("\"203.0.113.0/33\" is not a network") && detail.contains("CIDR"), "{problem}");
+}
+
+#[tokio::test]
 async fn a_key_rotated_twice_at_once_is_replaced_once() {
     let p = platform().await;
     let partner = "000.00.29.H29";
