@@ -54,13 +54,9 @@ pub fn is_element(id: &str) -> bool {
 }
 
 /// The elements whose definition has `key` set to `value`, worked out once:
-/// asked for every element an answer carries, a set instead of three map
-/// lookups in the catalogue each time.
-fn elements_with(
-    cell: &'static OnceLock<std::collections::HashSet<&'static str>>,
-    key: &str,
-    value: &str,
-) -> &'static std::collections::HashSet<&'static str> {
+/// asked for every element an answer carries. They are a handful, so a list
+/// compared by length first is cheaper to search than a hashed set.
+fn elements_with(cell: &'static OnceLock<Vec<&'static str>>, key: &str, value: &str) -> &'static [&'static str] {
     cell.get_or_init(|| {
         elements()["$defs"]
             .as_object()
@@ -74,16 +70,16 @@ fn elements_with(
 
 /// Whether an element holds an address to be normalised to the 2025 units.
 pub fn is_address_element(id: &str) -> bool {
-    static ADDRESSES: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
-    elements_with(&ADDRESSES, "x-kind", "address").contains(id)
+    static ADDRESSES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    elements_with(&ADDRESSES, "x-kind", "address").contains(&id)
 }
 
 /// Whether an element is sensitive personal data (Decree 13/2023/NĐ-CP,
 /// art. 2.4: ethnic origin, religious views), as `x-classification` says;
 /// every other element is basic personal data.
 pub fn is_sensitive_element(id: &str) -> bool {
-    static SENSITIVE: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
-    elements_with(&SENSITIVE, "x-classification", "sensitive").contains(id)
+    static SENSITIVE: OnceLock<Vec<&'static str>> = OnceLock::new();
+    elements_with(&SENSITIVE, "x-classification", "sensitive").contains(&id)
 }
 
 /// `sensitive` or `basic`.
