@@ -154,7 +154,7 @@ impl Policy {
     /// Whether a call from `client` (none: not known) comes from the
     /// partner's networks.
     pub fn admits(&self, client: Option<std::net::IpAddr>) -> bool {
-        self.networks.is_empty() || client.is_some_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
+        within(&self.networks, client)
     }
 
     /// Problems with the policy's references, given what the catalogue holds.
@@ -298,6 +298,11 @@ pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCal
     }
 
     Ok(PartnerCaller { partner: partner.clone(), key_id: k.key_id.clone() })
+}
+
+/// Whether `client` is in one of `networks`; no networks: any client is.
+pub fn within(networks: &[ipnet::IpNet], client: Option<std::net::IpAddr>) -> bool {
+    networks.is_empty() || client.is_some_and(|ip| networks.iter().any(|n| n.contains(&ip)))
 }
 
 /// Refuses a partner's call from `client` (see [`client_ip`]) when it is

@@ -378,6 +378,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             println!("  upstreams   {upstreams}");
             println!("  rate limits {}", format!("{:?}", settings.rate_limits.backend).to_lowercase());
+            let nets = |n: &[ipnet::IpNet]| match n {
+                [] => "any address".to_string(),
+                n => n.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            };
+            println!("  admin API   {}", nets(&settings.admin_networks));
+            if !settings.trusted_proxies.is_empty() {
+                println!("  proxies     {} (their X-Forwarded-For is believed)", nets(&settings.trusted_proxies));
+            }
             for warning in &unknown_env {
                 println!("warning: {warning}");
             }

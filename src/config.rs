@@ -80,6 +80,10 @@ pub struct Settings {
     /// networks it may call from. Empty: the connection's peer is the client.
     #[serde(deserialize_with = "crate::auth::networks")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Networks (CIDR) the admin API (`/admin`) answers; empty: any. Calls
+    /// from elsewhere are refused before their token is looked at.
+    #[serde(deserialize_with = "crate::auth::networks")]
+    pub admin_networks: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,6 +208,7 @@ impl Default for Settings {
             bootstrap_admin_tokens: Vec::new(),
             tls: TlsSettings::default(),
             trusted_proxies: Vec::new(),
+            admin_networks: Vec::new(),
         }
     }
 }

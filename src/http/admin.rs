@@ -15,7 +15,22 @@ use std::time::Duration;
 use utoipa::ToSchema;
 
 fn steward(req: &HttpRequest, state: &AppState) -> Result<AdminCaller, ApiError> {
-    admin_caller(req, &state.catalog.get(), Role::Steward)
+    admin(req, state, Role::Steward)
+}
+
+/// The admin behind the request, if it calls from `admin_networks` and its
+/// token has `role`. The network is checked first, so a caller from
+/// elsewhere learns nothing about tokens.
+fn admin(req: &HttpRequest, state: &AppState, role: Role) -> Result<AdminCaller, ApiError> {
+    let client = crate::auth::client_ip(req, &state.settings.trusted_proxies);
+    if !crate::auth::within(&state.settings.admin_networks, client) {
+        let from = client.map_or("an unknown address".to_string(), |ip| ip.to_string());
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("The admin API does not answer {from}; call it from a network in admin_networks."),
+        ));
+    }
+    admin_caller(req, &state.catalog.get(), role)
 }
 
 fn by(caller: &AdminCaller) -> String {
@@ -576,7 +591,7 @@ pub async fn search_audit(
     q: web::Query<AuditFilter>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    admin_caller(&req, &state.catalog.get(), Role::Auditor)?;
+    admin(&req, &state, Role::Auditor)?;
     let f = q.into_inner();
     if f.limit.is_some_and(|l| !(1..=500).contains(&l)) {
         return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 500."));
@@ -609,7 +624,7 @@ pub async fn export_audit(
     q: web::Query<ExportQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    admin_caller(&req, &state.catalog.get(), Role::Auditor)?;
+    admin(&req, &state, Role::Auditor)?;
     let from = q.from.unwrap_or(1);
     let limit = q.limit.unwrap_or(1_000);
     if from < 1 {
@@ -662,7 +677,7 @@ pub async fn verify_audit(
     q: web::Query<VerifyQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    admin_caller(&req, &state.catalog.get(), Role::Auditor)?;
+    admin(&req, &state, Role::Auditor)?;
     let anchors = crate::audit::parse_anchors(q.anchor.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e))?;
     state.audit.flush(Duration::from_secs(2)).await;

@@ -655,6 +655,38 @@ async fn a_partner_limited_to_its_networks_is_refused_elsewhere_and_the_refusal_
 }
 
 #[tokio::test]
+async fn the_admin_api_answers_only_its_networks() {
+    let trusted_proxy = "127.0.0.1/32".parse().unwrap();
+    let admin_network = "10.20.0.0/16".parse().unwrap();
+    let p = platform_with(|s| {
+        s.trusted_proxies = vec![trusted_proxy];
+        s.admin_networks = vec![admin_network];
+    })
+    .await;
+    let get = |token: &'static str, forwarded: Option<&'static str>| {
+        let mut r = p.client.get(p.url("/admin/v1/partners")).bearer_auth(token);
+        if let Some(f) = forwarded {
+            r = r.header("X-Forwarded-For", f);
+        }
+        r.send()
+    };
+    // From elsewhere: refused before the token is looked at, a valid one or not.
+    for token in [STEWARD, "not-a-token"] {
+        let problem = assert_problem(get(token, None).await.unwrap(), 403, "forbidden").await;
+        assert!(problem["detail"].as_str().unwrap().contains("admin_networks"), "{problem}");
+    }
+    let r = p.client.get(p.url("/admin/v1/audit")).bearer_auth(AUDITOR).send().await.unwrap();
+    assert_problem(r, 403, "forbidden").await;
+    // From the admin network, through the trusted proxy: the token decides.
+    assert_eq!(get(STEWARD, Some("10.20.3.4")).await.unwrap().status(), 200);
+    assert_problem(get("not-a-token", Some("10.20.3.4")).await.unwrap(), 401, "unauthorized").await;
+    // The partner API and the operations endpoints are not affected.
+    assert_eq!(p.client.get(p.url("/healthz")).send().await.unwrap().status(), 200);
+    let r = p.client.get(p.url("/v1/forms")).send().await.unwrap();
+    assert_problem(r, 401, "unauthorized").await;
+}
+
+#[tokio::test]
 async fn a_key_rotated_twice_at_once_is_replaced_once() {
     let p = platform().await;
     let partner = "000.00.29.H29";

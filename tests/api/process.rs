@@ -329,8 +329,10 @@ fn a_misspelt_or_unworkable_setting_stops_the_start_and_names_each_problem() {
     assert!(!database, "checking touches no database");
 
     // A misspelt variable of the environment is named, with what it may mean.
-    let (ok, out, err, _) = run_with_config_and_env(&base, &["config", "check"], &[("LGSP_PROT", "9000")]);
+    let with_networks = format!("admin_networks = [\"10.20.0.0/16\"]\n{base}");
+    let (ok, out, err, _) = run_with_config_and_env(&with_networks, &["config", "check"], &[("LGSP_PROT", "9000")]);
     assert!(ok, "{err}");
+    assert!(out.contains("admin API   10.20.0.0/16"), "{out}");
     assert!(out.contains("warning: LGSP_PROT is not a setting and is ignored; did you mean LGSP_PORT?"), "{out}");
 }
 
