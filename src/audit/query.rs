@@ -144,14 +144,22 @@ pub struct Access {
     pub outcome: String,
 }
 
-/// Accesses that released or tried to release the subject's data, newest first.
-pub fn rows_for_subject(conn: &mut DbConnection, subject: &str, limit: i64) -> Result<Vec<AuditRow>, DbError> {
-    Ok(audit_log::table
+/// Accesses that released the subject's data (outcome `ok` or `partial`),
+/// newest first, older than record `before` if given: at most `limit`.
+pub fn rows_for_subject(
+    conn: &mut DbConnection,
+    subject: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, DbError> {
+    let mut q = audit_log::table
         .filter(audit_log::subject.eq(subject))
-        .order(audit_log::seq.desc())
-        .limit(limit)
-        .select(AuditRow::as_select())
-        .load(conn)?)
+        .filter(audit_log::outcome.eq_any(["ok", "partial"]))
+        .into_boxed();
+    if let Some(b) = before {
+        q = q.filter(audit_log::seq.lt(b));
+    }
+    Ok(q.order(audit_log::seq.desc()).limit(limit).select(AuditRow::as_select()).load(conn)?)
 }
 
 /// Records stored, for tests and reports.

@@ -577,13 +577,26 @@ pub async fn list_adapters(req: HttpRequest, state: web::Data<AppState>) -> Resu
     Ok(HttpResponse::Ok().json(list))
 }
 
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogQuery {
+    /// Most accesses in this page, 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    /// Where the previous page ended, as its `Link` header gives it.
+    pub cursor: Option<i64>,
+}
+
 /// Who accessed a citizen's data, when and why (for the portal to show the
-/// citizen). Needs the `access_log` grant.
-#[utoipa::path(tag = "partners", params(("citizen_id" = String, Path)), responses((status = 200, body = Vec<Access>), (status = 400, body = crate::error::Problem), (status = 403, body = crate::error::Problem)), security(("partner_key" = [])))]
+/// citizen), newest first, a page at a time: while there are older accesses,
+/// a `Link` header with `rel="next"` names the next page. Needs the
+/// `access_log` grant.
+#[utoipa::path(tag = "partners", params(("citizen_id" = String, Path), AccessLogQuery), responses((status = 200, body = Vec<Access>), (status = 400, body = crate::error::Problem), (status = 403, body = crate::error::Problem)), security(("partner_key" = [])))]
 #[get("/v1/subjects/{citizen_id}/access-log")]
 pub async fn access_log(
     req: HttpRequest,
     path: web::Path<String>,
+    q: web::Query<AccessLogQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller_only(&req, &state)?;
@@ -594,13 +607,22 @@ pub async fn access_log(
         ));
     }
     let id = CitizenId::parse(&path).map_err(|e| ApiError::new(ErrorCode::InvalidCitizenId, e.to_string()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 500."));
+    }
+    if q.cursor.is_some_and(|c| c < 1) {
+        return Err(ApiError::new(ErrorCode::InvalidParameter, "cursor is the one a Link header gave, 1 or more."));
+    }
     state.audit.flush(Duration::from_secs(2)).await;
-    let subject = id.to_string();
-    let rows = state.db.run(move |c| crate::audit::query::rows_for_subject(c, &subject, 500)).await?;
+    let (subject, before) = (id.to_string(), q.cursor);
+    let mut rows = state.db.run(move |c| crate::audit::query::rows_for_subject(c, &subject, before, limit + 1)).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = rows.last().filter(|_| more).map(|r| r.seq);
     let catalog = state.catalog.get();
     let items: Vec<Access> = rows
         .into_iter()
-        .filter(|r| r.outcome == "ok" || r.outcome == "partial")
         .map(|r| Access {
             time: crate::db::micros_to_rfc3339(r.ts),
             agency_name: catalog.partners.get(&r.partner_id).map(|p| p.name.clone()).unwrap_or_default(),
@@ -612,5 +634,12 @@ pub async fn access_log(
             outcome: r.outcome,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(items))
+    let mut answer = HttpResponse::Ok();
+    if let Some(seq) = next {
+        answer.insert_header((
+            "Link",
+            format!("</v1/subjects/{id}/access-log?limit={limit}&cursor={seq}>; rel=\"next\""),
+        ));
+    }
+    Ok(answer.json(items))
 }

@@ -687,6 +687,46 @@ async fn the_admin_api_answers_only_its_networks() {
 }
 
 #[tokio::test]
+async fn a_citizens_access_log_pages_through_every_access_and_leaves_out_refusals() {
+    let p = platform().await;
+    let key = p.partner("000.00.35.H29", everything(), 600, 100).await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    for _ in 0..5 {
+        assert_eq!(p.prefill(&key, "ct01", "residence_change", &id).await.status(), 200);
+    }
+    // A refused call (a purpose the form does not serve) is not an access to show.
+    assert_eq!(p.prefill(&key, "ct01", "no_such_purpose", &id).await.status(), 422);
+    let trail = p.audit(&format!("subject={id}")).await;
+    assert_eq!(trail["items"].as_array().unwrap().len(), 6, "the refusal is in the trail under the citizen: {trail}");
+
+    let mut url = format!("/v1/subjects/{id}/access-log?limit=2");
+    let (mut times, mut pages) = (Vec::new(), 0);
+    loop {
+        let r = p.client.get(p.url(&url)).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let next = r.headers().get("link").map(|l| l.to_str().unwrap().to_string());
+        let page: Value = r.json().await.unwrap();
+        pages += 1;
+        for e in page.as_array().unwrap() {
+            assert_eq!(e["outcome"], "ok", "{e}");
+            times.push(e["time"].as_str().unwrap().to_string());
+        }
+        let Some(link) = next else { break };
+        assert!(link.ends_with("rel=\"next\""), "{link}");
+        url = link[1..link.find('>').unwrap()].to_string();
+    }
+    assert_eq!((times.len(), pages), (5, 3), "every access, two a page");
+    let mut newest_first = times.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, newest_first);
+
+    let r = p.client.get(p.url(&format!("/v1/subjects/{id}/access-log?limit=0"))).bearer_auth(&key).send().await;
+    assert_problem(r.unwrap(), 400, "invalid_parameter").await;
+    let r = p.client.get(p.url(&format!("/v1/subjects/{id}/access-log?cursor=abc"))).bearer_auth(&key).send().await;
+    assert_problem(r.unwrap(), 400, "invalid_parameter").await;
+}
+
+#[tokio::test]
 async fn a_key_rotated_twice_at_once_is_replaced_once() {
     let p = platform().await;
     let partner = "000.00.29.H29";
