@@ -141,6 +141,10 @@ pub struct Access {
     pub resource: String,
     /// The data elements released.
     pub elements: Vec<String>,
+    /// Those of them that are sensitive personal data (Decree 13/2023/NĐ-CP),
+    /// for the portal to point out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
     pub outcome: String,
 }
 

@@ -623,15 +623,19 @@ pub async fn access_log(
     let catalog = state.catalog.get();
     let items: Vec<Access> = rows
         .into_iter()
-        .map(|r| Access {
-            time: crate::db::micros_to_rfc3339(r.ts),
-            agency_name: catalog.partners.get(&r.partner_id).map(|p| p.name.clone()).unwrap_or_default(),
-            agency_id: r.partner_id,
-            purpose: r.purpose,
-            action: r.action,
-            resource: r.resource,
-            elements: serde_json::from_str(&r.elements).unwrap_or_default(),
-            outcome: r.outcome,
+        .map(|r| {
+            let elements: Vec<String> = serde_json::from_str(&r.elements).unwrap_or_default();
+            Access {
+                time: crate::db::micros_to_rfc3339(r.ts),
+                agency_name: catalog.partners.get(&r.partner_id).map(|p| p.name.clone()).unwrap_or_default(),
+                agency_id: r.partner_id,
+                purpose: r.purpose,
+                action: r.action,
+                resource: r.resource,
+                sensitive: sensitive_of(&elements),
+                elements,
+                outcome: r.outcome,
+            }
         })
         .collect();
     let mut answer = HttpResponse::Ok();

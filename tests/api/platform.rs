@@ -544,6 +544,30 @@ async fn sensitive_personal_data_is_marked_in_answers_and_in_the_audit_trail() {
         released.iter().copied().filter(|e| e.ends_with("ethnicity") || e.ends_with("religion")).collect();
     assert!(!marked.is_empty());
     assert_eq!(prefill["detail"]["sensitive"], json!(marked), "{prefill}");
+
+    // The citizen's access log points them out too.
+    let log: Value = p
+        .client
+        .get(p.url(&format!("/v1/subjects/{parent}/access-log")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log[0]["sensitive"], json!(marked), "{log}");
+    let log: Value = p
+        .client
+        .get(p.url(&format!("/v1/subjects/{adult}/access-log")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log[0]["sensitive"], json!(expected), "{log}");
 }
 
 #[tokio::test]
