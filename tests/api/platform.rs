@@ -106,6 +106,22 @@ impl Platform {
             .unwrap()
     }
 
+    /// An operation as `GET /v1/adapters` describes it to the partner with `key`.
+    pub async fn listed_operation(&self, key: &str, adapter: &str, operation: &str) -> Value {
+        let r = self.client.get(self.url("/v1/adapters")).bearer_auth(key).send().await.unwrap();
+        let adapters: Value = r.json().await.unwrap();
+        let a = adapters.as_array().unwrap().iter().find(|a| a["id"] == adapter).unwrap();
+        a["operations"].as_array().unwrap().iter().find(|o| o["name"] == operation).unwrap().clone()
+    }
+
+    /// A citizen's access log, first page, as the portal with `key` sees it.
+    pub async fn access_log(&self, key: &str, citizen: &str) -> Value {
+        let r = self.client.get(self.url(&format!("/v1/subjects/{citizen}/access-log"))).bearer_auth(key).send().await;
+        let r = r.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
     pub async fn audit(&self, query: &str) -> Value {
         let r = self.admin(reqwest::Method::GET, &format!("/admin/v1/audit?{query}"), AUDITOR, None).await;
         assert_eq!(r.status(), 200);
@@ -509,10 +525,7 @@ async fn sensitive_personal_data_is_marked_in_answers_and_in_the_audit_trail() {
     let parent = samples.parent_of_newborn[0].clone();
 
     // A partner sees which elements of an operation are sensitive before calling it.
-    let adapters: Value =
-        p.client.get(p.url("/v1/adapters")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
-    let population = adapters.as_array().unwrap().iter().find(|a| a["id"] == "population").unwrap();
-    let citizen = population["operations"].as_array().unwrap().iter().find(|o| o["name"] == "citizen").unwrap();
+    let citizen = p.listed_operation(&key, "population", "citizen").await;
     assert!(citizen["sensitive"].as_array().unwrap().contains(&json!("ethnicity")), "{citizen}");
     assert!(!citizen["sensitive"].as_array().unwrap().contains(&json!("full_name")));
 
@@ -546,27 +559,9 @@ async fn sensitive_personal_data_is_marked_in_answers_and_in_the_audit_trail() {
     assert_eq!(prefill["detail"]["sensitive"], json!(marked), "{prefill}");
 
     // The citizen's access log points them out too.
-    let log: Value = p
-        .client
-        .get(p.url(&format!("/v1/subjects/{parent}/access-log")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = p.access_log(&key, &parent).await;
     assert_eq!(log[0]["sensitive"], json!(marked), "{log}");
-    let log: Value = p
-        .client
-        .get(p.url(&format!("/v1/subjects/{adult}/access-log")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = p.access_log(&key, &adult).await;
     assert_eq!(log[0]["sensitive"], json!(expected), "{log}");
 }
 
@@ -580,10 +575,7 @@ async fn a_wildcard_grant_withholds_sensitive_data_until_it_is_granted_by_name()
     let parent = samples.parent_of_newborn[0].clone();
 
     // Before calling, the partner sees that it would not receive them.
-    let adapters: Value =
-        p.client.get(p.url("/v1/adapters")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
-    let population = adapters.as_array().unwrap().iter().find(|a| a["id"] == "population").unwrap();
-    let citizen = population["operations"].as_array().unwrap().iter().find(|o| o["name"] == "citizen").unwrap();
+    let citizen = p.listed_operation(&key, "population", "citizen").await;
     let listed: Vec<&str> = citizen["elements"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
     assert!(listed.contains(&"full_name") && !listed.contains(&"ethnicity"), "{citizen}");
     assert_eq!(citizen["sensitive"], json!([]), "{citizen}");
@@ -933,16 +925,7 @@ async fn the_audit_trail_holds_one_record_per_request_under_load_and_detects_tam
 
     // The citizen's view: who, when, why.
     let subject = &ids[0];
-    let log: Value = p
-        .client
-        .get(p.url(&format!("/v1/subjects/{subject}/access-log")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = p.access_log(&key, subject).await;
     let entries = log.as_array().unwrap();
     assert!(!entries.is_empty());
     assert!(entries.iter().all(|e| e["agency_id"] == "000.00.26.H29" && e["purpose"].is_string()), "{log}");
