@@ -103,6 +103,17 @@ pub enum DocCommand {
     Disable { id: String },
     /// Put one back into service.
     Enable { id: String },
+    /// Print a stored version as JSON (the current one without --version),
+    /// to edit and publish with `update`, or to register elsewhere.
+    Show {
+        id: String,
+        #[arg(long)]
+        version: Option<i32>,
+    },
+    /// Every stored version: when, by whom, and which is current.
+    Versions { id: String },
+    /// Make an earlier version current again (it must still validate).
+    Rollback { id: String, version: i32 },
     /// Adapters only: call every operation with a sample citizen (dry run).
     Test {
         id: String,
@@ -534,6 +545,21 @@ fn documents(settings: Settings, kind: DocKind, command: DocCommand) -> anyhow::
                 for (id, why) in &c.broken {
                     println!("{id}: stored but does not compile: {why}");
                 }
+            }
+            DocCommand::Show { id, version } => {
+                let (_, doc) = catalog.document(kind, &id, version).await.map_err(api)?;
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            }
+            DocCommand::Versions { id } => {
+                println!("{:<8} {:<28} {:<24} current", "version", "published at", "by");
+                for v in catalog.versions(kind, &id).await.map_err(api)? {
+                    let current = if v.current { "yes" } else { "" };
+                    println!("{:<8} {:<28} {:<24} {current}", v.version, v.created_at, v.created_by);
+                }
+            }
+            DocCommand::Rollback { id, version } => {
+                catalog.rollback(kind, &id, version).await.map_err(api)?;
+                println!("{} {id} is at version {version} again", kind.noun());
             }
             DocCommand::Disable { id } => {
                 catalog.set_enabled(kind, &id, false).await.map_err(api)?;

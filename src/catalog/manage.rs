@@ -211,8 +211,13 @@ impl LiveCatalog {
             .ok_or_else(|| ApiError::not_found(format!("No {} \"{id}\".", kind.noun())))
     }
 
-    /// Makes an earlier version current again, after checking it still compiles.
-    pub async fn rollback(&self, kind: DocKind, id: &str, version: i32) -> Result<(), ApiError> {
+    /// A stored version of a document (the current one without `version`),
+    /// as it was published: `(version, document)`.
+    pub async fn document(&self, kind: DocKind, id: &str, version: Option<i32>) -> Result<(i32, Value), ApiError> {
+        let version = match version {
+            Some(v) => v,
+            None => self.versions(kind, id).await?.into_iter().find(|v| v.current).map_or(0, |v| v.version),
+        };
         let id2 = id.to_string();
         let text = self
             .db
@@ -222,7 +227,12 @@ impl LiveCatalog {
             })
             .await?
             .ok_or_else(|| ApiError::not_found(format!("No version {version} of {} \"{id}\".", kind.noun())))?;
-        let doc: Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
+        Ok((version, serde_json::from_str(&text).map_err(ApiError::internal)?))
+    }
+
+    /// Makes an earlier version current again, after checking it still compiles.
+    pub async fn rollback(&self, kind: DocKind, id: &str, version: i32) -> Result<(), ApiError> {
+        let (_, doc) = self.document(kind, id, Some(version)).await?;
         let refuse = |e: Vec<FieldError>| {
             ApiError::new(kind.invalid(), format!("Version {version} no longer validates; see errors.")).with_errors(e)
         };

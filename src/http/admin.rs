@@ -304,6 +304,40 @@ pub async fn form_versions(
     versions(req, &state, DocKind::Form, &path).await
 }
 
+async fn version_document(
+    req: HttpRequest,
+    state: &AppState,
+    kind: DocKind,
+    (id, version): (String, i32),
+) -> Result<HttpResponse, ApiError> {
+    steward(&req, state)?;
+    let (version, document) = state.catalog.document(kind, &id, Some(version)).await?;
+    Ok(HttpResponse::Ok().json(json!({"id": id, "version": version, "document": document})))
+}
+
+/// One stored version of an adapter's manifest, as it was published: to
+/// compare with the current one before a rollback.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("version" = i32, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[get("/admin/v1/adapters/{id}/versions/{version}")]
+pub async fn adapter_version(
+    req: HttpRequest,
+    path: web::Path<(String, i32)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    version_document(req, &state, DocKind::Adapter, path.into_inner()).await
+}
+
+/// One stored version of a form's definition, as it was published.
+#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("version" = i32, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[get("/admin/v1/forms/{id}/versions/{version}")]
+pub async fn form_version(
+    req: HttpRequest,
+    path: web::Path<(String, i32)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    version_document(req, &state, DocKind::Form, path.into_inner()).await
+}
+
 /// Disables or re-enables a form, or rolls it back to an earlier version.
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = StateChange,
     responses((status = 204), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]

@@ -21,8 +21,9 @@ use utoipa::OpenApi;
         partner::prefill, partner::exchange, partner::list_forms, partner::get_form, partner::form_coverage,
         partner::list_adapters, partner::access_log,
         admin::create_adapter, admin::update_adapter, admin::list_adapters, admin::get_adapter,
-        admin::adapter_versions, admin::adapter_state, admin::test_adapter,
-        admin::create_form, admin::update_form, admin::list_forms, admin::form_versions, admin::form_state,
+        admin::adapter_versions, admin::adapter_version, admin::adapter_state, admin::test_adapter,
+        admin::create_form, admin::update_form, admin::list_forms, admin::form_versions, admin::form_version,
+        admin::form_state,
         admin::create_partner, admin::list_partners, admin::get_partner, admin::update_partner,
         admin::create_key, admin::list_keys, admin::revoke_key, admin::rotate_key,
         admin::create_token, admin::list_tokens, admin::revoke_token,
@@ -72,6 +73,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(admin::create_adapter)
     .service(admin::list_adapters)
     .service(admin::adapter_versions)
+    .service(admin::adapter_version)
     .service(admin::adapter_state)
     .service(admin::test_adapter)
     .service(admin::update_adapter)
@@ -79,6 +81,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(admin::create_form)
     .service(admin::list_forms)
     .service(admin::form_versions)
+    .service(admin::form_version)
     .service(admin::form_state)
     .service(admin::update_form)
     .service(admin::create_partner)

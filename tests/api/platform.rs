@@ -302,6 +302,24 @@ async fn a_steward_registers_versions_disables_and_tests_an_adapter_without_a_re
         .unwrap();
     assert_eq!(versions.as_array().unwrap().len(), 2);
     assert_eq!(versions[1]["current"], true);
+    // Each version can be read as it was published, to compare before a rollback.
+    let path = "/admin/v1/adapters/residence_lookup/versions";
+    let first: Value = p.admin(reqwest::Method::GET, &format!("{path}/1"), STEWARD, None).await.json().await.unwrap();
+    assert_eq!((first["id"].as_str(), first["version"].as_i64()), (Some("residence_lookup"), Some(1)));
+    assert_eq!(first["document"], new_registry_manifest(&url));
+    let second: Value = p.admin(reqwest::Method::GET, &format!("{path}/2"), STEWARD, None).await.json().await.unwrap();
+    assert_eq!(
+        second["document"]["operations"]["whereabouts"]["mapping"],
+        "{full_name: (.du_lieu.ho_ten | ascii_upcase)}"
+    );
+    assert_problem(p.admin(reqwest::Method::GET, &format!("{path}/3"), STEWARD, None).await, 404, "not_found").await;
+    assert_problem(
+        p.admin(reqwest::Method::GET, &format!("{path}/two"), STEWARD, None).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    assert_problem(p.admin(reqwest::Method::GET, &format!("{path}/1"), AUDITOR, None).await, 403, "forbidden").await;
 
     // Disabled: gone for partners; enabled again: back.
     let off = p

@@ -493,3 +493,60 @@ async fn the_command_line_lists_a_partners_keys_and_no_secret() {
     let (ok, _, err) = lgsp_cli(&gw.config, &["partners", "keys", "000.00.99.H29"]);
     assert!(!ok && err.contains("No partner"), "{err}");
 }
+
+#[tokio::test]
+async fn the_command_line_shows_versions_of_a_form_and_rolls_one_back() {
+    let Running { _dir, gw, client, key, .. } = running("000.00.44.H29", "").await;
+    let served_title = |want: serde_json::Value| {
+        let (client, key, url) = (client.clone(), key.clone(), format!("{}/v1/forms/ct01", gw.base));
+        async move {
+            // The gateway follows the database within catalog_refresh_ms.
+            for _ in 0..100 {
+                let form: serde_json::Value =
+                    client.get(&url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+                if form["title"] == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the gateway does not serve the title {want}");
+        }
+    };
+    let cli = |args: &[&str]| {
+        let (ok, out, err) = lgsp_cli(&gw.config, args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    let shipped: serde_json::Value = serde_json::from_str(&cli(&["forms", "show", "ct01"])).unwrap();
+    assert_eq!(shipped["id"], "ct01");
+
+    // Edit what `show` printed and publish it: version 2, current.
+    let mut edited = shipped.clone();
+    edited["title"] = serde_json::json!("Tờ khai thay đổi thông tin cư trú (sửa đổi)");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ct01.json");
+    std::fs::write(&file, edited.to_string()).unwrap();
+    assert!(cli(&["forms", "update", file.to_str().unwrap()]).contains("version 2"));
+    served_title(edited["title"].clone()).await;
+    let current = |out: String| -> Vec<String> {
+        out.lines()
+            .skip(1)
+            .filter(|l| l.trim_end().ends_with("yes"))
+            .map(|l| l.split(' ').next().unwrap().into())
+            .collect()
+    };
+    assert_eq!(current(cli(&["forms", "versions", "ct01"])), ["2"]);
+    let now: serde_json::Value = serde_json::from_str(&cli(&["forms", "show", "ct01"])).unwrap();
+    assert_eq!(now, edited);
+    let first: serde_json::Value = serde_json::from_str(&cli(&["forms", "show", "ct01", "--version", "1"])).unwrap();
+    assert_eq!(first, shipped);
+
+    // Back to version 1, which the gateway serves at once.
+    cli(&["forms", "rollback", "ct01", "1"]);
+    assert_eq!(current(cli(&["forms", "versions", "ct01"])), ["1"]);
+    served_title(shipped["title"].clone()).await;
+    let (ok, _, err) = lgsp_cli(&gw.config, &["forms", "rollback", "ct01", "7"]);
+    assert!(!ok && err.contains("No version 7"), "{err}");
+    let (ok, _, err) = lgsp_cli(&gw.config, &["forms", "show", "no_such_form"]);
+    assert!(!ok && err.contains("no_such_form"), "{err}");
+}
