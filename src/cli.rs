@@ -125,10 +125,14 @@ pub enum DocCommand {
 #[derive(Subcommand)]
 pub enum PartnersCommand {
     /// Register a partner from a JSON file (id, name, kind, policy, rate_per_minute, burst).
-    Create {
-        file: PathBuf,
-    },
+    Create { file: PathBuf },
+    /// List partners: kind, rate limit, state and name.
     List,
+    /// Print a partner as JSON, its policy included.
+    Show { partner: String },
+    /// Change a partner from a JSON file of the fields to change (name, kind,
+    /// policy, rate_per_minute, burst, enabled); the others stay.
+    Update { partner: String, file: PathBuf },
     /// Make a new API key (printed once).
     Key {
         partner: String,
@@ -140,14 +144,9 @@ pub enum PartnersCommand {
         expires_at: Option<String>,
     },
     /// A partner's API keys: state, expiry and last use (never the secrets).
-    Keys {
-        partner: String,
-    },
+    Keys { partner: String },
     /// Revoke an API key.
-    Revoke {
-        partner: String,
-        key_id: String,
-    },
+    Revoke { partner: String, key_id: String },
     /// Replace an API key with a new one (printed once).
     Rotate {
         partner: String,
@@ -596,6 +595,17 @@ fn partners(settings: Settings, command: PartnersCommand) -> anyhow::Result<Exit
                 let id = input.id.clone();
                 catalog.create_partner(input).await.map_err(api)?;
                 println!("registered partner {id}; make it a key with: lgsp partners key {id}");
+            }
+            PartnersCommand::Show { partner } => {
+                let c = catalog.get();
+                let p = c.partners.get(&partner).ok_or_else(|| anyhow::anyhow!("No partner {partner}."))?;
+                println!("{}", serde_json::to_string_pretty(&**p)?);
+            }
+            PartnersCommand::Update { partner, file } => {
+                let patch: crate::catalog::manage::PartnerPatch = serde_json::from_value(read_json(&file)?)
+                    .map_err(|e| anyhow::anyhow!("{}: not a change to a partner: {e}", file.display()))?;
+                catalog.update_partner(&partner, patch).await.map_err(api)?;
+                println!("updated partner {partner}");
             }
             PartnersCommand::List => {
                 let c = catalog.get();

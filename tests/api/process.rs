@@ -492,6 +492,27 @@ async fn the_command_line_lists_a_partners_keys_and_no_secret() {
     assert!(!out.contains(&key) && !out.contains("lgsp_pk_"), "no secret is printed: {out}");
     let (ok, _, err) = lgsp_cli(&gw.config, &["partners", "keys", "000.00.99.H29"]);
     assert!(!ok && err.contains("No partner"), "{err}");
+
+    // Shown as JSON, changed from a file of the fields to change.
+    let show = || {
+        let (ok, out, err) = lgsp_cli(&gw.config, &["partners", "show", "000.00.43.H29"]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let before = show();
+    assert_eq!(before["id"], "000.00.43.H29");
+    let dir = tempfile::tempdir().unwrap();
+    let patch = dir.path().join("patch.json");
+    std::fs::write(&patch, r#"{"burst": 7, "policy": {"forms": ["ct01"], "networks": ["203.0.113.0/24"]}}"#).unwrap();
+    let (ok, _, err) = lgsp_cli(&gw.config, &["partners", "update", "000.00.43.H29", patch.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let after = show();
+    assert_eq!(after["burst"], 7);
+    assert_eq!(after["policy"]["networks"], serde_json::json!(["203.0.113.0/24"]));
+    assert_eq!((&after["name"], &after["rate_per_minute"]), (&before["name"], &before["rate_per_minute"]));
+    std::fs::write(&patch, r#"{"bursts": 7}"#).unwrap();
+    let (ok, _, err) = lgsp_cli(&gw.config, &["partners", "update", "000.00.43.H29", patch.to_str().unwrap()]);
+    assert!(!ok && err.contains("patch.json") && err.contains("bursts"), "{err}");
 }
 
 #[tokio::test]
