@@ -166,6 +166,11 @@ pub fn rows_for_subject(
     Ok(q.order(audit_log::seq.desc()).limit(limit).select(AuditRow::as_select()).load(conn)?)
 }
 
+/// Records of one action stored, for tests and reports.
+pub fn count_action(conn: &mut DbConnection, action: &str) -> Result<i64, DbError> {
+    Ok(audit_log::table.filter(audit_log::action.eq(action)).count().get_result(conn)?)
+}
+
 /// Records stored, for tests and reports.
 pub fn count(conn: &mut DbConnection) -> Result<i64, DbError> {
     Ok(audit_log::table.count().get_result(conn)?)

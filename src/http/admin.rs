@@ -8,7 +8,7 @@ use crate::catalog::store::{self, Publish, VersionInfo};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::partner::json_body;
 use crate::startup::AppState;
-use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -30,7 +30,24 @@ fn admin(req: &HttpRequest, state: &AppState, role: Role) -> Result<AdminCaller,
             format!("The admin API does not answer {from}; call it from a network in admin_networks."),
         ));
     }
-    admin_caller(req, &state.catalog.get(), role)
+    let caller = admin_caller(req, &state.catalog.get(), role)?;
+    req.extensions_mut().insert(caller.clone());
+    Ok(caller)
+}
+
+/// Runs a change (of the catalogue, a partner, a key or a token, or a dry run
+/// against a registry) and records it in the audit trail, allowed or refused,
+/// under the path below `/admin/v1/`.
+async fn audited(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+    change: impl std::future::Future<Output = Result<HttpResponse, ApiError>>,
+) -> Result<HttpResponse, ApiError> {
+    let resource = req.path().trim_start_matches("/admin/v1/").to_string();
+    let audit = crate::http::partner::Audit::start(req, "admin", resource);
+    let result = change.await;
+    audit.finish_admin(state, req, body, result).await
 }
 
 fn by(caller: &AdminCaller) -> String {
@@ -51,12 +68,15 @@ async fn publish(
     path_id: Option<&str>,
     mode: Publish,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = steward(&req, state)?;
-    let doc = json_body(&req, body)?;
-    let (id, version) = state.catalog.publish(kind, doc, path_id, &by(&caller), mode).await?;
-    tracing::info!(kind = kind.noun(), %id, version, by = %caller.token_id, "published");
-    let mut resp = if mode == Publish::Create { HttpResponse::Created() } else { HttpResponse::Ok() };
-    Ok(resp.json(Published { id, version }))
+    audited(&req, state, body, async {
+        let caller = steward(&req, state)?;
+        let doc = json_body(&req, body)?;
+        let (id, version) = state.catalog.publish(kind, doc, path_id, &by(&caller), mode).await?;
+        tracing::info!(kind = kind.noun(), %id, version, by = %caller.token_id, "published");
+        let mut resp = if mode == Publish::Create { HttpResponse::Created() } else { HttpResponse::Ok() };
+        Ok(resp.json(Published { id, version }))
+    })
+    .await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -168,20 +188,26 @@ async fn change_state(
     id: &str,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, state)?;
-    let change: StateChange = serde_json::from_value(json_body(&req, body)?).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidBody, format!("Send {{\"enabled\": bool}} or {{\"current_version\": n}}: {e}"))
-    })?;
-    if change.enabled.is_none() && change.current_version.is_none() {
-        return Err(ApiError::new(ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}."));
-    }
-    if let Some(v) = change.current_version {
-        state.catalog.rollback(kind, id, v).await?;
-    }
-    if let Some(e) = change.enabled {
-        state.catalog.set_enabled(kind, id, e).await?;
-    }
-    Ok(HttpResponse::NoContent().finish())
+    audited(&req, state, body, async {
+        steward(&req, state)?;
+        let change: StateChange = serde_json::from_value(json_body(&req, body)?).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("Send {{\"enabled\": bool}} or {{\"current_version\": n}}: {e}"),
+            )
+        })?;
+        if change.enabled.is_none() && change.current_version.is_none() {
+            return Err(ApiError::new(ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}."));
+        }
+        if let Some(v) = change.current_version {
+            state.catalog.rollback(kind, id, v).await?;
+        }
+        if let Some(e) = change.enabled {
+            state.catalog.set_enabled(kind, id, e).await?;
+        }
+        Ok(HttpResponse::NoContent().finish())
+    })
+    .await
 }
 
 /// Disables or re-enables an adapter, or rolls it back to an earlier version.
@@ -224,31 +250,39 @@ pub async fn test_adapter(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
-    let run: DryRun = serde_json::from_value(json_body(&req, &body)?)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("The body does not fit a test request: {e}")))?;
-    let adapter = match &run.manifest {
-        Some(m) => std::sync::Arc::new(crate::adapter::Adapter::compile(m, 0, &state.settings).map_err(|e| {
-            ApiError::new(ErrorCode::InvalidManifest, "The manifest was refused; fix every problem listed in errors.")
+    audited(&req, &state, &body, async {
+        steward(&req, &state)?;
+        let run: DryRun = serde_json::from_value(json_body(&req, &body)?)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("The body does not fit a test request: {e}")))?;
+        let adapter = match &run.manifest {
+            Some(m) => std::sync::Arc::new(crate::adapter::Adapter::compile(m, 0, &state.settings).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidManifest,
+                    "The manifest was refused; fix every problem listed in errors.",
+                )
                 .with_errors(e)
-        })?),
-        None => state
-            .catalog
-            .get()
-            .adapters
-            .get(path.as_str())
-            .map(|a| a.adapter.clone())
-            .ok_or_else(|| ApiError::not_found(format!("No adapter \"{path}\".")))?,
-    };
-    let request = match (run.request, run.citizen_id) {
-        (Some(r), _) => r,
-        (None, Some(id)) => json!({"citizen_id": id}),
-        (None, None) => return Err(ApiError::new(ErrorCode::InvalidBody, "Give a sample citizen_id or a request.")),
-    };
-    let results = adapter.dry_run(&request, &run.operations, &state.http, &state.metrics).await;
-    let ok = results.iter().all(|r| r["ok"] == true);
-    Ok(HttpResponse::Ok()
-        .json(json!({"adapter": adapter.id, "version": adapter.version, "ok": ok, "results": results})))
+            })?),
+            None => state
+                .catalog
+                .get()
+                .adapters
+                .get(path.as_str())
+                .map(|a| a.adapter.clone())
+                .ok_or_else(|| ApiError::not_found(format!("No adapter \"{path}\".")))?,
+        };
+        let request = match (run.request, run.citizen_id) {
+            (Some(r), _) => r,
+            (None, Some(id)) => json!({"citizen_id": id}),
+            (None, None) => {
+                return Err(ApiError::new(ErrorCode::InvalidBody, "Give a sample citizen_id or a request."))
+            }
+        };
+        let results = adapter.dry_run(&request, &run.operations, &state.http, &state.metrics).await;
+        let ok = results.iter().all(|r| r["ok"] == true);
+        Ok(HttpResponse::Ok()
+            .json(json!({"adapter": adapter.id, "version": adapter.version, "ok": ok, "results": results})))
+    })
+    .await
 }
 
 /// Registers a new form. The definition is validated in full first.
@@ -361,13 +395,16 @@ pub async fn create_partner(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
-    let input: PartnerInput = serde_json::from_value(json_body(&req, &body)?)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidPartner, format!("The body does not fit a partner: {e}")))?;
-    let id = input.id.clone();
-    state.catalog.create_partner(input).await?;
-    let p = state.catalog.get().partners.get(&id).cloned().ok_or_else(|| ApiError::internal("partner vanished"))?;
-    Ok(HttpResponse::Created().json(&*p))
+    audited(&req, &state, &body, async {
+        steward(&req, &state)?;
+        let input: PartnerInput = serde_json::from_value(json_body(&req, &body)?)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidPartner, format!("The body does not fit a partner: {e}")))?;
+        let id = input.id.clone();
+        state.catalog.create_partner(input).await?;
+        let p = state.catalog.get().partners.get(&id).cloned().ok_or_else(|| ApiError::internal("partner vanished"))?;
+        Ok(HttpResponse::Created().json(&*p))
+    })
+    .await
 }
 
 #[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<Partner>)), security(("admin_token" = [])))]
@@ -404,19 +441,22 @@ pub async fn update_partner(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
-    let patch: PartnerPatch = serde_json::from_value(json_body(&req, &body)?).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidPartner, format!("The body does not fit a partner change: {e}"))
-    })?;
-    state.catalog.update_partner(&path, patch).await?;
-    let p = state
-        .catalog
-        .get()
-        .partners
-        .get(path.as_str())
-        .cloned()
-        .ok_or_else(|| ApiError::internal("partner vanished"))?;
-    Ok(HttpResponse::Ok().json(&*p))
+    audited(&req, &state, &body, async {
+        steward(&req, &state)?;
+        let patch: PartnerPatch = serde_json::from_value(json_body(&req, &body)?).map_err(|e| {
+            ApiError::new(ErrorCode::InvalidPartner, format!("The body does not fit a partner change: {e}"))
+        })?;
+        state.catalog.update_partner(&path, patch).await?;
+        let p = state
+            .catalog
+            .get()
+            .partners
+            .get(path.as_str())
+            .cloned()
+            .ok_or_else(|| ApiError::internal("partner vanished"))?;
+        Ok(HttpResponse::Ok().json(&*p))
+    })
+    .await
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -464,11 +504,15 @@ pub async fn create_key(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
-    let k: KeyRequest = optional_body(&req, &body, r#"{"label": "...", "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
-    let expires_at = k.expires_at.as_deref().map(parse_expiry).transpose()?;
-    let key = state.catalog.create_key(&path, &k.label, expires_at).await?;
-    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
+    audited(&req, &state, &body, async {
+        steward(&req, &state)?;
+        let k: KeyRequest =
+            optional_body(&req, &body, r#"{"label": "...", "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
+        let expires_at = k.expires_at.as_deref().map(parse_expiry).transpose()?;
+        let key = state.catalog.create_key(&path, &k.label, expires_at).await?;
+        Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
+    })
+    .await
 }
 
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Vec<KeyInfo>)), security(("admin_token" = [])))]
@@ -492,9 +536,12 @@ pub async fn revoke_key(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
-    state.catalog.revoke_key(&path.0, &path.1).await?;
-    Ok(HttpResponse::NoContent().finish())
+    audited(&req, &state, &[], async {
+        steward(&req, &state)?;
+        state.catalog.revoke_key(&path.0, &path.1).await?;
+        Ok(HttpResponse::NoContent().finish())
+    })
+    .await
 }
 
 /// Replaces a key with a new one (returned once). The old one is revoked at
@@ -509,13 +556,16 @@ pub async fn rotate_key(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
-    let r: RotateRequest =
-        optional_body(&req, &body, r#"{"grace_seconds": 86400, "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
-    let expires_at = r.expires_at.as_deref().map(parse_expiry).transpose()?;
-    let grace = Duration::from_secs(r.grace_seconds);
-    let key = state.catalog.rotate_key(&path.0, &path.1, grace, expires_at).await?;
-    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
+    audited(&req, &state, &body, async {
+        steward(&req, &state)?;
+        let r: RotateRequest =
+            optional_body(&req, &body, r#"{"grace_seconds": 86400, "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
+        let expires_at = r.expires_at.as_deref().map(parse_expiry).transpose()?;
+        let grace = Duration::from_secs(r.grace_seconds);
+        let key = state.catalog.rotate_key(&path.0, &path.1, grace, expires_at).await?;
+        Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
+    })
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -539,19 +589,22 @@ pub async fn create_token(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = steward(&req, &state)?;
-    let t: TokenRequest = serde_json::from_value(json_body(&req, &body)?).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidBody,
-            format!(
-                "Send {{\"role\": \"steward\" or \"auditor\", \"label\": \"...\", \"expires_at\": \"2027-06-30T00:00:00+07:00\" (optional)}}: {e}"
-            ),
-        )
-    })?;
-    let expires_at = t.expires_at.as_deref().map(parse_expiry).transpose()?;
-    let token = state.catalog.create_admin_token(t.role, &t.label, expires_at).await?;
-    tracing::info!(token = %token.id, role = t.role.as_str(), by = %caller.token_id, "admin token created");
-    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(token))
+    audited(&req, &state, &body, async {
+        let caller = steward(&req, &state)?;
+        let t: TokenRequest = serde_json::from_value(json_body(&req, &body)?).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!(
+                    "Send {{\"role\": \"steward\" or \"auditor\", \"label\": \"...\", \"expires_at\": \"2027-06-30T00:00:00+07:00\" (optional)}}: {e}"
+                ),
+            )
+        })?;
+        let expires_at = t.expires_at.as_deref().map(parse_expiry).transpose()?;
+        let token = state.catalog.create_admin_token(t.role, &t.label, expires_at).await?;
+        tracing::info!(token = %token.id, role = t.role.as_str(), by = %caller.token_id, "admin token created");
+        Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(token))
+    })
+    .await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -598,10 +651,13 @@ pub async fn revoke_token(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = steward(&req, &state)?;
-    state.catalog.revoke_admin_token(&path).await?;
-    tracing::info!(token = %path, by = %caller.token_id, "admin token revoked");
-    Ok(HttpResponse::NoContent().finish())
+    audited(&req, &state, &[], async {
+        let caller = steward(&req, &state)?;
+        state.catalog.revoke_admin_token(&path).await?;
+        tracing::info!(token = %path, by = %caller.token_id, "admin token revoked");
+        Ok(HttpResponse::NoContent().finish())
+    })
+    .await
 }
 
 fn parse_time(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {

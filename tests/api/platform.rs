@@ -106,6 +106,13 @@ impl Platform {
             .unwrap()
     }
 
+    /// How many records of the trail are stewards' changes (`action` `admin`):
+    /// registering a partner and making its key are two.
+    pub async fn admin_records(&self) -> i64 {
+        self.state.audit.flush(std::time::Duration::from_secs(5)).await;
+        self.state.db.run(|c| lgsp::audit::query::count_action(c, "admin")).await.unwrap()
+    }
+
     /// An operation as `GET /v1/adapters` describes it to the partner with `key`.
     pub async fn listed_operation(&self, key: &str, adapter: &str, operation: &str) -> Value {
         let r = self.client.get(self.url("/v1/adapters")).bearer_auth(key).send().await.unwrap();
@@ -477,7 +484,7 @@ async fn auditors_export_the_trail_in_pages_that_verify_without_the_database() {
     assert_problem(get("/admin/v1/audit/export?limit=0".into(), AUDITOR).await, 400, "invalid_parameter").await;
     assert_problem(get("/admin/v1/audit/export?from=0".into(), AUDITOR).await, 400, "invalid_parameter").await;
 
-    // Pages of two, followed by their links, hold the five records once each.
+    // Pages of two, followed by their links, hold the seven records once each.
     let mut next = Some("/admin/v1/audit/export?limit=2".to_string());
     let (mut all, mut pages) = (String::new(), 0);
     while let Some(path) = next.take() {
@@ -490,12 +497,12 @@ async fn auditors_export_the_trail_in_pages_that_verify_without_the_database() {
         });
         all.push_str(&r.text().await.unwrap());
         pages += 1;
-        assert!(pages <= 4, "the links end");
+        assert!(pages <= 5, "the links end");
     }
-    assert_eq!(pages, 3, "2 + 2 + 1 records");
+    assert_eq!(pages, 4, "the partner's registration and key, then five exchanges: 2 + 2 + 2 + 1 records");
     let v = lgsp::audit::verify_export(all.as_bytes(), &Default::default()).unwrap();
     assert!(v.is_intact(), "{v:?}");
-    assert_eq!((v.first_seq, v.last_seq, v.records), (1, 5, 5));
+    assert_eq!((v.first_seq, v.last_seq, v.records), (1, 7, 7));
     let head: Value = get("/admin/v1/audit/verify".into(), AUDITOR).await.json().await.unwrap();
     assert_eq!(head["head_hash"], v.last_hash.as_str(), "the export ends where the trail does");
 }
@@ -761,6 +768,62 @@ async fn a_citizens_access_log_pages_through_every_access_and_leaves_out_refusal
 }
 
 #[tokio::test]
+async fn stewards_changes_are_in_the_audit_trail_allowed_or_refused() {
+    let p = platform().await;
+    let partner = "000.00.36.H29";
+    p.partner(partner, everything(), 600, 100).await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+
+    // Granting a sensitive element: who, what, when.
+    let mut policy = everything();
+    policy["elements"] = json!(["*", "religion"]);
+    let path = format!("/admin/v1/partners/{partner}");
+    let r = p.admin(reqwest::Method::PATCH, &path, STEWARD, Some(json!({"policy": policy}))).await;
+    assert_eq!(r.status(), 200);
+    // Refused changes, with and without a valid token.
+    let r = p.admin(reqwest::Method::PATCH, &path, STEWARD, Some(json!({"burst": "many"}))).await;
+    assert_problem(r, 422, "invalid_partner").await;
+    let r = p.admin(reqwest::Method::PATCH, &path, "not-a-token", Some(json!({"burst": 1}))).await;
+    assert_problem(r, 401, "unauthorized").await;
+    // A dry run reads a citizen's record: it is an access to that citizen's data.
+    let r = p
+        .admin(reqwest::Method::POST, "/admin/v1/adapters/population/test", STEWARD, Some(json!({"citizen_id": id})))
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let tokens: Value = p.admin(reqwest::Method::GET, "/admin/v1/tokens", STEWARD, None).await.json().await.unwrap();
+    let steward_id = tokens.as_array().unwrap().iter().find(|t| t["role"] == "steward").unwrap()["id"].clone();
+    let page = p.audit("action=admin&limit=50").await;
+    let items = page["items"].as_array().unwrap();
+    let on_partner: Vec<&Value> = items.iter().filter(|r| r["resource"] == format!("partners/{partner}")).collect();
+    assert_eq!(on_partner.len(), 3, "three changes: {page}");
+    let registered = items.iter().find(|r| r["resource"] == "partners").unwrap();
+    assert_eq!((&registered["status"], &registered["detail"]["sent"]["id"]), (&json!(201), &json!(partner)));
+    let (unauthenticated, refused, granted) = (on_partner[0], on_partner[1], on_partner[2]);
+    assert_eq!((&unauthenticated["status"], &unauthenticated["key_id"]), (&json!(401), &json!("")));
+    assert_eq!(
+        (&refused["outcome"], &refused["status"], &refused["key_id"]),
+        (&json!("refused"), &json!(422), &steward_id)
+    );
+    assert_eq!((&granted["outcome"], &granted["key_id"]), (&json!("ok"), &steward_id));
+    assert_eq!(granted["detail"]["method"], "PATCH");
+    assert_eq!(granted["detail"]["role"], "steward");
+    assert_eq!(granted["detail"]["sent"]["policy"]["elements"], json!(["*", "religion"]));
+    let dry_run = items.iter().find(|r| r["resource"] == "adapters/population/test").unwrap();
+    assert_eq!(dry_run["subject"], id.as_str());
+
+    // The citizen sees the steward's dry run among the accesses to their data.
+    let key = p.partner("000.00.37.H29", everything(), 600, 100).await;
+    let log = p.access_log(&key, &id).await;
+    let entry = log.as_array().unwrap().iter().find(|e| e["action"] == "admin").unwrap();
+    assert!(entry["agency_name"].as_str().unwrap().contains("steward"), "{entry}");
+    // And the chain holds them all.
+    let verify: Value =
+        p.admin(reqwest::Method::GET, "/admin/v1/audit/verify", AUDITOR, None).await.json().await.unwrap();
+    assert_eq!(verify["intact"], true, "{verify}");
+}
+
+#[tokio::test]
 async fn a_key_rotated_twice_at_once_is_replaced_once() {
     let p = platform().await;
     let partner = "000.00.29.H29";
@@ -937,7 +1000,7 @@ async fn the_audit_trail_holds_one_record_per_request_under_load_and_detects_tam
     let verify: Value =
         p.admin(reqwest::Method::GET, "/admin/v1/audit/verify", AUDITOR, None).await.json().await.unwrap();
     assert_eq!(verify["intact"], true, "{verify}");
-    assert_eq!(verify["records"], 60);
+    assert_eq!(verify["records"], p.admin_records().await + 60);
     // Stewards do not read the audit trail.
     assert_problem(p.admin(reqwest::Method::GET, "/admin/v1/audit", STEWARD, None).await, 403, "forbidden").await;
 
@@ -1315,7 +1378,8 @@ async fn a_graceful_stop_lets_in_flight_prefills_finish_and_stores_their_records
     assert!(p.state.audit.is_closed());
     let v = p.state.db.run(lgsp::audit::verify).await.unwrap();
     assert!(v.is_intact(), "{v:?}");
-    assert_eq!(v.records, 30);
+    let admin = p.state.db.run(|c| lgsp::audit::query::count_action(c, "admin")).await.unwrap();
+    assert_eq!((admin, v.records), (2, 2 + 30), "the partner's registration and key, and the 30 prefills");
 }
 
 #[tokio::test]
@@ -1333,6 +1397,7 @@ async fn an_anchor_kept_outside_the_database_catches_a_rewritten_chain() {
     let v: Value = verify(String::new()).await.json().await.unwrap();
     assert_eq!(v["intact"], true, "{v}");
     let anchor = format!("{}:{}", v["head_seq"], v["head_hash"].as_str().unwrap());
+    let anchored = v["head_seq"].as_i64().unwrap();
     assert_eq!(verify(anchor.clone()).await.json::<Value>().await.unwrap()["intact"], true);
     assert_problem(verify("5:nothex".into()).await, 400, "invalid_parameter").await;
 
@@ -1370,7 +1435,7 @@ async fn an_anchor_kept_outside_the_database_catches_a_rewritten_chain() {
     assert_eq!(v["intact"], true, "the chain alone cannot see a full rewrite: {v}");
     let v: Value = verify(anchor).await.json().await.unwrap();
     assert_eq!(v["intact"], false, "{v}");
-    assert_eq!(v["broken_at"], 5, "{v}");
+    assert_eq!(v["broken_at"], anchored, "{v}");
     assert!(v["reason"].as_str().unwrap().contains("rewritten at or before"), "{v}");
 }
 

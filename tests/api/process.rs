@@ -140,7 +140,11 @@ async fn sigterm_lets_in_flight_prefills_finish_and_stores_every_audit_record() 
     // The process is gone: what it stored is all there is.
     let v = verify(&database_url).await;
     assert!(v.is_intact(), "{v:?}");
-    assert_eq!(v.records, 40, "one stored audit record per request answered");
+    assert_eq!(
+        v.records,
+        2 + 40,
+        "one stored audit record per request answered, the partner's registration and key too"
+    );
 }
 
 #[tokio::test]
@@ -397,8 +401,8 @@ async fn an_exported_trail_verifies_without_the_database_and_shows_any_edit() {
     for t in fire_prefills(&client, &gw.base, &key, &ids, 12) {
         assert_eq!(t.await.unwrap(), 200);
     }
-    // The partner's registration and key make no records; the 12 prefills do.
-    while written_records(&client, &gw.base).await < 12 {
+    // The partner's registration and key make two records, the 12 prefills twelve.
+    while written_records(&client, &gw.base).await < 14 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -408,11 +412,11 @@ async fn an_exported_trail_verifies_without_the_database_and_shows_any_edit() {
     assert!(ok, "{err}");
     let all = std::fs::read_to_string(file("all.jsonl")).unwrap();
     let rows: Vec<serde_json::Value> = all.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows.len(), 12, "{err}");
-    assert_eq!(rows.iter().map(|r| r["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=12).collect::<Vec<_>>());
+    assert_eq!(rows.len(), 14, "{err}");
+    assert_eq!(rows.iter().map(|r| r["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=14).collect::<Vec<_>>());
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("all.jsonl")]);
-    assert!(ok && out.contains("records 1 to 12 (12 records)") && out.contains("beginning of the trail"), "{out}");
-    assert!(out.contains(&format!("12:{}", rows[11]["hash"].as_str().unwrap())), "the last record's anchor: {out}");
+    assert!(ok && out.contains("records 1 to 14 (14 records)") && out.contains("beginning of the trail"), "{out}");
+    assert!(out.contains(&format!("14:{}", rows[13]["hash"].as_str().unwrap())), "the last record's anchor: {out}");
 
     // Part of the trail links to the record before it, which an anchor confirms.
     let (ok, _, err) =
@@ -428,12 +432,13 @@ async fn an_exported_trail_verifies_without_the_database_and_shows_any_edit() {
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("part.jsonl"), "--anchor", &wrong]);
     assert!(!ok && out.contains("BROKEN at record 4"), "{out}");
 
-    // An edited record, and a removed one, are named.
+    // An edited record (the fifth prefill, after the two records of the
+    // partner's registration and key), and a removed one, are named.
     let edited = all.replacen("\"purpose\":\"residence_change\"", "\"purpose\":\"marketing\"", 5);
     let edited = edited.replacen("\"purpose\":\"marketing\"", "\"purpose\":\"residence_change\"", 4);
     std::fs::write(file("edited.jsonl"), edited).unwrap();
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("edited.jsonl")]);
-    assert!(!ok && out.contains("BROKEN at record 5") && out.contains("edited"), "{out}");
+    assert!(!ok && out.contains("BROKEN at record 7") && out.contains("edited"), "{out}");
     let removed: Vec<&str> = all.lines().filter(|l| !l.starts_with("{\"seq\":6,")).collect();
     std::fs::write(file("removed.jsonl"), removed.join("\n")).unwrap();
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("removed.jsonl")]);
