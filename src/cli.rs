@@ -482,6 +482,88 @@ async fn open_catalog(settings: Settings) -> anyhow::Result<std::sync::Arc<LiveC
     Ok(catalog)
 }
 
+/// A command that changes what lgsp serves or who may call it, with what it
+/// read: such commands are recorded in the audit trail as the admin API's are.
+struct CliChange {
+    file: Option<PathBuf>,
+    subject: Option<String>,
+}
+
+impl CliChange {
+    fn file(file: &std::path::Path) -> Option<CliChange> {
+        Some(CliChange { file: Some(file.to_path_buf()), subject: None })
+    }
+    fn plain() -> Option<CliChange> {
+        Some(CliChange { file: None, subject: None })
+    }
+    fn of_document(c: &DocCommand) -> Option<CliChange> {
+        match c {
+            DocCommand::Register { file } | DocCommand::Update { file } => CliChange::file(file),
+            DocCommand::Disable { .. } | DocCommand::Enable { .. } | DocCommand::Rollback { .. } => CliChange::plain(),
+            // A dry run reads a citizen's record.
+            DocCommand::Test { citizen_id, .. } => Some(CliChange { file: None, subject: Some(citizen_id.clone()) }),
+            DocCommand::List | DocCommand::Show { .. } | DocCommand::Versions { .. } => None,
+        }
+    }
+    fn of_partner(c: &PartnersCommand) -> Option<CliChange> {
+        match c {
+            PartnersCommand::Create { file } | PartnersCommand::Update { file, .. } => CliChange::file(file),
+            PartnersCommand::Key { .. } | PartnersCommand::Revoke { .. } | PartnersCommand::Rotate { .. } => {
+                CliChange::plain()
+            }
+            PartnersCommand::List | PartnersCommand::Show { .. } | PartnersCommand::Keys { .. } => None,
+        }
+    }
+    fn of_token(c: &TokensCommand) -> Option<CliChange> {
+        match c {
+            TokensCommand::Create { .. } | TokensCommand::Revoke { .. } => CliChange::plain(),
+            TokensCommand::List => None,
+        }
+    }
+}
+
+/// Appends the record of a command-line change to the audit trail (action
+/// `admin`, key `cli`): the command as typed from its noun on, the operating
+/// system's user, the JSON file it read when at most 16 KB, and the outcome.
+async fn record_cli_change(catalog: &LiveCatalog, noun: &str, change: CliChange, result: &anyhow::Result<ExitCode>) {
+    let args: Vec<String> = std::env::args().skip_while(|a| a != noun).collect();
+    let user = ["SUDO_USER", "USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok()).unwrap_or_default();
+    let mut detail = serde_json::json!({"command": format!("lgsp {}", args.join(" ")), "user": user});
+    let sent = change.file.as_deref().and_then(|f| std::fs::read(f).ok());
+    if let Some(bytes) = sent.filter(|b| b.len() <= 16 * 1024) {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            detail["sent"] = v;
+        }
+    }
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => {
+            detail["reason"] = serde_json::json!(e.to_string());
+            "refused"
+        }
+    };
+    let record = crate::audit::AuditRecord {
+        record_id: crate::telemetry::new_uuid().to_string(),
+        ts: crate::db::now_micros(),
+        request_id: String::new(),
+        partner_id: String::new(),
+        key_id: "cli".into(),
+        action: "admin".into(),
+        subject: change.subject,
+        purpose: None,
+        resource: args.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
+        adapters: Vec::new(),
+        elements: Vec::new(),
+        outcome: outcome.into(),
+        status: 0,
+        latency_us: 0,
+        detail,
+    };
+    if let Err(e) = catalog.db.run(move |c| crate::audit::append(c, vec![record])).await {
+        eprintln!("warning: this change is not in the audit trail: {e}");
+    }
+}
+
 fn api(e: crate::error::ApiError) -> anyhow::Error {
     let mut msg = e.detail.clone();
     for f in &e.errors {
@@ -499,200 +581,227 @@ fn documents(settings: Settings, kind: DocKind, command: DocCommand) -> anyhow::
     use crate::catalog::store::Publish;
     runtime()?.block_on(async move {
         let catalog = open_catalog(settings).await?;
-        match command {
-            DocCommand::Register { file } => {
-                let (id, v) =
-                    catalog.publish(kind, read_json(&file)?, None, "cli", Publish::Create).await.map_err(api)?;
-                println!("registered {} {id} version {v}", kind.noun());
-            }
-            DocCommand::Update { file } => {
-                let (id, v) =
-                    catalog.publish(kind, read_json(&file)?, None, "cli", Publish::NewVersion).await.map_err(api)?;
-                println!("published {} {id} version {v}", kind.noun());
-            }
-            DocCommand::List => {
-                let c = catalog.get();
-                match kind {
-                    DocKind::Adapter => {
-                        for a in c.adapters.values() {
-                            let ops: Vec<&str> = a.adapter.operations.keys().map(String::as_str).collect();
-                            println!(
-                                "{:<16} v{:<3} {:<9} {:<40} {}",
-                                a.adapter.id,
-                                a.adapter.version,
-                                if a.enabled { "enabled" } else { "disabled" },
-                                a.adapter.upstream.base_url,
-                                ops.join(",")
-                            );
+        let change = CliChange::of_document(&command);
+        let result: anyhow::Result<ExitCode> = async {
+            match command {
+                DocCommand::Register { file } => {
+                    let (id, v) =
+                        catalog.publish(kind, read_json(&file)?, None, "cli", Publish::Create).await.map_err(api)?;
+                    println!("registered {} {id} version {v}", kind.noun());
+                }
+                DocCommand::Update { file } => {
+                    let (id, v) = catalog
+                        .publish(kind, read_json(&file)?, None, "cli", Publish::NewVersion)
+                        .await
+                        .map_err(api)?;
+                    println!("published {} {id} version {v}", kind.noun());
+                }
+                DocCommand::List => {
+                    let c = catalog.get();
+                    match kind {
+                        DocKind::Adapter => {
+                            for a in c.adapters.values() {
+                                let ops: Vec<&str> = a.adapter.operations.keys().map(String::as_str).collect();
+                                println!(
+                                    "{:<16} v{:<3} {:<9} {:<40} {}",
+                                    a.adapter.id,
+                                    a.adapter.version,
+                                    if a.enabled { "enabled" } else { "disabled" },
+                                    a.adapter.upstream.base_url,
+                                    ops.join(",")
+                                );
+                            }
+                        }
+                        DocKind::Form => {
+                            for f in c.forms.values() {
+                                let (b, t) = f.form.ceiling();
+                                println!(
+                                    "{:<28} v{:<3} {:<9} {:>2}/{:<2} fields bound  {}",
+                                    f.form.id(),
+                                    f.form.version,
+                                    if f.enabled { "enabled" } else { "disabled" },
+                                    b,
+                                    t,
+                                    f.form.doc.title
+                                );
+                            }
                         }
                     }
-                    DocKind::Form => {
-                        for f in c.forms.values() {
-                            let (b, t) = f.form.ceiling();
-                            println!(
-                                "{:<28} v{:<3} {:<9} {:>2}/{:<2} fields bound  {}",
-                                f.form.id(),
-                                f.form.version,
-                                if f.enabled { "enabled" } else { "disabled" },
-                                b,
-                                t,
-                                f.form.doc.title
-                            );
-                        }
+                    for (id, why) in &c.broken {
+                        println!("{id}: stored but does not compile: {why}");
                     }
                 }
-                for (id, why) in &c.broken {
-                    println!("{id}: stored but does not compile: {why}");
+                DocCommand::Show { id, version } => {
+                    let (_, doc) = catalog.document(kind, &id, version).await.map_err(api)?;
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                }
+                DocCommand::Versions { id } => {
+                    println!("{:<8} {:<28} {:<24} current", "version", "published at", "by");
+                    for v in catalog.versions(kind, &id).await.map_err(api)? {
+                        let current = if v.current { "yes" } else { "" };
+                        println!("{:<8} {:<28} {:<24} {current}", v.version, v.created_at, v.created_by);
+                    }
+                }
+                DocCommand::Rollback { id, version } => {
+                    catalog.rollback(kind, &id, version).await.map_err(api)?;
+                    println!("{} {id} is at version {version} again", kind.noun());
+                }
+                DocCommand::Disable { id } => {
+                    catalog.set_enabled(kind, &id, false).await.map_err(api)?;
+                    println!("disabled {} {id}", kind.noun());
+                }
+                DocCommand::Enable { id } => {
+                    catalog.set_enabled(kind, &id, true).await.map_err(api)?;
+                    println!("enabled {} {id}", kind.noun());
+                }
+                DocCommand::Test { id, citizen_id } => {
+                    anyhow::ensure!(kind == DocKind::Adapter, "only adapters can be tested against a registry");
+                    let c = catalog.get();
+                    let a = c.adapters.get(&id).ok_or_else(|| anyhow::anyhow!("no adapter {id}"))?;
+                    let http = reqwest::Client::new();
+                    let metrics = crate::telemetry::Metrics::new();
+                    let results =
+                        a.adapter.dry_run(&serde_json::json!({"citizen_id": citizen_id}), &[], &http, &metrics).await;
+                    println!("{}", serde_json::to_string_pretty(&results)?);
+                    if !results.iter().all(|r| r["ok"] == true) {
+                        return Ok(ExitCode::from(1));
+                    }
                 }
             }
-            DocCommand::Show { id, version } => {
-                let (_, doc) = catalog.document(kind, &id, version).await.map_err(api)?;
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            }
-            DocCommand::Versions { id } => {
-                println!("{:<8} {:<28} {:<24} current", "version", "published at", "by");
-                for v in catalog.versions(kind, &id).await.map_err(api)? {
-                    let current = if v.current { "yes" } else { "" };
-                    println!("{:<8} {:<28} {:<24} {current}", v.version, v.created_at, v.created_by);
-                }
-            }
-            DocCommand::Rollback { id, version } => {
-                catalog.rollback(kind, &id, version).await.map_err(api)?;
-                println!("{} {id} is at version {version} again", kind.noun());
-            }
-            DocCommand::Disable { id } => {
-                catalog.set_enabled(kind, &id, false).await.map_err(api)?;
-                println!("disabled {} {id}", kind.noun());
-            }
-            DocCommand::Enable { id } => {
-                catalog.set_enabled(kind, &id, true).await.map_err(api)?;
-                println!("enabled {} {id}", kind.noun());
-            }
-            DocCommand::Test { id, citizen_id } => {
-                anyhow::ensure!(kind == DocKind::Adapter, "only adapters can be tested against a registry");
-                let c = catalog.get();
-                let a = c.adapters.get(&id).ok_or_else(|| anyhow::anyhow!("no adapter {id}"))?;
-                let http = reqwest::Client::new();
-                let metrics = crate::telemetry::Metrics::new();
-                let results =
-                    a.adapter.dry_run(&serde_json::json!({"citizen_id": citizen_id}), &[], &http, &metrics).await;
-                println!("{}", serde_json::to_string_pretty(&results)?);
-                if !results.iter().all(|r| r["ok"] == true) {
-                    return Ok(ExitCode::from(1));
-                }
-            }
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(ExitCode::SUCCESS)
+        .await;
+        if let Some(change) = change {
+            record_cli_change(&catalog, kind.noun_plural(), change, &result).await;
+        }
+        result
     })
 }
 
 fn partners(settings: Settings, command: PartnersCommand) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let catalog = open_catalog(settings).await?;
-        match command {
-            PartnersCommand::Create { file } => {
-                let input: PartnerInput = serde_json::from_value(read_json(&file)?)?;
-                let id = input.id.clone();
-                catalog.create_partner(input).await.map_err(api)?;
-                println!("registered partner {id}; make it a key with: lgsp partners key {id}");
-            }
-            PartnersCommand::Show { partner } => {
-                let c = catalog.get();
-                let p = c.partners.get(&partner).ok_or_else(|| anyhow::anyhow!("No partner {partner}."))?;
-                println!("{}", serde_json::to_string_pretty(&**p)?);
-            }
-            PartnersCommand::Update { partner, file } => {
-                let patch: crate::catalog::manage::PartnerPatch = serde_json::from_value(read_json(&file)?)
-                    .map_err(|e| anyhow::anyhow!("{}: not a change to a partner: {e}", file.display()))?;
-                catalog.update_partner(&partner, patch).await.map_err(api)?;
-                println!("updated partner {partner}");
-            }
-            PartnersCommand::List => {
-                let c = catalog.get();
-                let mut list: Vec<_> = c.partners.values().collect();
-                list.sort_by(|a, b| a.id.cmp(&b.id));
-                for p in list {
-                    println!(
-                        "{:<15} {:<17} {:>7}/min burst {:<6} {:<9} {}",
-                        p.id,
-                        p.kind.as_str(),
-                        p.rate_per_minute,
-                        p.burst,
-                        if p.enabled { "enabled" } else { "disabled" },
-                        p.name
-                    );
+        let change = CliChange::of_partner(&command);
+        let result: anyhow::Result<ExitCode> = async {
+            match command {
+                PartnersCommand::Create { file } => {
+                    let input: PartnerInput = serde_json::from_value(read_json(&file)?)?;
+                    let id = input.id.clone();
+                    catalog.create_partner(input).await.map_err(api)?;
+                    println!("registered partner {id}; make it a key with: lgsp partners key {id}");
+                }
+                PartnersCommand::Show { partner } => {
+                    let c = catalog.get();
+                    let p = c.partners.get(&partner).ok_or_else(|| anyhow::anyhow!("No partner {partner}."))?;
+                    println!("{}", serde_json::to_string_pretty(&**p)?);
+                }
+                PartnersCommand::Update { partner, file } => {
+                    let patch: crate::catalog::manage::PartnerPatch = serde_json::from_value(read_json(&file)?)
+                        .map_err(|e| anyhow::anyhow!("{}: not a change to a partner: {e}", file.display()))?;
+                    catalog.update_partner(&partner, patch).await.map_err(api)?;
+                    println!("updated partner {partner}");
+                }
+                PartnersCommand::List => {
+                    let c = catalog.get();
+                    let mut list: Vec<_> = c.partners.values().collect();
+                    list.sort_by(|a, b| a.id.cmp(&b.id));
+                    for p in list {
+                        println!(
+                            "{:<15} {:<17} {:>7}/min burst {:<6} {:<9} {}",
+                            p.id,
+                            p.kind.as_str(),
+                            p.rate_per_minute,
+                            p.burst,
+                            if p.enabled { "enabled" } else { "disabled" },
+                            p.name
+                        );
+                    }
+                }
+                PartnersCommand::Key { partner, label, expires_at } => {
+                    let expires_at =
+                        expires_at.as_deref().map(crate::catalog::manage::parse_expiry).transpose().map_err(api)?;
+                    let k = catalog.create_key(&partner, &label, expires_at).await.map_err(api)?;
+                    println!("key id {}\napi key {}\n(shown once: lgsp keeps only its hash)", k.id, k.key);
+                    if let Some(at) = k.expires_at {
+                        println!("expires at {at}");
+                    }
+                }
+                PartnersCommand::Keys { partner } => {
+                    let keys = catalog.keys(&partner).await.map_err(api)?;
+                    println!("{:<22} {:<8} {:<28} {:<28} label", "key id", "state", "expires at", "last used at");
+                    for k in keys {
+                        let (expires, used) =
+                            (k.expires_at.unwrap_or("-".into()), k.last_used_at.unwrap_or("-".into()));
+                        println!("{:<22} {:<8} {expires:<28} {used:<28} {}", k.id, k.state, k.label);
+                    }
+                }
+                PartnersCommand::Revoke { partner, key_id } => {
+                    catalog.revoke_key(&partner, &key_id).await.map_err(api)?;
+                    println!("revoked {key_id}");
+                }
+                PartnersCommand::Rotate { partner, key_id, grace_seconds, expires_at } => {
+                    let expires_at =
+                        expires_at.as_deref().map(crate::catalog::manage::parse_expiry).transpose().map_err(api)?;
+                    let grace = std::time::Duration::from_secs(grace_seconds);
+                    let k = catalog.rotate_key(&partner, &key_id, grace, expires_at).await.map_err(api)?;
+                    println!("key id {}\napi key {}\n(shown once: lgsp keeps only its hash)", k.id, k.key);
+                    match grace_seconds {
+                        0 => println!("revoked {key_id}"),
+                        s => println!("{key_id} stays valid for {s} more seconds"),
+                    }
                 }
             }
-            PartnersCommand::Key { partner, label, expires_at } => {
-                let expires_at =
-                    expires_at.as_deref().map(crate::catalog::manage::parse_expiry).transpose().map_err(api)?;
-                let k = catalog.create_key(&partner, &label, expires_at).await.map_err(api)?;
-                println!("key id {}\napi key {}\n(shown once: lgsp keeps only its hash)", k.id, k.key);
-                if let Some(at) = k.expires_at {
-                    println!("expires at {at}");
-                }
-            }
-            PartnersCommand::Keys { partner } => {
-                let keys = catalog.keys(&partner).await.map_err(api)?;
-                println!("{:<22} {:<8} {:<28} {:<28} label", "key id", "state", "expires at", "last used at");
-                for k in keys {
-                    let (expires, used) = (k.expires_at.unwrap_or("-".into()), k.last_used_at.unwrap_or("-".into()));
-                    println!("{:<22} {:<8} {expires:<28} {used:<28} {}", k.id, k.state, k.label);
-                }
-            }
-            PartnersCommand::Revoke { partner, key_id } => {
-                catalog.revoke_key(&partner, &key_id).await.map_err(api)?;
-                println!("revoked {key_id}");
-            }
-            PartnersCommand::Rotate { partner, key_id, grace_seconds, expires_at } => {
-                let expires_at =
-                    expires_at.as_deref().map(crate::catalog::manage::parse_expiry).transpose().map_err(api)?;
-                let grace = std::time::Duration::from_secs(grace_seconds);
-                let k = catalog.rotate_key(&partner, &key_id, grace, expires_at).await.map_err(api)?;
-                println!("key id {}\napi key {}\n(shown once: lgsp keeps only its hash)", k.id, k.key);
-                match grace_seconds {
-                    0 => println!("revoked {key_id}"),
-                    s => println!("{key_id} stays valid for {s} more seconds"),
-                }
-            }
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(ExitCode::SUCCESS)
+        .await;
+        if let Some(change) = change {
+            record_cli_change(&catalog, "partners", change, &result).await;
+        }
+        result
     })
 }
 
 fn tokens(settings: Settings, command: TokensCommand) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let catalog = open_catalog(settings).await?;
-        match command {
-            TokensCommand::Create { role, label, expires_at } => {
-                let expires_at =
-                    expires_at.as_deref().map(crate::catalog::manage::parse_expiry).transpose().map_err(api)?;
-                let t = catalog.create_admin_token(role, &label, expires_at).await.map_err(api)?;
-                println!("token id {}\nadmin token {}\n(shown once: lgsp keeps only its hash)", t.id, t.token);
-                if let Some(at) = t.expires_at {
-                    println!("expires at {at}");
+        let change = CliChange::of_token(&command);
+        let result: anyhow::Result<ExitCode> = async {
+            match command {
+                TokensCommand::Create { role, label, expires_at } => {
+                    let expires_at =
+                        expires_at.as_deref().map(crate::catalog::manage::parse_expiry).transpose().map_err(api)?;
+                    let t = catalog.create_admin_token(role, &label, expires_at).await.map_err(api)?;
+                    println!("token id {}\nadmin token {}\n(shown once: lgsp keeps only its hash)", t.id, t.token);
+                    if let Some(at) = t.expires_at {
+                        println!("expires at {at}");
+                    }
+                }
+                TokensCommand::List => {
+                    let rows = catalog.db.run(store::all_admin_tokens).await.map_err(anyhow::Error::from)?;
+                    let now = crate::db::now_micros();
+                    let time = |at: Option<i64>| at.map_or("-".to_string(), crate::db::micros_to_rfc3339);
+                    println!(
+                        "{:<18} {:<8} {:<8} {:<28} {:<28} label",
+                        "token id", "role", "state", "expires at", "revoked at"
+                    );
+                    for t in rows {
+                        let state = crate::catalog::manage::credential_state(t.revoked_at, t.expires_at, now);
+                        let (expires, revoked) = (time(t.expires_at), time(t.revoked_at));
+                        println!("{:<18} {:<8} {state:<8} {expires:<28} {revoked:<28} {}", t.id, t.role, t.label);
+                    }
+                }
+                TokensCommand::Revoke { id } => {
+                    catalog.revoke_admin_token(&id).await.map_err(api)?;
+                    println!("revoked {id}");
                 }
             }
-            TokensCommand::List => {
-                let rows = catalog.db.run(store::all_admin_tokens).await.map_err(anyhow::Error::from)?;
-                let now = crate::db::now_micros();
-                let time = |at: Option<i64>| at.map_or("-".to_string(), crate::db::micros_to_rfc3339);
-                println!(
-                    "{:<18} {:<8} {:<8} {:<28} {:<28} label",
-                    "token id", "role", "state", "expires at", "revoked at"
-                );
-                for t in rows {
-                    let state = crate::catalog::manage::credential_state(t.revoked_at, t.expires_at, now);
-                    let (expires, revoked) = (time(t.expires_at), time(t.revoked_at));
-                    println!("{:<18} {:<8} {state:<8} {expires:<28} {revoked:<28} {}", t.id, t.role, t.label);
-                }
-            }
-            TokensCommand::Revoke { id } => {
-                catalog.revoke_admin_token(&id).await.map_err(api)?;
-                println!("revoked {id}");
-            }
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(ExitCode::SUCCESS)
+        .await;
+        if let Some(change) = change {
+            record_cli_change(&catalog, "tokens", change, &result).await;
+        }
+        result
     })
 }
 

@@ -27,6 +27,13 @@ impl DocKind {
             DocKind::Form => "form",
         }
     }
+    /// As the command line and the admin API name the collection.
+    pub fn noun_plural(self) -> &'static str {
+        match self {
+            DocKind::Adapter => "adapters",
+            DocKind::Form => "forms",
+        }
+    }
     fn invalid(self) -> ErrorCode {
         match self {
             DocKind::Adapter => ErrorCode::InvalidManifest,

@@ -575,4 +575,28 @@ async fn the_command_line_shows_versions_of_a_form_and_rolls_one_back() {
     assert!(!ok && err.contains("No version 7"), "{err}");
     let (ok, _, err) = lgsp_cli(&gw.config, &["forms", "show", "no_such_form"]);
     assert!(!ok && err.contains("no_such_form"), "{err}");
+
+    // The changes, and the refused one, are in the audit trail; the reads are not.
+    let trail = cli(&["audit", "export"]);
+    let by_cli: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["key_id"] == "cli")
+        .collect();
+    let resources: Vec<&str> = by_cli.iter().map(|r| r["resource"].as_str().unwrap()).collect();
+    let update = format!("forms update {}", file.to_str().unwrap());
+    assert_eq!(resources, [update.as_str(), "forms rollback ct01", "forms rollback ct01"], "{trail}");
+    assert!(by_cli.iter().all(|r| r["action"] == "admin"));
+    // An export holds each record as stored: its detail is JSON text.
+    let detail =
+        |r: &serde_json::Value| serde_json::from_str::<serde_json::Value>(r["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail(&by_cli[0])["sent"], edited, "what the update read");
+    assert_eq!(
+        (&by_cli[1]["outcome"], &by_cli[2]["outcome"]),
+        (&serde_json::json!("ok"), &serde_json::json!("refused"))
+    );
+    assert!(detail(&by_cli[2])["reason"].as_str().unwrap().contains("No version 7"));
+    assert!(detail(&by_cli[1])["command"].as_str().unwrap().ends_with("forms rollback ct01 1"));
+    let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify"]);
+    assert!(ok && out.contains("intact"), "{out}");
 }
