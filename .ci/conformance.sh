@@ -57,8 +57,11 @@ st() { # label, then schemathesis options
   local label=$1
   shift
   printf -- '--- %s\n' "$label"
+  # One worker: with two threads, Python 3.11 can fail building an AST in
+  # one of them ("AST constructor recursion depth mismatch", CPython
+  # gh-106905), which schemathesis reports as an error of the operation.
   schemathesis run "$BASE/openapi.json" --checks not_a_server_error,response_schema_conformance \
-    --max-examples "$EXAMPLES" --seed 2025 --workers 2 --suppress-health-check all --warnings off "$@"
+    --max-examples "$EXAMPLES" --seed 2025 --workers 1 --suppress-health-check all --warnings off "$@"
 }
 status=0
 st "partner API" --include-path-regex '^/v1/' -H "Authorization: Bearer $KEY" || status=1
