@@ -14,6 +14,9 @@ use serde_json::Value;
 pub struct AuditFilter {
     /// Agency code of the partner.
     pub partner_id: Option<String>,
+    /// The API key, or for `admin` records the admin token (`cli` for the
+    /// command line), that made the call.
+    pub key_id: Option<String>,
     /// Personal ID number of the subject.
     pub subject: Option<String>,
     /// `prefill` or `exchange`.
@@ -98,6 +101,9 @@ pub fn search(conn: &mut DbConnection, f: &AuditFilter, time: &TimeRange) -> Res
     let mut q = audit_log::table.into_boxed();
     if let Some(p) = &f.partner_id {
         q = q.filter(audit_log::partner_id.eq(p.clone()));
+    }
+    if let Some(k) = &f.key_id {
+        q = q.filter(audit_log::key_id.eq(k.clone()));
     }
     if let Some(s) = &f.subject {
         q = q.filter(audit_log::subject.eq(s.clone()));

@@ -809,6 +809,10 @@ async fn stewards_changes_are_in_the_audit_trail_allowed_or_refused() {
     assert_eq!(granted["detail"]["method"], "PATCH");
     assert_eq!(granted["detail"]["role"], "steward");
     assert_eq!(granted["detail"]["sent"]["policy"]["elements"], json!(["*", "religion"]));
+    let by_token = p.audit(&format!("key_id={}", steward_id.as_str().unwrap())).await;
+    let by_token = by_token["items"].as_array().unwrap();
+    assert_eq!(by_token.len(), items.len() - 1, "all but the unauthenticated attempt");
+    assert!(by_token.iter().all(|r| r["key_id"] == steward_id));
     let dry_run = items.iter().find(|r| r["resource"] == "adapters/population/test").unwrap();
     assert_eq!(dry_run["subject"], id.as_str());
 
