@@ -296,7 +296,6 @@ pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCal
     if !partner.enabled {
         return Err(ApiError::new(ErrorCode::Forbidden, "This partner is disabled; ask the data steward."));
     }
-
     Ok(PartnerCaller { partner: partner.clone(), key_id: k.key_id.clone() })
 }
 
@@ -305,20 +304,35 @@ pub fn within(networks: &[ipnet::IpNet], client: Option<std::net::IpAddr>) -> bo
     networks.is_empty() || client.is_some_and(|ip| networks.iter().any(|n| n.contains(&ip)))
 }
 
-/// Refuses a partner's call from `client` (see [`client_ip`]) when it is
-/// outside the networks the partner's policy names.
-pub fn check_network(partner: &Partner, client: Option<std::net::IpAddr>) -> Result<(), ApiError> {
-    if partner.policy.admits(client) {
+/// Refuses a call from outside `networks` with a 403 that `refusal` words
+/// from the address the call came from (see [`client_ip`]). With no
+/// networks named, nothing is looked at: partners without the limit pay
+/// nothing for it.
+pub fn require_network(
+    req: &HttpRequest,
+    trusted: &[ipnet::IpNet],
+    networks: &[ipnet::IpNet],
+    refusal: impl FnOnce(&str) -> String,
+) -> Result<(), ApiError> {
+    if networks.is_empty() {
+        return Ok(());
+    }
+    let client = client_ip(req, trusted);
+    if within(networks, client) {
         return Ok(());
     }
     let from = client.map_or("an unknown address".to_string(), |ip| ip.to_string());
-    Err(ApiError::new(
-        ErrorCode::Forbidden,
+    Err(ApiError::new(ErrorCode::Forbidden, refusal(&from)))
+}
+
+/// Refuses a partner's call from outside the networks its policy names.
+pub fn check_network(req: &HttpRequest, trusted: &[ipnet::IpNet], partner: &Partner) -> Result<(), ApiError> {
+    require_network(req, trusted, &partner.policy.networks, |from| {
         format!(
             "This partner's key is not accepted from {from}: calls must come from the networks its policy names. \
              Call from there, or ask the data steward."
-        ),
-    ))
+        )
+    })
 }
 
 /// The admin behind `Authorization: Bearer <admin token>`, if it has `role`.

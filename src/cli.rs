@@ -528,37 +528,24 @@ impl CliChange {
 async fn record_cli_change(catalog: &LiveCatalog, noun: &str, change: CliChange, result: &anyhow::Result<ExitCode>) {
     let args: Vec<String> = std::env::args().skip_while(|a| a != noun).collect();
     let user = ["SUDO_USER", "USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok()).unwrap_or_default();
-    let mut detail = serde_json::json!({"command": format!("lgsp {}", args.join(" ")), "user": user});
-    let sent = change.file.as_deref().and_then(|f| std::fs::read(f).ok());
-    if let Some(bytes) = sent.filter(|b| b.len() <= 16 * 1024) {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-            detail["sent"] = v;
-        }
+    let mut record = crate::audit::AuditRecord::new(
+        String::new(),
+        "admin",
+        args.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
+    );
+    record.key_id = "cli".into();
+    record.status = 0;
+    record.detail = serde_json::json!({"command": format!("lgsp {}", args.join(" ")), "user": user});
+    if let Some(bytes) = change.file.as_deref().and_then(|f| std::fs::read(f).ok()) {
+        record.note_sent(&bytes);
     }
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(e) => {
-            detail["reason"] = serde_json::json!(e.to_string());
-            "refused"
-        }
-    };
-    let record = crate::audit::AuditRecord {
-        record_id: crate::telemetry::new_uuid().to_string(),
-        ts: crate::db::now_micros(),
-        request_id: String::new(),
-        partner_id: String::new(),
-        key_id: "cli".into(),
-        action: "admin".into(),
-        subject: change.subject,
-        purpose: None,
-        resource: args.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
-        adapters: Vec::new(),
-        elements: Vec::new(),
-        outcome: outcome.into(),
-        status: 0,
-        latency_us: 0,
-        detail,
-    };
+    if change.subject.is_some() {
+        record.subject = change.subject;
+    }
+    if let Err(e) = result {
+        record.outcome = "refused".into();
+        record.detail["reason"] = serde_json::json!(e.to_string());
+    }
     if let Err(e) = catalog.db.run(move |c| crate::audit::append(c, vec![record])).await {
         eprintln!("warning: this change is not in the audit trail: {e}");
     }

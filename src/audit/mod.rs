@@ -54,6 +54,50 @@ pub struct AuditRecord {
     pub detail: Value,
 }
 
+impl AuditRecord {
+    /// A record of `action` on `resource`, made now, `ok` until the call says
+    /// otherwise; the caller fills in who and what.
+    pub fn new(request_id: String, action: &str, resource: String) -> AuditRecord {
+        AuditRecord {
+            record_id: crate::telemetry::new_uuid().to_string(),
+            ts: crate::db::now_micros(),
+            request_id,
+            partner_id: String::new(),
+            key_id: String::new(),
+            action: action.into(),
+            subject: None,
+            purpose: None,
+            resource,
+            adapters: Vec::new(),
+            elements: Vec::new(),
+            outcome: "ok".into(),
+            status: 200,
+            latency_us: 0,
+            detail: serde_json::json!({}),
+        }
+    }
+
+    /// Notes in an admin record what the steward sent (a request's JSON body,
+    /// or the file a command read): whole when it is small, as a partner's
+    /// policy or a key's settings are, otherwise by its size; and, as the
+    /// subject, the citizen it names (a dry run reads one).
+    pub fn note_sent(&mut self, sent: &[u8]) {
+        let Ok(value) = serde_json::from_slice::<Value>(sent) else { return };
+        let citizen = value["citizen_id"].as_str().or_else(|| value["request"]["citizen_id"].as_str());
+        if let Some(id) = citizen {
+            self.subject = Some(id.chars().take(12).collect());
+        }
+        if sent.len() <= ADMIN_SENT_KEPT {
+            self.detail["sent"] = value;
+        } else {
+            self.detail["sent_bytes"] = serde_json::json!(sent.len());
+        }
+    }
+}
+
+/// The largest thing a steward sent that an admin record keeps whole.
+const ADMIN_SENT_KEPT: usize = 16 * 1024;
+
 /// A stored record, as it is hashed: `adapters`, `elements` and `detail` are
 /// the JSON text stored, so an exported row can be hashed again elsewhere.
 #[derive(Insertable, Queryable, Selectable, Debug, Clone, Serialize, serde::Deserialize)]

@@ -22,14 +22,9 @@ fn steward(req: &HttpRequest, state: &AppState) -> Result<AdminCaller, ApiError>
 /// token has `role`. The network is checked first, so a caller from
 /// elsewhere learns nothing about tokens.
 fn admin(req: &HttpRequest, state: &AppState, role: Role) -> Result<AdminCaller, ApiError> {
-    let client = crate::auth::client_ip(req, &state.settings.trusted_proxies);
-    if !crate::auth::within(&state.settings.admin_networks, client) {
-        let from = client.map_or("an unknown address".to_string(), |ip| ip.to_string());
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("The admin API does not answer {from}; call it from a network in admin_networks."),
-        ));
-    }
+    crate::auth::require_network(req, &state.settings.trusted_proxies, &state.settings.admin_networks, |from| {
+        format!("The admin API does not answer {from}; call it from a network in admin_networks.")
+    })?;
     let caller = admin_caller(req, &state.catalog.get(), role)?;
     req.extensions_mut().insert(caller.clone());
     Ok(caller)

@@ -18,9 +18,6 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
-/// The largest admin request body kept whole in its audit record.
-const ADMIN_BODY_KEPT: usize = 16 * 1024;
-
 /// The audit record of one call, filled in as the call proceeds.
 pub struct Audit {
     started: Instant,
@@ -31,27 +28,7 @@ pub struct Audit {
 impl Audit {
     pub fn start(req: &HttpRequest, action: &str, resource: String) -> Audit {
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-        Audit {
-            started: Instant::now(),
-            record: AuditRecord {
-                record_id: crate::telemetry::new_uuid().to_string(),
-                ts: crate::db::now_micros(),
-                request_id,
-                partner_id: String::new(),
-                key_id: String::new(),
-                action: action.into(),
-                subject: None,
-                purpose: None,
-                resource,
-                adapters: Vec::new(),
-                elements: Vec::new(),
-                outcome: "ok".into(),
-                status: 200,
-                latency_us: 0,
-                detail: json!({}),
-            },
-            rate: None,
-        }
+        Audit { started: Instant::now(), record: AuditRecord::new(request_id, action, resource), rate: None }
     }
 
     /// Sets the status, outcome and latency from the call's result.
@@ -85,17 +62,7 @@ impl Audit {
             r.detail["role"] = json!(caller.role.as_str());
         }
         r.detail["method"] = json!(req.method().as_str());
-        if let Ok(sent) = serde_json::from_slice::<Value>(body) {
-            let citizen = sent["citizen_id"].as_str().or_else(|| sent["request"]["citizen_id"].as_str());
-            r.subject = citizen.map(|id| id.chars().take(12).collect());
-            // Partners' policies, keys' and tokens' settings are small; a
-            // large manifest is named by its size only.
-            if body.len() <= ADMIN_BODY_KEPT {
-                r.detail["sent"] = sent;
-            } else {
-                r.detail["sent_bytes"] = json!(body.len());
-            }
-        }
+        r.note_sent(body);
         state.audit.record(self.record).await;
         result
     }
@@ -141,7 +108,7 @@ impl Audit {
 }
 
 fn from_partner_network(req: &HttpRequest, state: &AppState, caller: &PartnerCaller) -> Result<(), ApiError> {
-    crate::auth::check_network(&caller.partner, crate::auth::client_ip(req, &state.settings.trusted_proxies))
+    crate::auth::check_network(req, &state.settings.trusted_proxies, &caller.partner)
 }
 
 /// Authenticates the partner and takes one request from its quota.
