@@ -151,12 +151,6 @@ impl Policy {
         self.elements.contains(element)
     }
 
-    /// Whether a call from `client` (none: not known) comes from the
-    /// partner's networks.
-    pub fn admits(&self, client: Option<std::net::IpAddr>) -> bool {
-        within(&self.networks, client)
-    }
-
     /// Problems with the policy's references, given what the catalogue holds.
     pub fn check(&self, catalog: &Catalog) -> Vec<FieldError> {
         let mut errors = Vec::new();
@@ -239,6 +233,8 @@ pub struct AdminCaller {
     pub role: Role,
     /// When the token stops working (microseconds since the epoch).
     pub expires_at: Option<i64>,
+    /// When the token was last used; kept across reloads.
+    pub used: std::sync::Arc<crate::catalog::KeyUse>,
 }
 
 fn bearer(req: &HttpRequest) -> Option<&str> {
@@ -349,6 +345,7 @@ pub fn admin_caller(req: &HttpRequest, catalog: &Catalog, role: Role) -> Result<
             crate::db::micros_to_rfc3339(at)
         )));
     }
+    t.used.used_now();
     if t.role != role {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -419,9 +416,10 @@ mod tests {
 
         let p: Policy =
             serde_json::from_value(serde_json::json!({"networks": ["203.0.113.0/24", "2001:db8::1/128"]})).unwrap();
-        assert!(p.admits(ip("203.0.113.5")) && p.admits(ip("2001:db8::1")));
-        assert!(!p.admits(ip("203.0.114.5")) && !p.admits(None));
-        assert!(Policy::default().admits(None), "no networks: any address");
+        let admits = |p: &Policy, client| within(&p.networks, client);
+        assert!(admits(&p, ip("203.0.113.5")) && admits(&p, ip("2001:db8::1")));
+        assert!(!admits(&p, ip("203.0.114.5")) && !admits(&p, None));
+        assert!(admits(&Policy::default(), None), "no networks: any address");
         assert!(serde_json::from_value::<Policy>(serde_json::json!({"networks": ["203.0.113.0/33"]})).is_err());
     }
 

@@ -2,7 +2,6 @@
 
 use crate::auth::Role;
 use crate::catalog::manage::{DocKind, PartnerInput};
-use crate::catalog::store;
 use crate::catalog::LiveCatalog;
 use crate::config::{Secret, Settings};
 use crate::db::Db;
@@ -485,13 +484,18 @@ async fn open_catalog(settings: Settings) -> anyhow::Result<std::sync::Arc<LiveC
 /// A command that changes what lgsp serves or who may call it, with what it
 /// read: such commands are recorded in the audit trail as the admin API's are.
 struct CliChange {
-    file: Option<PathBuf>,
+    /// The file the command reads and its bytes, read once: what is recorded
+    /// is what the command acted on, even if the file changes meanwhile.
+    file: Option<(PathBuf, Vec<u8>)>,
     subject: Option<String>,
 }
 
 impl CliChange {
     fn file(file: &std::path::Path) -> Option<CliChange> {
-        Some(CliChange { file: Some(file.to_path_buf()), subject: None })
+        // A file that cannot be read is reported by `read_json`, which reads
+        // it again for its error.
+        let read = std::fs::read(file).ok().map(|bytes| (file.to_path_buf(), bytes));
+        Some(CliChange { file: read, subject: None })
     }
     fn plain() -> Option<CliChange> {
         Some(CliChange { file: None, subject: None })
@@ -536,8 +540,8 @@ async fn record_cli_change(catalog: &LiveCatalog, noun: &str, change: CliChange,
     record.key_id = "cli".into();
     record.status = 0;
     record.detail = serde_json::json!({"command": format!("lgsp {}", args.join(" ")), "user": user});
-    if let Some(bytes) = change.file.as_deref().and_then(|f| std::fs::read(f).ok()) {
-        record.note_sent(&bytes);
+    if let Some((_, bytes)) = &change.file {
+        record.note_sent(bytes);
     }
     if change.subject.is_some() {
         record.subject = change.subject;
@@ -559,9 +563,19 @@ fn api(e: crate::error::ApiError) -> anyhow::Error {
     anyhow::anyhow!(msg)
 }
 
-fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))
+/// The JSON document a command reads: the bytes its change record holds when
+/// it has them, so that the command acts on what is recorded.
+fn read_json(path: &std::path::Path, change: Option<&CliChange>) -> anyhow::Result<serde_json::Value> {
+    let held = change.and_then(|c| c.file.as_ref()).filter(|(f, _)| f == path).map(|(_, b)| b.as_slice());
+    let read;
+    let bytes = match held {
+        Some(b) => b,
+        None => {
+            read = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            &read
+        }
+    };
+    serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))
 }
 
 fn documents(settings: Settings, kind: DocKind, command: DocCommand) -> anyhow::Result<ExitCode> {
@@ -572,13 +586,15 @@ fn documents(settings: Settings, kind: DocKind, command: DocCommand) -> anyhow::
         let result: anyhow::Result<ExitCode> = async {
             match command {
                 DocCommand::Register { file } => {
-                    let (id, v) =
-                        catalog.publish(kind, read_json(&file)?, None, "cli", Publish::Create).await.map_err(api)?;
+                    let (id, v) = catalog
+                        .publish(kind, read_json(&file, change.as_ref())?, None, "cli", Publish::Create)
+                        .await
+                        .map_err(api)?;
                     println!("registered {} {id} version {v}", kind.noun());
                 }
                 DocCommand::Update { file } => {
                     let (id, v) = catalog
-                        .publish(kind, read_json(&file)?, None, "cli", Publish::NewVersion)
+                        .publish(kind, read_json(&file, change.as_ref())?, None, "cli", Publish::NewVersion)
                         .await
                         .map_err(api)?;
                     println!("published {} {id} version {v}", kind.noun());
@@ -672,7 +688,7 @@ fn partners(settings: Settings, command: PartnersCommand) -> anyhow::Result<Exit
         let result: anyhow::Result<ExitCode> = async {
             match command {
                 PartnersCommand::Create { file } => {
-                    let input: PartnerInput = serde_json::from_value(read_json(&file)?)?;
+                    let input: PartnerInput = serde_json::from_value(read_json(&file, change.as_ref())?)?;
                     let id = input.id.clone();
                     catalog.create_partner(input).await.map_err(api)?;
                     println!("registered partner {id}; make it a key with: lgsp partners key {id}");
@@ -683,8 +699,9 @@ fn partners(settings: Settings, command: PartnersCommand) -> anyhow::Result<Exit
                     println!("{}", serde_json::to_string_pretty(&**p)?);
                 }
                 PartnersCommand::Update { partner, file } => {
-                    let patch: crate::catalog::manage::PartnerPatch = serde_json::from_value(read_json(&file)?)
-                        .map_err(|e| anyhow::anyhow!("{}: not a change to a partner: {e}", file.display()))?;
+                    let patch: crate::catalog::manage::PartnerPatch =
+                        serde_json::from_value(read_json(&file, change.as_ref())?)
+                            .map_err(|e| anyhow::anyhow!("{}: not a change to a partner: {e}", file.display()))?;
                     catalog.update_partner(&partner, patch).await.map_err(api)?;
                     println!("updated partner {partner}");
                 }
@@ -764,17 +781,17 @@ fn tokens(settings: Settings, command: TokensCommand) -> anyhow::Result<ExitCode
                     }
                 }
                 TokensCommand::List => {
-                    let rows = catalog.db.run(store::all_admin_tokens).await.map_err(anyhow::Error::from)?;
-                    let now = crate::db::now_micros();
-                    let time = |at: Option<i64>| at.map_or("-".to_string(), crate::db::micros_to_rfc3339);
                     println!(
-                        "{:<18} {:<8} {:<8} {:<28} {:<28} label",
-                        "token id", "role", "state", "expires at", "revoked at"
+                        "{:<18} {:<8} {:<8} {:<28} {:<28} {:<28} label",
+                        "token id", "role", "state", "expires at", "revoked at", "last used at"
                     );
-                    for t in rows {
-                        let state = crate::catalog::manage::credential_state(t.revoked_at, t.expires_at, now);
-                        let (expires, revoked) = (time(t.expires_at), time(t.revoked_at));
-                        println!("{:<18} {:<8} {state:<8} {expires:<28} {revoked:<28} {}", t.id, t.role, t.label);
+                    for t in catalog.admin_tokens().await.map_err(api)? {
+                        let time = |at: Option<String>| at.unwrap_or("-".into());
+                        let (expires, revoked, used) = (time(t.expires_at), time(t.revoked_at), time(t.last_used_at));
+                        println!(
+                            "{:<18} {:<8} {:<8} {expires:<28} {revoked:<28} {used:<28} {}",
+                            t.id, t.role, t.state, t.label
+                        );
                     }
                 }
                 TokensCommand::Revoke { id } => {

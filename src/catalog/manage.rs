@@ -101,6 +101,22 @@ pub struct KeyInfo {
     pub state: &'static str,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// An admin token as stewards see it: never its secret.
+pub struct TokenInfo {
+    pub id: String,
+    /// `steward` or `auditor`.
+    pub role: String,
+    pub label: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub expires_at: Option<String>,
+    /// When a call last presented the token, as for an API key.
+    pub last_used_at: Option<String>,
+    /// `live`, `expired` or `revoked`.
+    pub state: &'static str,
+}
+
 fn new_key_id() -> String {
     format!("key_{}", &crate::telemetry::new_uuid().simple().to_string()[..16])
 }
@@ -384,6 +400,27 @@ impl LiveCatalog {
                 created_at: crate::db::micros_to_rfc3339(k.created_at),
                 revoked_at: k.revoked_at.map(crate::db::micros_to_rfc3339),
                 expires_at: k.expires_at.map(crate::db::micros_to_rfc3339),
+            })
+            .collect())
+    }
+
+    /// Every admin token, revoked ones included, oldest first.
+    pub async fn admin_tokens(&self) -> Result<Vec<TokenInfo>, ApiError> {
+        let rows = self.db.run(store::all_admin_tokens).await?;
+        let now = now_micros();
+        let catalog = self.get();
+        let seen_here = |id: &str| catalog.admins.values().find(|t| t.token_id == id).and_then(|t| t.used.last());
+        Ok(rows
+            .into_iter()
+            .map(|t| TokenInfo {
+                last_used_at: t.last_used_at.max(seen_here(&t.id)).map(crate::db::micros_to_rfc3339),
+                state: credential_state(t.revoked_at, t.expires_at, now),
+                expires_at: t.expires_at.map(crate::db::micros_to_rfc3339),
+                id: t.id,
+                role: t.role,
+                label: t.label,
+                created_at: crate::db::micros_to_rfc3339(t.created_at),
+                revoked_at: t.revoked_at.map(crate::db::micros_to_rfc3339),
             })
             .collect())
     }

@@ -143,21 +143,24 @@ impl LiveCatalog {
         Ok(())
     }
 
-    /// Stores when keys were last used on this node, where that is later than
-    /// what the database holds; returns how many keys.
+    /// Stores when API keys and admin tokens were last used on this node,
+    /// where that is later than what the database holds; returns how many
+    /// credentials.
     pub async fn store_key_use(&self) -> Result<usize, DbError> {
-        let unstored: Vec<(String, i64, Arc<KeyUse>)> = self
-            .get()
-            .keys
-            .values()
-            .filter_map(|k| k.used.unstored().map(|at| (k.key_id.clone(), at, k.used.clone())))
-            .collect();
-        let n = unstored.len();
+        let catalog = self.get();
+        let unstored = |id: &str, used: &Arc<KeyUse>| used.unstored().map(|at| (id.to_string(), at, used.clone()));
+        let keys: Vec<_> = catalog.keys.values().filter_map(|k| unstored(&k.key_id, &k.used)).collect();
+        let tokens: Vec<_> = catalog.admins.values().filter_map(|t| unstored(&t.token_id, &t.used)).collect();
+        let n = keys.len() + tokens.len();
         if n > 0 {
             self.db
                 .run(move |c| {
-                    for (id, at, used) in unstored {
+                    for (id, at, used) in keys {
                         store::record_key_use(c, &id, at)?;
+                        used.stored_at(at);
+                    }
+                    for (id, at, used) in tokens {
+                        store::record_admin_token_use(c, &id, at)?;
                         used.stored_at(at);
                     }
                     Ok(())
@@ -235,7 +238,10 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
     }
     for t in store::live_admin_tokens(c)? {
         if let Some(role) = Role::parse(&t.role) {
-            cat.admins.insert(t.token_hash, AdminCaller { token_id: t.id, role, expires_at: t.expires_at });
+            let used = previous.admins.get(&t.token_hash).map(|p| p.used.clone()).unwrap_or_default();
+            used.stored_at(t.last_used_at.unwrap_or(0));
+            let caller = AdminCaller { token_id: t.id, role, expires_at: t.expires_at, used };
+            cat.admins.insert(t.token_hash, caller);
         }
     }
     cat.prefill_sources = crate::prefill::candidates(&cat);

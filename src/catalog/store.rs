@@ -213,6 +213,7 @@ pub struct AdminTokenRow {
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
 }
 
 /// `false` if the id is taken.
@@ -357,6 +358,19 @@ pub fn record_key_use(conn: &mut DbConnection, key_id: &str, at: i64) -> Result<
             .filter(api_keys::last_used_at.is_null().or(api_keys::last_used_at.lt(at))),
     )
     .set(api_keys::last_used_at.eq(at))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Records that an admin token was used at `at`, as `record_key_use` does for
+/// API keys.
+pub fn record_admin_token_use(conn: &mut DbConnection, token_id: &str, at: i64) -> Result<(), DbError> {
+    diesel::update(
+        admin_tokens::table
+            .filter(admin_tokens::id.eq(token_id))
+            .filter(admin_tokens::last_used_at.is_null().or(admin_tokens::last_used_at.lt(at))),
+    )
+    .set(admin_tokens::last_used_at.eq(at))
     .execute(conn)?;
     Ok(())
 }

@@ -3,8 +3,10 @@
 
 use crate::audit::query::{AuditFilter, AuditPage, TimeRange};
 use crate::auth::{admin_caller, AdminCaller, Partner, Role};
-use crate::catalog::manage::{parse_expiry, DocKind, KeyInfo, NewAdminToken, NewKey, PartnerInput, PartnerPatch};
-use crate::catalog::store::{self, Publish, VersionInfo};
+use crate::catalog::manage::{
+    parse_expiry, DocKind, KeyInfo, NewAdminToken, NewKey, PartnerInput, PartnerPatch, TokenInfo,
+};
+use crate::catalog::store::{Publish, VersionInfo};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::partner::json_body;
 use crate::startup::AppState;
@@ -602,38 +604,12 @@ pub async fn create_token(
     .await
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct TokenInfo {
-    pub id: String,
-    pub role: String,
-    pub label: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-    pub expires_at: Option<String>,
-    /// `live`, `expired` or `revoked`.
-    pub state: &'static str,
-}
-
 /// Lists admin tokens, revoked ones included (never their secrets).
 #[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<TokenInfo>)), security(("admin_token" = [])))]
 #[get("/admin/v1/tokens")]
 pub async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     steward(&req, &state)?;
-    let rows = state.db.run(store::all_admin_tokens).await?;
-    let now = crate::db::now_micros();
-    let list: Vec<TokenInfo> = rows
-        .into_iter()
-        .map(|t| TokenInfo {
-            state: crate::catalog::manage::credential_state(t.revoked_at, t.expires_at, now),
-            expires_at: t.expires_at.map(crate::db::micros_to_rfc3339),
-            id: t.id,
-            role: t.role,
-            label: t.label,
-            created_at: crate::db::micros_to_rfc3339(t.created_at),
-            revoked_at: t.revoked_at.map(crate::db::micros_to_rfc3339),
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(list))
+    Ok(HttpResponse::Ok().json(state.catalog.admin_tokens().await?))
 }
 
 /// Revokes an admin token on every node. The last live steward token cannot be revoked (409).

@@ -530,12 +530,43 @@ async fn a_keys_last_use_is_listed_and_stored_for_every_node() {
     assert!(idle["last_used_at"].is_null(), "a key never presented has no last use: {idle}");
 
     // Stored for the other nodes (the gateway does this once a minute and at shutdown).
-    assert_eq!(p.state.catalog.store_key_use().await.unwrap(), 1);
+    assert_eq!(p.state.catalog.store_key_use().await.unwrap(), 2, "the used key and the steward's token");
     assert_eq!(p.state.catalog.store_key_use().await.unwrap(), 0, "nothing new to store");
     let rows = p.state.db.run(move |c| lgsp::catalog::store::keys_of(c, partner)).await.unwrap();
     let stored: Vec<Option<i64>> = rows.iter().map(|r| r.last_used_at).collect();
     assert_eq!(stored.iter().filter(|s| s.is_some()).count(), 1, "{stored:?}");
     assert_eq!(stored.iter().flatten().next().copied(), Some(at.as_microsecond()));
+}
+
+#[tokio::test]
+async fn an_admin_tokens_last_use_is_listed_and_stored_for_every_node() {
+    let p = platform().await;
+    let post = |label: &str| {
+        p.admin(reqwest::Method::POST, "/admin/v1/tokens", STEWARD, Some(json!({"role": "auditor", "label": label})))
+    };
+    let idle: Value = post("idle").await.json().await.unwrap();
+    let used: Value = post("inspection").await.json().await.unwrap();
+    let before = jiff::Timestamp::now();
+    let r = p.admin(reqwest::Method::GET, "/admin/v1/audit", used["token"].as_str().unwrap(), None).await;
+    assert_eq!(r.status(), 200);
+
+    let tokens: Value = p.admin(reqwest::Method::GET, "/admin/v1/tokens", STEWARD, None).await.json().await.unwrap();
+    let info = |id: &Value| tokens.as_array().unwrap().iter().find(|t| t["id"] == *id).unwrap().clone();
+    let at: jiff::Timestamp =
+        info(&used["id"])["last_used_at"].as_str().expect("the used token has a last use").parse().unwrap();
+    assert!(at >= before && at <= jiff::Timestamp::now(), "{at}");
+    assert!(info(&idle["id"])["last_used_at"].is_null(), "a token never presented has no last use: {tokens}");
+
+    // Stored for the other nodes, and read back after a reload.
+    assert!(p.state.catalog.store_key_use().await.unwrap() >= 1);
+    let rows = p.state.db.run(lgsp::catalog::store::all_admin_tokens).await.unwrap();
+    let stored = |id: &Value| rows.iter().find(|r| r.id == id.as_str().unwrap()).unwrap().last_used_at;
+    assert_eq!(stored(&used["id"]), Some(at.as_microsecond()));
+    assert_eq!(stored(&idle["id"]), None);
+    p.state.catalog.reload().await.unwrap();
+    let again: Value = p.admin(reqwest::Method::GET, "/admin/v1/tokens", STEWARD, None).await.json().await.unwrap();
+    let listed = again.as_array().unwrap().iter().find(|t| t["id"] == used["id"]).unwrap()["last_used_at"].clone();
+    assert_eq!(listed, info(&used["id"])["last_used_at"]);
 }
 
 #[tokio::test]
