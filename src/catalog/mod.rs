@@ -12,7 +12,8 @@ use crate::auth::{hash_secret, AdminCaller, Partner, PartnerKind, Policy, Role};
 use crate::config::Settings;
 use crate::db::{catalog_version, Db, DbConnection, DbError};
 use crate::prefill::form::Form;
-use parking_lot::RwLock;
+use crate::prefill::{Plan, PlanKey};
+use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -86,6 +87,9 @@ pub struct Catalog {
     /// The operations a prefill may call with a citizen ID alone, with the
     /// elements each provides: worked out once per snapshot, not per prefill.
     pub prefill_sources: Vec<(String, BTreeSet<String>)>,
+    /// The prefill plans made with this snapshot (see [`crate::prefill::Plan`]):
+    /// at most one per form, partner and set of relatives named.
+    prefill_plans: Mutex<HashMap<PlanKey, Arc<Plan>>>,
 }
 
 impl Catalog {
@@ -97,6 +101,18 @@ impl Catalog {
     /// An enabled form.
     pub fn form(&self, id: &str) -> Option<&Arc<Form>> {
         self.forms.get(id).filter(|f| f.enabled).map(|f| &f.form)
+    }
+
+    /// The plan for `key`, made by `make` the first time; without a key, made
+    /// afresh.
+    pub fn prefill_plan(&self, key: Option<PlanKey>, make: impl FnOnce() -> Plan) -> Arc<Plan> {
+        let Some(key) = key else { return Arc::new(make()) };
+        if let Some(plan) = self.prefill_plans.lock().get(&key) {
+            return plan.clone();
+        }
+        let plan = Arc::new(make());
+        self.prefill_plans.lock().insert(key, plan.clone());
+        plan
     }
 
     /// `adapter.operation` → the elements it provides, for every adapter.

@@ -370,14 +370,18 @@ async fn prefill_inner(
     }
     check_purpose(&caller, &request.purpose)?;
     check_consent(req, &caller, audit)?;
-    let policy = caller.partner.policy.clone();
-    let may_receive = move |e: &str| policy.may_receive(e);
+    // The grant as this snapshot holds it, so that the snapshot may keep the
+    // plan made with it; the caller's own if the partner is gone from it.
+    let current = catalog.partners.get(&caller.partner.id);
+    let partner = current.unwrap_or(&caller.partner);
+    let may_receive = |e: &str| partner.policy.may_receive(e);
     let answer = crate::prefill::prefill(PrefillInput {
         catalog: &catalog,
         form,
         citizen_id: &subject,
         purpose: &request.purpose,
         relatives: &request.relatives,
+        partner: current.map(|p| p.id.as_str()),
         may_receive: &may_receive,
         http: &state.http,
         metrics: &state.metrics,

@@ -26,7 +26,7 @@ use form::{Form, Person};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -219,6 +219,51 @@ fn plan(
     chosen
 }
 
+/// What a prefill calls, for whom: worked out from the form, the partner's
+/// grant and which relatives the request names, none of which changes
+/// within a catalogue snapshot, so each snapshot keeps the plans it made.
+pub struct Plan {
+    /// Person → element → the `adapter.operation` that provides it.
+    calls: BTreeMap<Person, BTreeMap<String, String>>,
+    /// Every element planned for: no others are mapped.
+    wanted: BTreeSet<String>,
+}
+
+/// Which plan a prefill needs: the form, the partner, and a bit for each
+/// relative the request names.
+pub type PlanKey = (String, String, u8);
+
+impl Plan {
+    fn new(input: &PrefillInput<'_>, permitted: &dyn Fn(Person, &str) -> bool) -> Plan {
+        // What each person needs, and the pinned sources.
+        let mut needed: BTreeMap<Person, BTreeSet<String>> = BTreeMap::new();
+        let mut pinned: BTreeMap<Person, BTreeMap<String, String>> = BTreeMap::new();
+        for f in &input.form.doc.fields {
+            let Some(b) = &f.bind else { continue };
+            if !permitted(b.person, &b.element) {
+                continue;
+            }
+            needed.entry(b.person).or_default().insert(b.element.clone());
+            if let Some(s) = &b.source {
+                pinned.entry(b.person).or_default().insert(b.element.clone(), s.clone());
+            }
+            if let Some(l) = link_element(b.person) {
+                if !input.relatives.contains_key(&b.person) {
+                    needed.entry(Person::Subject).or_default().insert(l.to_string());
+                    if matches!(b.person, Person::ChildMother | Person::ChildFather) {
+                        needed.entry(Person::Subject).or_default().insert("sex".into());
+                    }
+                }
+            }
+        }
+        let candidates = &input.catalog.prefill_sources;
+        let no_pins = BTreeMap::new();
+        let calls =
+            needed.iter().map(|(p, els)| (*p, plan(candidates, els, pinned.get(p).unwrap_or(&no_pins)))).collect();
+        Plan { calls, wanted: needed.into_values().flatten().collect() }
+    }
+}
+
 /// What one call brought back.
 #[derive(Clone)]
 struct Fetched {
@@ -234,14 +279,16 @@ struct Fetcher<'a> {
     deadline: tokio::time::Instant,
     /// The elements the form reads; no others are mapped.
     wanted: &'a BTreeSet<String>,
-    cache: HashMap<(String, String), Fetched>,
+    /// `(operation, citizen ID)` → what it brought back; a prefill makes a
+    /// handful of calls, so a list is searched faster than a map is hashed.
+    cache: Vec<((String, String), Fetched)>,
     sources: Vec<SourceStatus>,
 }
 
 impl Fetcher<'_> {
     async fn fetch_all(&mut self, calls: Vec<(Person, String, String)>) {
         let todo: Vec<(Person, String, String)> =
-            calls.into_iter().filter(|(_, op, id)| !self.cache.contains_key(&(op.clone(), id.clone()))).collect();
+            calls.into_iter().filter(|(_, op, id)| self.get(op, id).is_none()).collect();
         let mut unique = BTreeSet::new();
         let todo: Vec<_> = todo.into_iter().filter(|(_, op, id)| unique.insert((op.clone(), id.clone()))).collect();
         let (catalog, http, metrics, deadline) = (self.catalog, self.http, self.metrics, self.deadline);
@@ -285,12 +332,12 @@ impl Fetcher<'_> {
                 },
                 latency_ms: (fetched.latency_ms * 1000.0).round() / 1000.0,
             });
-            self.cache.insert((op, id), fetched);
+            self.cache.push(((op, id), fetched));
         }
     }
 
     fn get(&self, op: &str, id: &str) -> Option<&Fetched> {
-        self.cache.get(&(op.to_string(), id.to_string()))
+        self.cache.iter().find(|((o, i), _)| o == op && i == id).map(|(_, f)| f)
     }
 }
 
@@ -333,6 +380,10 @@ pub struct PrefillInput<'a> {
     pub citizen_id: &'a str,
     pub purpose: &'a str,
     pub relatives: &'a BTreeMap<Person, String>,
+    /// The partner whose grant `may_receive` applies, when that grant is the
+    /// one `catalog` holds: the plan made is kept in the snapshot for the
+    /// partner's next prefill of the form. `None`: made for this call alone.
+    pub partner: Option<&'a str>,
     /// Whether the partner may receive an element.
     pub may_receive: &'a dyn Fn(&str) -> bool,
     pub http: &'a reqwest::Client,
@@ -340,44 +391,26 @@ pub struct PrefillInput<'a> {
     pub budget: Duration,
 }
 
+impl PrefillInput<'_> {
+    fn plan_key(&self) -> Option<PlanKey> {
+        let relatives = self.relatives.keys().fold(0u8, |bits, p| bits | 1 << *p as u8);
+        Some((self.form.id().to_string(), self.partner?.to_string(), relatives))
+    }
+}
+
 pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
     let form = input.form;
-    let candidates = &input.catalog.prefill_sources;
     let permitted =
         |p: Person, el: &str| (input.may_receive)(el) && link_element(p).is_none_or(|l| (input.may_receive)(l));
-
-    // What each person needs, and the pinned sources.
-    let mut needed: BTreeMap<Person, BTreeSet<String>> = BTreeMap::new();
-    let mut pinned: BTreeMap<Person, BTreeMap<String, String>> = BTreeMap::new();
-    for f in &form.doc.fields {
-        let Some(b) = &f.bind else { continue };
-        if !permitted(b.person, &b.element) {
-            continue;
-        }
-        needed.entry(b.person).or_default().insert(b.element.clone());
-        if let Some(s) = &b.source {
-            pinned.entry(b.person).or_default().insert(b.element.clone(), s.clone());
-        }
-        if let Some(l) = link_element(b.person) {
-            if !input.relatives.contains_key(&b.person) {
-                needed.entry(Person::Subject).or_default().insert(l.to_string());
-                if matches!(b.person, Person::ChildMother | Person::ChildFather) {
-                    needed.entry(Person::Subject).or_default().insert("sex".into());
-                }
-            }
-        }
-    }
-    let plans: BTreeMap<Person, BTreeMap<String, String>> =
-        needed.iter().map(|(p, els)| (*p, plan(candidates, els, pinned.get(p).unwrap_or(&BTreeMap::new())))).collect();
-
-    let wanted: BTreeSet<String> = needed.values().flatten().cloned().collect();
+    let planned = input.catalog.prefill_plan(input.plan_key(), || Plan::new(&input, &permitted));
+    let (plans, wanted) = (&planned.calls, &planned.wanted);
     let mut fetcher = Fetcher {
         catalog: input.catalog,
         http: input.http,
         metrics: input.metrics,
         deadline: tokio::time::Instant::now() + input.budget,
-        wanted: &wanted,
-        cache: HashMap::new(),
+        wanted,
+        cache: Vec::new(),
         sources: Vec::new(),
     };
     let subject = input.citizen_id.to_string();

@@ -1169,6 +1169,46 @@ async fn shipped_forms_prefill_typical_citizens_with_the_registries_data() {
 }
 
 #[tokio::test]
+async fn relatives_named_in_a_request_are_used_for_that_request_alone() {
+    let p = platform().await;
+    let pop = &p.mocks.population;
+    let s = pop.samples(5);
+    let key = p.partner("000.00.31.H29", everything(), 60_000, 1_000).await;
+    let parent_id = s.parent_of_newborn.iter().find(|id| pop.find(id).unwrap().spouse.is_some()).unwrap();
+    let parent = pop.find(parent_id).unwrap();
+    let other = if parent.sex.as_str() == "female" { "father" } else { "mother" };
+    let stranger_id = &s.adult_with_household[0];
+    let stranger = pop.find(stranger_id).unwrap();
+    let linked = json!(pop.get(parent.spouse.unwrap()).name.full());
+    let prefill = |relatives: Value| {
+        let body = json!({"form": "birth_registration", "citizen_id": parent_id,
+            "purpose": "birth_registration", "relatives": relatives});
+        let request = p.client.post(p.url("/v1/prefill")).bearer_auth(&key).json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let other_name = |a: &Value| field(a, &format!("{other}_name"))["value"].clone();
+
+    // Both parents named, then none, then both again, on one catalogue snapshot:
+    // a request naming relatives needs no link from the subject's record, one
+    // naming none does, and neither may be planned as the other.
+    let me = if other == "father" { "mother" } else { "father" };
+    let both = json!({format!("child_{me}"): parent_id, format!("child_{other}"): stranger_id});
+    for round in 0..2 {
+        let a = prefill(both.clone()).await;
+        assert_eq!(other_name(&a), stranger.name.full(), "round {round}, the relative named: {a}");
+        let calls: Vec<(&str, &str)> = a["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["operation"].as_str().unwrap(), s["person"].as_str().unwrap()))
+            .collect();
+        assert!(calls.contains(&("population.citizen", &format!("child_{other}"))), "{calls:?}");
+        let a = prefill(json!({})).await;
+        assert_eq!(other_name(&a), linked, "round {round}, found through the spouse link: {a}");
+    }
+}
+
+#[tokio::test]
 async fn a_registry_down_mid_request_leaves_the_other_fields_and_says_which_source_failed() {
     let p = platform().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
