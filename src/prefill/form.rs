@@ -168,10 +168,10 @@ impl Form {
 
     /// The value a field releases: the element's value, through the field's
     /// `transform` if it has one.
-    pub fn release(&self, field: &str, value: Value) -> Result<Value, String> {
+    pub fn release(&self, field: &str, value: &Value) -> Result<Value, String> {
         match self.transforms.get(field) {
-            Some(t) => t.run(&value),
-            None => Ok(value),
+            Some(t) => t.run(value),
+            None => Ok(value.clone()),
         }
     }
 
@@ -210,8 +210,8 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        assert_eq!(f.release("yob", json!("1990-07-14")).unwrap(), json!(1990));
-        assert!(f.release("yob", json!({"not": "a date"})).is_err(), "a failing transform is an error, not a panic");
+        assert_eq!(f.release("yob", &json!("1990-07-14")).unwrap(), json!(1990));
+        assert!(f.release("yob", &json!({"not": "a date"})).is_err(), "a failing transform is an error, not a panic");
         let errors = Form::compile(
             &form(json!({"element": "date_of_birth", "person": "mother", "transform": ".[0:4 | tonumber"})),
             1,

@@ -225,6 +225,8 @@ fn plan(
 pub struct Plan {
     /// Person → element → the `adapter.operation` that provides it.
     calls: BTreeMap<Person, BTreeMap<String, String>>,
+    /// Person → the operations called for them, each once, in order.
+    ops: BTreeMap<Person, Vec<String>>,
     /// Every element planned for: no others are mapped.
     wanted: BTreeSet<String>,
 }
@@ -258,9 +260,16 @@ impl Plan {
         }
         let candidates = &input.catalog.prefill_sources;
         let no_pins = BTreeMap::new();
-        let calls =
+        let calls: BTreeMap<Person, BTreeMap<String, String>> =
             needed.iter().map(|(p, els)| (*p, plan(candidates, els, pinned.get(p).unwrap_or(&no_pins)))).collect();
-        Plan { calls, wanted: needed.into_values().flatten().collect() }
+        let ops = calls
+            .iter()
+            .map(|(p, by_element)| {
+                let unique: BTreeSet<&String> = by_element.values().collect();
+                (*p, unique.into_iter().cloned().collect())
+            })
+            .collect();
+        Plan { calls, ops, wanted: needed.into_values().flatten().collect() }
     }
 }
 
@@ -367,10 +376,13 @@ pub fn display_chars(v: &Value) -> usize {
     }
 }
 
-fn pick(value: &Value, path: Option<&str>) -> Value {
+static NULL: Value = Value::Null;
+
+/// The part of an element's value a field reads (`Null` when it is missing).
+fn pick<'v>(value: &'v Value, path: Option<&str>) -> &'v Value {
     match path {
-        Some(p) => value.pointer(p).cloned().unwrap_or(Value::Null),
-        None => value.clone(),
+        Some(p) => value.pointer(p).unwrap_or(&NULL),
+        None => value,
     }
 }
 
@@ -414,12 +426,11 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
         sources: Vec::new(),
     };
     let subject = input.citizen_id.to_string();
-    let ops_of =
-        |p: Person| -> BTreeSet<String> { plans.get(&p).map(|m| m.values().cloned().collect()).unwrap_or_default() };
+    let ops_of = |p: Person| -> &[String] { planned.ops.get(&p).map_or(&[], Vec::as_slice) };
 
     // Phase 1: the subject. Phase 2: the relatives it links to.
     fetcher
-        .fetch_all(ops_of(Person::Subject).into_iter().map(|op| (Person::Subject, op, subject.clone())).collect())
+        .fetch_all(ops_of(Person::Subject).iter().map(|op| (Person::Subject, op.clone(), subject.clone())).collect())
         .await;
     let subject_value = |el: &str| -> Option<Value> {
         let op = plans.get(&Person::Subject)?.get(el)?;
@@ -454,7 +465,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
         .keys()
         .filter(|p| **p != Person::Subject)
         .filter_map(|p| ids.get(p).map(|id| (*p, id.clone())))
-        .flat_map(|(p, id)| ops_of(p).into_iter().map(move |op| (p, op, id.clone())))
+        .flat_map(|(p, id)| ops_of(p).iter().map(move |op| (p, op.clone(), id.clone())))
         .collect();
     fetcher.fetch_all(phase2).await;
 
@@ -515,8 +526,8 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
                 continue;
             }
         };
-        let element_value = elements.get(&b.element).cloned().unwrap_or(Value::Null);
-        let value = pick(&element_value, b.path.as_deref());
+        let element_value = elements.get(&b.element).unwrap_or(&NULL);
+        let value = pick(element_value, b.path.as_deref());
         if value.is_null() || value.as_array().is_some_and(Vec::is_empty) {
             out.reason = Some("no_record".into());
             fields.push(out);
@@ -525,7 +536,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
         // Other sources called for this person that hold the same element.
         for other in ops_of(b.person).iter().filter(|o| *o != op) {
             if let Some(Ok(els)) = fetcher.get(other, id).map(|f| &f.result) {
-                let v = pick(els.get(&b.element).unwrap_or(&Value::Null), b.path.as_deref());
+                let v = pick(els.get(&b.element).unwrap_or(&NULL), b.path.as_deref());
                 if !v.is_null() && v != value {
                     // What the form asks for, never more (a year, not the whole date).
                     let shown = form.release(&f.id, v).unwrap_or(Value::Null);

@@ -1209,6 +1209,57 @@ async fn relatives_named_in_a_request_are_used_for_that_request_alone() {
 }
 
 #[tokio::test]
+async fn two_sources_that_disagree_make_the_field_a_suggestion_that_shows_both() {
+    let p = platform().await;
+    let pop = &p.mocks.population;
+    let s = pop.samples(10);
+    let id = s.adult_with_household.iter().find(|id| pop.find(id).unwrap().phone.is_some()).unwrap();
+    let person = pop.find(id).unwrap();
+    let key = p.partner("000.00.32.H29", everything(), 60_000, 1_000).await;
+    // A second source of the same registry that spells names in capitals and
+    // agrees on the phone number.
+    let mut manifest = new_registry_manifest(&p.mocks.url(RegistryKind::Population));
+    manifest["operations"]["whereabouts"]["mapping"] =
+        json!("{full_name: (.du_lieu.ho_ten | ascii_upcase), phone: .du_lieu.so_dien_thoai}");
+    assert_eq!(p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(manifest)).await.status(), 201);
+    let form = json!({
+        "id": "club_card", "title": "Thẻ câu lạc bộ", "form_code": "CLB-01",
+        "procedure": {"code": "club_card", "name": "Cấp thẻ câu lạc bộ"}, "purposes": ["club_card"],
+        "fields": [
+            {"id": "name", "label_vi": "Họ và tên", "type": "text", "required": true,
+             "bind": {"element": "full_name", "person": "subject", "source": "population.citizen"}},
+            {"id": "phone", "label_vi": "Điện thoại", "type": "phone", "required": false,
+             "bind": {"element": "phone", "person": "subject", "source": "residence_lookup.whereabouts"}}
+        ]
+    });
+    assert_eq!(p.admin(reqwest::Method::POST, "/admin/v1/forms", STEWARD, Some(form)).await.status(), 201);
+
+    // Twice: the second prefill runs on the plan the first one made.
+    for round in 0..2 {
+        let a: Value = p.prefill(&key, "club_card", "club_card", id).await.json().await.unwrap();
+        let name = field(&a, "name");
+        assert_eq!(name["value"], person.name.full(), "round {round}: the pinned source is authoritative: {a}");
+        assert_eq!(name["source"], "population.citizen");
+        assert_eq!(name["mode"], "suggestion", "round {round}: {a}");
+        assert_eq!(name["verified"], false);
+        assert_eq!(
+            name["conflicts"],
+            json!([{"source": "residence_lookup.whereabouts", "value": person.name.full().to_ascii_uppercase()}]),
+            "round {round}: {a}"
+        );
+        let phone = field(&a, "phone");
+        assert_eq!(phone["value"], format!("0{}", person.phone.unwrap()), "round {round}: {a}");
+        assert_eq!(phone["source"], "residence_lookup.whereabouts");
+        assert_eq!(phone["mode"], "authoritative", "round {round}: both sources agree: {a}");
+        assert_eq!(phone["verified"], true);
+        assert!(phone.get("conflicts").is_none_or(|c| c == &json!([])), "round {round}: {a}");
+        let called: Vec<&str> =
+            a["sources"].as_array().unwrap().iter().map(|s| s["operation"].as_str().unwrap()).collect();
+        assert_eq!(called, ["population.citizen", "residence_lookup.whereabouts"], "each called once: {a}");
+    }
+}
+
+#[tokio::test]
 async fn a_registry_down_mid_request_leaves_the_other_fields_and_says_which_source_failed() {
     let p = platform().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
