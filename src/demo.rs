@@ -2,6 +2,7 @@
 //! to a gateway, a sample partner, and prefills over real HTTP for typical
 //! citizens of the synthetic population.
 
+use crate::audit::AuditRecord;
 use crate::auth::{PartnerKind, Policy};
 use crate::catalog::manage::{NewKey, PartnerInput};
 use crate::config::{Secret, Settings, UpstreamSettings};
@@ -26,7 +27,8 @@ pub fn use_mocks(settings: &mut Settings, mocks: &MockRegistries, tokens: &[Stri
 
 /// Registers the portal as a partner granted every form, operation and basic
 /// element, and the sensitive element its forms ask for (if absent), and
-/// makes it a fresh key.
+/// makes it a fresh key; both changes are in the audit trail (action
+/// `admin`, key `demo`), as a steward's would be.
 pub async fn demo_partner(state: &AppState) -> anyhow::Result<NewKey> {
     let all = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
     let input = PartnerInput {
@@ -47,12 +49,21 @@ pub async fn demo_partner(state: &AppState) -> anyhow::Result<NewKey> {
         burst: 10_000,
         enabled: true,
     };
+    let note = |resource: String, detail: Value| {
+        let mut r = AuditRecord::new(String::new(), "admin", resource);
+        r.key_id = "demo".into();
+        r.status = 0;
+        r.detail = detail;
+        state.audit.record(r)
+    };
     match state.catalog.create_partner(input).await {
-        Ok(()) => {}
+        Ok(()) => note("partners".into(), json!({"partner": DEMO_PARTNER, "by": "lgsp demo"})).await,
         Err(e) if e.code == ErrorCode::Conflict => {}
         Err(e) => anyhow::bail!("registering the demo partner failed: {}", e.detail),
     }
-    state.catalog.create_key(DEMO_PARTNER, "demo", None).await.map_err(|e| anyhow::anyhow!(e.detail))
+    let key = state.catalog.create_key(DEMO_PARTNER, "demo", None).await.map_err(|e| anyhow::anyhow!(e.detail))?;
+    note(format!("partners/{DEMO_PARTNER}/keys"), json!({"made_key_id": key.id, "by": "lgsp demo"})).await;
+    Ok(key)
 }
 
 /// The kinds of citizen a form is typically filled in for.

@@ -49,7 +49,13 @@ pub async fn prepare(db: &Db, settings: &Arc<Settings>, catalog: &LiveCatalog) -
     let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         let applied = db2.migrate()?;
         let mut conn = db2.conn()?;
-        crate::catalog::seed(&mut conn, &s)?;
+        let stored = crate::catalog::seed(&mut conn, &s)?;
+        if stored > 0 {
+            tracing::info!(
+                stored,
+                "stored the shipped adapters and forms and the bootstrap admin tokens the database lacked"
+            );
+        }
         Ok(applied)
     })
     .await??;

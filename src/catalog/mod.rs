@@ -265,26 +265,53 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
 }
 
 /// First start: stores the shipped adapters and forms that the database does
-/// not hold yet, and the bootstrap admin tokens from the settings.
-pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<()> {
+/// not hold yet, and the bootstrap admin tokens from the settings, and notes
+/// each in the audit trail (action `admin`, key `startup`) in the same
+/// transaction, so that every change of what may be called, and by whom, is
+/// in the trail, this one too. Returns how many things it stored.
+pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<usize> {
     use store::Publish;
-    for (id, text) in crate::adapter::SHIPPED {
-        if !store::adapters::exists(c, id)? {
-            store::adapters::publish(c, id, text.trim(), "shipped", Publish::Create)?;
-        }
-    }
-    for (id, text) in crate::prefill::form::SHIPPED {
-        if !store::forms::exists(c, id)? {
-            store::forms::publish(c, id, text.trim(), "shipped", Publish::Create)?;
-        }
-    }
+    let mut tokens = Vec::new();
     for t in &settings.bootstrap_admin_tokens {
         let (role, token) = t
             .expose()
             .split_once(':')
             .filter(|(r, tok)| Role::parse(r).is_some() && tok.len() >= 16)
             .ok_or_else(|| anyhow::anyhow!("bootstrap_admin_tokens entries are role:token with role steward or auditor and a token of at least 16 characters"))?;
-        store::ensure_admin_token(c, &hash_secret(token), role, "bootstrap")?;
+        tokens.push((role, hash_secret(token)));
     }
-    Ok(())
+    let stored = diesel::Connection::transaction::<_, DbError, _>(c, |c| {
+        let mut records = Vec::new();
+        let mut note = |resource: &str, detail: serde_json::Value| {
+            let mut r = crate::audit::AuditRecord::new(String::new(), "admin", resource.to_string());
+            r.key_id = "startup".into();
+            r.status = 0;
+            r.detail = detail;
+            records.push(r);
+        };
+        for (id, text) in crate::adapter::SHIPPED {
+            if let Some(version) = store::adapters::publish(c, id, text.trim(), "shipped", Publish::Create)? {
+                note("adapters", serde_json::json!({"shipped": id, "version": version}));
+            }
+        }
+        for (id, text) in crate::prefill::form::SHIPPED {
+            if let Some(version) = store::forms::publish(c, id, text.trim(), "shipped", Publish::Create)? {
+                note("forms", serde_json::json!({"shipped": id, "version": version}));
+            }
+        }
+        for (role, hash) in &tokens {
+            if let Some(token_id) = store::ensure_admin_token(c, hash, role, "bootstrap")? {
+                note(
+                    "tokens",
+                    serde_json::json!({"token_id": token_id, "role": role, "from": "bootstrap_admin_tokens"}),
+                );
+            }
+        }
+        let n = records.len();
+        if n > 0 {
+            crate::audit::append(c, records)?;
+        }
+        Ok(n)
+    })?;
+    Ok(stored)
 }

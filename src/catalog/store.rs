@@ -389,15 +389,20 @@ pub fn live_keys(conn: &mut DbConnection) -> Result<Vec<KeyRow>, DbError> {
 
 /// Adds an admin token unless one with this hash exists (revoked ones
 /// included, so a revoked bootstrap token stays revoked).
-pub fn ensure_admin_token(conn: &mut DbConnection, hash: &str, role: &str, label: &str) -> Result<bool, DbError> {
+pub fn ensure_admin_token(
+    conn: &mut DbConnection,
+    hash: &str,
+    role: &str,
+    label: &str,
+) -> Result<Option<String>, DbError> {
     conn.transaction::<_, DbError, _>(|c| {
         let n: i64 = admin_tokens::table.filter(admin_tokens::token_hash.eq(hash)).count().get_result(c)?;
         if n > 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let id = format!("adm_{}", &crate::telemetry::new_uuid().simple().to_string()[..12]);
         insert_admin_token(c, &id, hash, role, label, None)?;
-        Ok(true)
+        Ok(Some(id))
     })
 }
 

@@ -2,7 +2,8 @@
 //! database, partners with keys, adapters and forms changed at run time.
 
 use crate::helpers::{
-    assert_problem, fire_prefills, fresh_database_url, init_logs, new_key, register_partner, test_settings,
+    assert_problem, fire_prefills, fresh_database_url, init_logs, new_key, register_partner, startup_records,
+    test_settings,
 };
 use crate::registries::start_mocks;
 use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
@@ -11,6 +12,9 @@ use serde_json::{json, Value};
 
 pub const STEWARD: &str = "steward-token-for-tests-0001";
 pub const AUDITOR: &str = "auditor-token-for-tests-0001";
+/// The records of the platform's first start: its shipped adapters and forms,
+/// and its two bootstrap tokens.
+pub const STARTUP: i64 = startup_records(2);
 
 pub struct Platform {
     pub mocks: MockRegistries,
@@ -106,11 +110,12 @@ impl Platform {
             .unwrap()
     }
 
-    /// How many records of the trail are stewards' changes (`action` `admin`):
-    /// registering a partner and making its key are two.
+    /// How many records of the trail are stewards' changes (`action` `admin`,
+    /// not those of the first start): registering a partner and making its
+    /// key are two.
     pub async fn admin_records(&self) -> i64 {
         self.state.audit.flush(std::time::Duration::from_secs(5)).await;
-        self.state.db.run(|c| lgsp::audit::query::count_action(c, "admin")).await.unwrap()
+        self.state.db.run(|c| lgsp::audit::query::count_action(c, "admin")).await.unwrap() - STARTUP
     }
 
     /// An operation as `GET /v1/adapters` describes it to the partner with `key`.
@@ -484,7 +489,9 @@ async fn auditors_export_the_trail_in_pages_that_verify_without_the_database() {
     assert_problem(get("/admin/v1/audit/export?limit=0".into(), AUDITOR).await, 400, "invalid_parameter").await;
     assert_problem(get("/admin/v1/audit/export?from=0".into(), AUDITOR).await, 400, "invalid_parameter").await;
 
-    // Pages of two, followed by their links, hold the seven records once each.
+    // Pages of two, followed by their links, hold every record once: the
+    // first start's, the partner's registration and key, five exchanges.
+    let n = STARTUP + 7;
     let mut next = Some("/admin/v1/audit/export?limit=2".to_string());
     let (mut all, mut pages) = (String::new(), 0);
     while let Some(path) = next.take() {
@@ -497,12 +504,12 @@ async fn auditors_export_the_trail_in_pages_that_verify_without_the_database() {
         });
         all.push_str(&r.text().await.unwrap());
         pages += 1;
-        assert!(pages <= 5, "the links end");
+        assert!(pages <= n, "the links end");
     }
-    assert_eq!(pages, 4, "the partner's registration and key, then five exchanges: 2 + 2 + 2 + 1 records");
+    assert_eq!(pages, n / 2 + 1, "full pages of two, then the rest (none when every page is full)");
     let v = lgsp::audit::verify_export(all.as_bytes(), &Default::default()).unwrap();
     assert!(v.is_intact(), "{v:?}");
-    assert_eq!((v.first_seq, v.last_seq, v.records), (1, 7, 7));
+    assert_eq!((v.first_seq, v.last_seq, v.records), (1, n, n));
     let head: Value = get("/admin/v1/audit/verify".into(), AUDITOR).await.json().await.unwrap();
     assert_eq!(head["head_hash"], v.last_hash.as_str(), "the export ends where the trail does");
 }
@@ -842,8 +849,46 @@ async fn stewards_changes_are_in_the_audit_trail_allowed_or_refused() {
     assert_eq!(granted["detail"]["sent"]["policy"]["elements"], json!(["*", "religion"]));
     let by_token = p.audit(&format!("key_id={}", steward_id.as_str().unwrap())).await;
     let by_token = by_token["items"].as_array().unwrap();
-    assert_eq!(by_token.len(), items.len() - 1, "all but the unauthenticated attempt");
+    assert_eq!(
+        by_token.len(),
+        items.len() - 1 - STARTUP as usize,
+        "all but the unauthenticated attempt and the start's"
+    );
     assert!(by_token.iter().all(|r| r["key_id"] == steward_id));
+
+    // What the node stored at its first start is in the trail too, under the
+    // key `startup`: each shipped adapter and form, and each bootstrap token.
+    let startup: Vec<&Value> = items.iter().filter(|r| r["key_id"] == "startup").collect();
+    assert_eq!(startup.len() as i64, STARTUP, "{page}");
+    let seeded = |resource: &str, field: &str| -> Vec<String> {
+        let mut v: Vec<String> = startup
+            .iter()
+            .filter(|r| r["resource"] == resource)
+            .map(|r| r["detail"][field].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let sorted = |ids: &mut Vec<String>| {
+        ids.sort();
+        ids.clone()
+    };
+    assert_eq!(
+        seeded("adapters", "shipped"),
+        sorted(&mut lgsp::adapter::SHIPPED.map(|(id, _)| id.to_string()).to_vec())
+    );
+    assert_eq!(
+        seeded("forms", "shipped"),
+        sorted(&mut lgsp::prefill::form::SHIPPED.map(|(id, _)| id.to_string()).to_vec())
+    );
+    let mut token_ids: Vec<String> =
+        tokens.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(seeded("tokens", "token_id"), sorted(&mut token_ids), "the steward's and the auditor's");
+    assert!(startup.iter().all(|r| r["outcome"] == "ok" && r["action"] == "admin"), "{page}");
+    // A later start stores nothing, so it notes nothing.
+    let mut conn = p.state.db.conn().unwrap();
+    assert_eq!(lgsp::catalog::seed(&mut conn, &p.state.settings).unwrap(), 0);
+    assert_eq!(p.admin_records().await, (items.len() as i64) - STARTUP, "{page}");
     let dry_run = items.iter().find(|r| r["resource"] == "adapters/population/test").unwrap();
     assert_eq!(dry_run["subject"], id.as_str());
 
@@ -1035,7 +1080,7 @@ async fn the_audit_trail_holds_one_record_per_request_under_load_and_detects_tam
     let verify: Value =
         p.admin(reqwest::Method::GET, "/admin/v1/audit/verify", AUDITOR, None).await.json().await.unwrap();
     assert_eq!(verify["intact"], true, "{verify}");
-    assert_eq!(verify["records"], p.admin_records().await + 60);
+    assert_eq!(verify["records"], STARTUP + p.admin_records().await + 60);
     // Stewards do not read the audit trail.
     assert_problem(p.admin(reqwest::Method::GET, "/admin/v1/audit", STEWARD, None).await, 403, "forbidden").await;
 
@@ -1389,6 +1434,30 @@ async fn a_form_registered_at_run_time_is_prefilled_and_the_report_matches_an_in
 }
 
 #[tokio::test]
+async fn the_demos_partner_and_keys_are_in_the_audit_trail() {
+    let p = platform().await;
+    let first = lgsp::demo::demo_partner(&p.state).await.unwrap();
+    // A second demo on the same database: the partner exists, a new key is made.
+    let second = lgsp::demo::demo_partner(&p.state).await.unwrap();
+    assert_ne!(first.id, second.id);
+    p.state.audit.flush(std::time::Duration::from_secs(5)).await;
+    let page = p.audit("key_id=demo").await;
+    let items = page["items"].as_array().unwrap();
+    let seen: Vec<(&str, &Value)> = items.iter().map(|r| (r["resource"].as_str().unwrap(), &r["detail"])).collect();
+    let keys = format!("partners/{}/keys", lgsp::demo::DEMO_PARTNER);
+    assert_eq!(
+        seen,
+        [
+            (keys.as_str(), &json!({"made_key_id": second.id, "by": "lgsp demo"})),
+            (keys.as_str(), &json!({"made_key_id": first.id, "by": "lgsp demo"})),
+            ("partners", &json!({"partner": lgsp::demo::DEMO_PARTNER, "by": "lgsp demo"})),
+        ],
+        "newest first: {page}"
+    );
+    assert!(items.iter().all(|r| r["action"] == "admin" && r["outcome"] == "ok"), "{page}");
+}
+
+#[tokio::test]
 async fn stewards_make_and_revoke_admin_tokens_but_never_the_last_steward_one() {
     let p = platform().await;
     let post = |token: &'static str, body: Value| p.admin(reqwest::Method::POST, "/admin/v1/tokens", token, Some(body));
@@ -1505,7 +1574,11 @@ async fn a_graceful_stop_lets_in_flight_prefills_finish_and_stores_their_records
     let v = p.state.db.run(lgsp::audit::verify).await.unwrap();
     assert!(v.is_intact(), "{v:?}");
     let admin = p.state.db.run(|c| lgsp::audit::query::count_action(c, "admin")).await.unwrap();
-    assert_eq!((admin, v.records), (2, 2 + 30), "the partner's registration and key, and the 30 prefills");
+    assert_eq!(
+        (admin, v.records),
+        (STARTUP + 2, STARTUP + 2 + 30),
+        "the first start's records, the partner's registration and key, and the 30 prefills"
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! what is in flight and stores every audit record; killed with SIGKILL under
 //! load it restarts on the same database with an intact chain.
 
-use crate::helpers::{fire_prefills, fresh_database_url, register_partner};
+use crate::helpers::{fire_prefills, fresh_database_url, register_partner, startup_records};
 use crate::platform::everything;
 use crate::registries::start_mocks;
 use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
@@ -142,8 +142,8 @@ async fn sigterm_lets_in_flight_prefills_finish_and_stores_every_audit_record() 
     assert!(v.is_intact(), "{v:?}");
     assert_eq!(
         v.records,
-        2 + 40,
-        "one stored audit record per request answered, the partner's registration and key too"
+        STARTUP + 2 + 40,
+        "one stored audit record per request answered, the first start's, the partner's registration and key too"
     );
 }
 
@@ -181,7 +181,7 @@ async fn sigkill_under_load_leaves_a_database_that_opens_with_an_intact_chain() 
     // The database opens cleanly; the chain verifies up to the last committed record.
     let v = verify(&database_url).await;
     assert!(v.is_intact(), "{v:?}");
-    assert!(v.records > 2 && v.records <= 2 + 240, "{v:?}");
+    assert!(v.records > STARTUP + 2 && v.records <= STARTUP + 2 + 240, "{v:?}");
 
     // Restarted on the same database, it serves again and extends the same chain.
     let restarted = Gateway::start(&gw.config).await;
@@ -260,6 +260,10 @@ async fn with_store_before_answer_a_sigkill_loses_no_record_of_an_answer_given()
     assert!(missing.is_empty(), "{} of {} answers have no record: {missing:?}", missing.len(), answered.len());
     assert!(verify(&database_url).await.is_intact());
 }
+
+/// The records a gateway of these tests stores at its first start (it has
+/// one bootstrap token).
+const STARTUP: i64 = startup_records(1);
 
 /// `lgsp_audit_records_written_total` of a running gateway.
 async fn written_records(client: &reqwest::Client, base: &str) -> u64 {
@@ -402,7 +406,8 @@ async fn an_exported_trail_verifies_without_the_database_and_shows_any_edit() {
     for t in fire_prefills(&client, &gw.base, &key, &ids, 12) {
         assert_eq!(t.await.unwrap(), 200);
     }
-    // The partner's registration and key make two records, the 12 prefills twelve.
+    // The first start's records come first (stored at the start, not by the
+    // writer), then the partner's registration and key, then the 12 prefills.
     while written_records(&client, &gw.base).await < 14 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -413,11 +418,16 @@ async fn an_exported_trail_verifies_without_the_database_and_shows_any_edit() {
     assert!(ok, "{err}");
     let all = std::fs::read_to_string(file("all.jsonl")).unwrap();
     let rows: Vec<serde_json::Value> = all.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows.len(), 14, "{err}");
-    assert_eq!(rows.iter().map(|r| r["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=14).collect::<Vec<_>>());
+    let n = STARTUP + 14;
+    assert_eq!(rows.len() as i64, n, "{err}");
+    assert_eq!(rows.iter().map(|r| r["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>());
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("all.jsonl")]);
-    assert!(ok && out.contains("records 1 to 14 (14 records)") && out.contains("beginning of the trail"), "{out}");
-    assert!(out.contains(&format!("14:{}", rows[13]["hash"].as_str().unwrap())), "the last record's anchor: {out}");
+    assert!(
+        ok && out.contains(&format!("records 1 to {n} ({n} records)")) && out.contains("beginning of the trail"),
+        "{out}"
+    );
+    let last = rows.last().unwrap()["hash"].as_str().unwrap();
+    assert!(out.contains(&format!("{n}:{last}")), "the last record's anchor: {out}");
 
     // Part of the trail links to the record before it, which an anchor confirms.
     let (ok, _, err) =
@@ -433,13 +443,15 @@ async fn an_exported_trail_verifies_without_the_database_and_shows_any_edit() {
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("part.jsonl"), "--anchor", &wrong]);
     assert!(!ok && out.contains("BROKEN at record 4"), "{out}");
 
-    // An edited record (the fifth prefill, after the two records of the
-    // partner's registration and key), and a removed one, are named.
+    // An edited record (the fifth prefill, after the first start's records
+    // and the two of the partner's registration and key), and a removed one,
+    // are named.
     let edited = all.replacen("\"purpose\":\"residence_change\"", "\"purpose\":\"marketing\"", 5);
     let edited = edited.replacen("\"purpose\":\"marketing\"", "\"purpose\":\"residence_change\"", 4);
     std::fs::write(file("edited.jsonl"), edited).unwrap();
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("edited.jsonl")]);
-    assert!(!ok && out.contains("BROKEN at record 7") && out.contains("edited"), "{out}");
+    let fifth = STARTUP + 2 + 5;
+    assert!(!ok && out.contains(&format!("BROKEN at record {fifth}")) && out.contains("edited"), "{out}");
     let removed: Vec<&str> = all.lines().filter(|l| !l.starts_with("{\"seq\":6,")).collect();
     std::fs::write(file("removed.jsonl"), removed.join("\n")).unwrap();
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify", "--file", &file("removed.jsonl")]);
