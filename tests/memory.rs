@@ -53,6 +53,9 @@ fn live_kb() -> isize {
 const STEWARD: &str = "steward-token-for-the-memory-test";
 const ROUNDS: usize = 5;
 const CONCURRENT: usize = 200;
+/// Requests in flight at once in the warm-up: more than the 2 × 128 request
+/// objects the gateway's two workers keep for reuse.
+const WARM_UP: usize = 600;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_load_with_a_flapping_registry_the_live_heap_is_back_at_its_baseline() {
@@ -87,7 +90,16 @@ async fn after_load_with_a_flapping_registry_the_live_heap_is_back_at_its_baseli
     };
 
     // One round first: lazily built state (connection pools, per-route and
-    // per-label metrics, caches filled once) is part of the baseline.
+    // per-label metrics, caches filled once) is part of the baseline. That
+    // includes the request objects actix keeps for reuse, up to 128 in each
+    // worker: how many a round leaves there depends on how its requests spread
+    // over the workers, so this round holds more requests in flight at once
+    // (a slow registry) than both workers' pools together can keep.
+    mocks.set_faults(RegistryKind::Population, Faults { latency_ms: 300, ..Default::default() });
+    for task in fire_prefills(&client, &base, &key, &ids, WARM_UP) {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    mocks.set_faults(RegistryKind::Population, Faults::default());
     round().await;
     settle().await;
     let baseline = live_kb();
