@@ -532,14 +532,11 @@ impl CliChange {
 async fn record_cli_change(catalog: &LiveCatalog, noun: &str, change: CliChange, result: &anyhow::Result<ExitCode>) {
     let args: Vec<String> = std::env::args().skip_while(|a| a != noun).collect();
     let user = ["SUDO_USER", "USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok()).unwrap_or_default();
-    let mut record = crate::audit::AuditRecord::new(
-        String::new(),
-        "admin",
+    let mut record = crate::audit::AuditRecord::change(
+        "cli",
         args.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
+        serde_json::json!({"command": format!("lgsp {}", args.join(" ")), "user": user}),
     );
-    record.key_id = "cli".into();
-    record.status = 0;
-    record.detail = serde_json::json!({"command": format!("lgsp {}", args.join(" ")), "user": user});
     if let Some((_, bytes)) = &change.file {
         record.note_sent(bytes);
     }

@@ -49,13 +49,7 @@ pub async fn demo_partner(state: &AppState) -> anyhow::Result<NewKey> {
         burst: 10_000,
         enabled: true,
     };
-    let note = |resource: String, detail: Value| {
-        let mut r = AuditRecord::new(String::new(), "admin", resource);
-        r.key_id = "demo".into();
-        r.status = 0;
-        r.detail = detail;
-        state.audit.record(r)
-    };
+    let note = |resource: String, detail: Value| state.audit.record(AuditRecord::change("demo", resource, detail));
     match state.catalog.create_partner(input).await {
         Ok(()) => note("partners".into(), json!({"partner": DEMO_PARTNER, "by": "lgsp demo"})).await,
         Err(e) if e.code == ErrorCode::Conflict => {}

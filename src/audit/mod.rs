@@ -77,6 +77,17 @@ impl AuditRecord {
         }
     }
 
+    /// The record of a change no request made (`action` `admin`): by the
+    /// command line (`key_id` `cli`), at start-up (`startup`), by the demo
+    /// (`demo`). It has no HTTP status.
+    pub fn change(by: &str, resource: String, detail: Value) -> AuditRecord {
+        let mut r = AuditRecord::new(String::new(), "admin", resource);
+        r.key_id = by.into();
+        r.status = 0;
+        r.detail = detail;
+        r
+    }
+
     /// Notes in an admin record what the steward sent (a request's JSON body,
     /// or the file a command read): whole when it is small, as a partner's
     /// policy or a key's settings are, otherwise by its size; and, as the

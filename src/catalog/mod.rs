@@ -283,18 +283,23 @@ pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<usize> 
     let stored = diesel::Connection::transaction::<_, DbError, _>(c, |c| {
         let mut records = Vec::new();
         let mut note = |resource: &str, detail: serde_json::Value| {
-            let mut r = crate::audit::AuditRecord::new(String::new(), "admin", resource.to_string());
-            r.key_id = "startup".into();
-            r.status = 0;
-            r.detail = detail;
-            records.push(r);
+            records.push(crate::audit::AuditRecord::change("startup", resource.to_string(), detail));
         };
+        // Looked for first: publishing takes the catalogue's version (and
+        // with it the write lock) even when the id exists, and every node
+        // would reload at each start.
         for (id, text) in crate::adapter::SHIPPED {
+            if store::adapters::exists(c, id)? {
+                continue;
+            }
             if let Some(version) = store::adapters::publish(c, id, text.trim(), "shipped", Publish::Create)? {
                 note("adapters", serde_json::json!({"shipped": id, "version": version}));
             }
         }
         for (id, text) in crate::prefill::form::SHIPPED {
+            if store::forms::exists(c, id)? {
+                continue;
+            }
             if let Some(version) = store::forms::publish(c, id, text.trim(), "shipped", Publish::Create)? {
                 note("forms", serde_json::json!({"shipped": id, "version": version}));
             }

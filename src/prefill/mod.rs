@@ -265,8 +265,10 @@ impl Plan {
         let ops = calls
             .iter()
             .map(|(p, by_element)| {
-                let unique: BTreeSet<&String> = by_element.values().collect();
-                (*p, unique.into_iter().cloned().collect())
+                let mut ops: Vec<String> = by_element.values().cloned().collect();
+                ops.sort();
+                ops.dedup();
+                (*p, ops)
             })
             .collect();
         Plan { calls, ops, wanted: needed.into_values().flatten().collect() }

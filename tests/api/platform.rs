@@ -887,7 +887,9 @@ async fn stewards_changes_are_in_the_audit_trail_allowed_or_refused() {
     assert!(startup.iter().all(|r| r["outcome"] == "ok" && r["action"] == "admin"), "{page}");
     // A later start stores nothing, so it notes nothing.
     let mut conn = p.state.db.conn().unwrap();
+    let version = lgsp::db::catalog_version(&mut conn).unwrap();
     assert_eq!(lgsp::catalog::seed(&mut conn, &p.state.settings).unwrap(), 0);
+    assert_eq!(lgsp::db::catalog_version(&mut conn).unwrap(), version, "nor makes the nodes reload");
     assert_eq!(p.admin_records().await, (items.len() as i64) - STARTUP, "{page}");
     let dry_run = items.iter().find(|r| r["resource"] == "adapters/population/test").unwrap();
     assert_eq!(dry_run["subject"], id.as_str());
