@@ -237,19 +237,20 @@ impl LiveCatalog {
     /// A stored version of a document (the current one without `version`),
     /// as it was published: `(version, document)`.
     pub async fn document(&self, kind: DocKind, id: &str, version: Option<i32>) -> Result<(i32, Value), ApiError> {
-        let version = match version {
-            Some(v) => v,
-            None => self.versions(kind, id).await?.into_iter().find(|v| v.current).map_or(0, |v| v.version),
-        };
         let id2 = id.to_string();
-        let text = self
+        let found = self
             .db
-            .run(move |c| match kind {
-                DocKind::Adapter => store::adapters::document(c, &id2, version),
-                DocKind::Form => store::forms::document(c, &id2, version),
+            .run(move |c| match (kind, version) {
+                (DocKind::Adapter, None) => store::adapters::current(c, &id2),
+                (DocKind::Form, None) => store::forms::current(c, &id2),
+                (DocKind::Adapter, Some(v)) => Ok(store::adapters::document(c, &id2, v)?.map(|d| (v, d))),
+                (DocKind::Form, Some(v)) => Ok(store::forms::document(c, &id2, v)?.map(|d| (v, d))),
             })
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("No version {version} of {} \"{id}\".", kind.noun())))?;
+            .await?;
+        let (version, text) = found.ok_or_else(|| match version {
+            Some(v) => ApiError::not_found(format!("No version {v} of {} \"{id}\".", kind.noun())),
+            None => ApiError::not_found(format!("No {} \"{id}\".", kind.noun())),
+        })?;
         Ok((version, serde_json::from_str(&text).map_err(ApiError::internal)?))
     }
 

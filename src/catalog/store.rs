@@ -152,17 +152,34 @@ macro_rules! versioned_store {
                     .optional()?)
             }
 
-            /// The current version of every entry.
+            /// The current version of one entry and its document; `Ok(None)`
+            /// when no entry has this id. One query, so the two always agree.
+            pub fn current(conn: &mut DbConnection, id: &str) -> Result<Option<(i32, String)>, DbError> {
+                Ok($head::table
+                    .inner_join(
+                        $versions::table
+                            .on($versions::$owner.eq($head::id).and($versions::version.eq($head::current_version))),
+                    )
+                    .filter($head::id.eq(id))
+                    .select(($head::current_version, $versions::$document))
+                    .first(conn)
+                    .optional()?)
+            }
+
+            /// The current version of every entry, by id, in one query.
             pub fn all_current(conn: &mut DbConnection) -> Result<Vec<Current>, DbError> {
-                let heads: Vec<(String, i32, i32)> =
-                    $head::table.select(($head::id, $head::current_version, $head::enabled)).load(conn)?;
-                let mut out = Vec::with_capacity(heads.len());
-                for (id, version, enabled) in heads {
-                    if let Some(document) = document(conn, &id, version)? {
-                        out.push(Current { id, version, enabled: enabled == 1, document });
-                    }
-                }
-                Ok(out)
+                let rows: Vec<(String, i32, i32, String)> = $head::table
+                    .inner_join(
+                        $versions::table
+                            .on($versions::$owner.eq($head::id).and($versions::version.eq($head::current_version))),
+                    )
+                    .order($head::id.asc())
+                    .select(($head::id, $head::current_version, $head::enabled, $versions::$document))
+                    .load(conn)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, version, enabled, document)| Current { id, version, enabled: enabled == 1, document })
+                    .collect())
             }
 
             pub fn exists(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> {

@@ -583,6 +583,8 @@ async fn the_command_line_shows_versions_of_a_form_and_rolls_one_back() {
     // Back to version 1, which the gateway serves at once.
     cli(&["forms", "rollback", "ct01", "1"]);
     assert_eq!(current(cli(&["forms", "versions", "ct01"])), ["1"]);
+    let back: serde_json::Value = serde_json::from_str(&cli(&["forms", "show", "ct01"])).unwrap();
+    assert_eq!(back, shipped, "show prints the current version, not the latest");
     served_title(shipped["title"].clone()).await;
     let (ok, _, err) = lgsp_cli(&gw.config, &["forms", "rollback", "ct01", "7"]);
     assert!(!ok && err.contains("No version 7"), "{err}");
