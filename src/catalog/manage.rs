@@ -241,8 +241,8 @@ impl LiveCatalog {
         let found = self
             .db
             .run(move |c| match (kind, version) {
-                (DocKind::Adapter, None) => store::adapters::current(c, &id2),
-                (DocKind::Form, None) => store::forms::current(c, &id2),
+                (DocKind::Adapter, None) => Ok(store::adapters::current(c, &id2)?.map(|e| (e.version, e.document))),
+                (DocKind::Form, None) => Ok(store::forms::current(c, &id2)?.map(|e| (e.version, e.document))),
                 (DocKind::Adapter, Some(v)) => Ok(store::adapters::document(c, &id2, v)?.map(|d| (v, d))),
                 (DocKind::Form, Some(v)) => Ok(store::forms::document(c, &id2, v)?.map(|d| (v, d))),
             })

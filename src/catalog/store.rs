@@ -152,30 +152,31 @@ macro_rules! versioned_store {
                     .optional()?)
             }
 
-            /// The current version of one entry and its document; `Ok(None)`
+            /// The current version of one entry, with its document; `Ok(None)`
             /// when no entry has this id. One query, so the two always agree.
-            pub fn current(conn: &mut DbConnection, id: &str) -> Result<Option<(i32, String)>, DbError> {
-                Ok($head::table
-                    .inner_join(
-                        $versions::table
-                            .on($versions::$owner.eq($head::id).and($versions::version.eq($head::current_version))),
-                    )
-                    .filter($head::id.eq(id))
-                    .select(($head::current_version, $versions::$document))
-                    .first(conn)
-                    .optional()?)
+            pub fn current(conn: &mut DbConnection, id: &str) -> Result<Option<Current>, DbError> {
+                Ok(currents(conn, Some(id))?.pop())
             }
 
             /// The current version of every entry, by id, in one query.
             pub fn all_current(conn: &mut DbConnection) -> Result<Vec<Current>, DbError> {
-                let rows: Vec<(String, i32, i32, String)> = $head::table
+                currents(conn, None)
+            }
+
+            /// Each entry (or only `id`) joined to its current version.
+            fn currents(conn: &mut DbConnection, id: Option<&str>) -> Result<Vec<Current>, DbError> {
+                let mut query = $head::table
                     .inner_join(
                         $versions::table
                             .on($versions::$owner.eq($head::id).and($versions::version.eq($head::current_version))),
                     )
                     .order($head::id.asc())
                     .select(($head::id, $head::current_version, $head::enabled, $versions::$document))
-                    .load(conn)?;
+                    .into_boxed();
+                if let Some(id) = id {
+                    query = query.filter($head::id.eq(id));
+                }
+                let rows: Vec<(String, i32, i32, String)> = query.load(conn)?;
                 Ok(rows
                     .into_iter()
                     .map(|(id, version, enabled, document)| Current { id, version, enabled: enabled == 1, document })
