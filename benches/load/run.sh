@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The load-test scenario (see BENCHMARKS.md). On a fresh machine it installs wrk
 # and nginx from the distribution's packages, builds lgsp in release mode, starts
-# the mock registries, nginx as a plain reverse proxy, lgsp with its audit trail
-# on SQLite and a second lgsp on PostgreSQL, drives each with wrk, and prints one
-# table with the ratios to nginx and lgsp's memory.
+# the mock registries, nginx as a plain reverse proxy, a reverse proxy built
+# from lgsp's own HTTP parts and doing nothing else (benches/load/stack_floor.rs),
+# lgsp with its audit trail on SQLite and a second lgsp on PostgreSQL, drives
+# each with wrk, and prints one table with the ratios to nginx and lgsp's memory.
 #
 # Settings (environment):
 #   LGSP_LOAD_DURATION     seconds per scenario               (default 10)
@@ -23,7 +24,7 @@ PG=${LGSP_LOAD_POSTGRES_URL-postgres://postgres@127.0.0.1:5432}
 OUT=${LGSP_LOAD_OUT:-$ROOT/target/load/latest.md}
 LATENCY_CONNS=8
 PACE_MS=8
-P_POP=17101 P_CIVIL=17102 P_INS=17103 P_NGINX=17180 P_LGSP=17190 P_LGSP_PG=17191
+P_POP=17101 P_CIVIL=17102 P_INS=17103 P_NGINX=17180 P_FLOOR=17185 P_LGSP=17190 P_LGSP_PG=17191
 POP_TOKEN=population-dev-token INS_TOKEN=insurance-dev-token CIVIL_TOKEN=civil-status-dev-token
 STEWARD=steward-token-for-the-load-test
 
@@ -41,7 +42,7 @@ need() {
 need wrk:wrk nginx:nginx-light curl:curl python3:python3
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-for port in $P_POP $P_CIVIL $P_INS $P_NGINX $P_LGSP $P_LGSP_PG; do
+for port in $P_POP $P_CIVIL $P_INS $P_NGINX $P_FLOOR $P_LGSP $P_LGSP_PG; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     say "port $port is already in use on 127.0.0.1; stop what listens there and run again"
     exit 1
@@ -49,8 +50,9 @@ for port in $P_POP $P_CIVIL $P_INS $P_NGINX $P_LGSP $P_LGSP_PG; do
 done
 
 say "building lgsp (release)"
-cargo build --release --locked --bin lgsp >&2
+cargo build --release --locked --bin lgsp --example stack_floor >&2
 BIN=$ROOT/target/release/lgsp
+FLOOR_BIN=$ROOT/target/release/examples/stack_floor
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -105,8 +107,15 @@ http {
 }
 EOF
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
 wait_http "http://127.0.0.1:$P_NGINX/api/v1/cong-dan/$FIRST_ID" "Authorization: Bearer $POP_TOKEN"
+
+say "starting lgsp's HTTP stack alone (actix-web and reqwest) as a reverse proxy to the population registry"
+"$FLOOR_BIN" $P_FLOOR "http://127.0.0.1:$P_POP" >"$WORK/floor.log" 2>&1 &
+FLOOR_PID=$!
+PIDS+=($FLOOR_PID)
+wait_http "http://127.0.0.1:$P_FLOOR/api/v1/cong-dan/$FIRST_ID" "Authorization: Bearer $POP_TOKEN"
 
 lgsp_config() { # port database_url
   cat <<EOF
@@ -179,10 +188,9 @@ run() { # label url mode token connections [pause between a connection's request
   echo "$1|$5|${line#RESULT }" >>"$RESULTS"
 }
 
-run "1 population registry, direct" "http://127.0.0.1:$P_POP" population "$POP_TOKEN" "$CONNS"
-run "2 nginx -> registry" "http://127.0.0.1:$P_NGINX" population "$POP_TOKEN" "$CONNS"
-# lgsp's CPU time during the exchange, in all and in the audit writer's thread
-# (clock ticks from /proc), to say what share of an exchange the audit takes.
+# CPU time of a process, or of one of its threads by name (clock ticks from
+# /proc): per request of the stack alone, per exchange of lgsp, and the audit
+# writer's share of an exchange.
 cpu_ticks() { # pid [thread name]
   if [[ -z "${2:-}" ]]; then awk '{print $14 + $15}' "/proc/$1/stat"; return; fi
   local t
@@ -191,6 +199,17 @@ cpu_ticks() { # pid [thread name]
   done
   echo 0
 }
+family_ticks() { # pid: the process and its children (nginx's master and workers)
+  awk -v p="$1" '$1 == p || $4 == p {s += $14 + $15} END {print s + 0}' /proc/[0-9]*/stat 2>/dev/null
+}
+run "1 population registry, direct" "http://127.0.0.1:$P_POP" population "$POP_TOKEN" "$CONNS"
+NGINX0=$(family_ticks "$NGINX_PID")
+run "2 nginx -> registry" "http://127.0.0.1:$P_NGINX" population "$POP_TOKEN" "$CONNS"
+NGINX_TICKS=$(($(family_ticks "$NGINX_PID") - NGINX0))
+FLOOR0=$(cpu_ticks "$FLOOR_PID")
+run "2b actix-web + reqwest alone -> registry" "http://127.0.0.1:$P_FLOOR" population "$POP_TOKEN" "$CONNS"
+FLOOR_TICKS=$(($(cpu_ticks "$FLOOR_PID") - FLOOR0))
+kill "$FLOOR_PID" 2>/dev/null || true
 CPU0=$(cpu_ticks "$SQLITE_PID") WRITER0=$(cpu_ticks "$SQLITE_PID" audit-writer)
 run "3 lgsp exchange -> registry" "http://127.0.0.1:$P_LGSP" exchange "$SQLITE_KEY" "$CONNS"
 CPU_TICKS=$(($(cpu_ticks "$SQLITE_PID") - CPU0)) WRITER_TICKS=$(($(cpu_ticks "$SQLITE_PID" audit-writer) - WRITER0))
@@ -219,7 +238,7 @@ SQLITE_UPSTREAM=$(upstream_failures $P_LGSP)
 
 mkdir -p "$(dirname "$OUT")"
 python3 - "$RESULTS" "$SQLITE_BASELINE_KB" "$PEAK_KB" "$AFTER_KB" "${AUDIT:-?}" "$DURATION" "$SOURCES" \
-  "$SQLITE_UPSTREAM" "${PG_UPSTREAM:-}" "$CPU_TICKS" "$WRITER_TICKS" "$(getconf CLK_TCK)" <<'EOF' | tee "$OUT"
+  "$SQLITE_UPSTREAM" "${PG_UPSTREAM:-}" "$CPU_TICKS" "$WRITER_TICKS" "$(getconf CLK_TCK)" "$FLOOR_TICKS" "$NGINX_TICKS" <<'EOF' | tee "$OUT"
 import sys
 rows = []
 for line in open(sys.argv[1]):
@@ -228,7 +247,7 @@ for line in open(sys.argv[1]):
     rows.append(dict(label=label, conns=int(conns), rps=float(rps), p50=float(p50), p90=float(p90),
                      p99=float(p99), n=int(n), errors=int(errors)))
 by = {r["label"].split()[0]: r for r in rows}
-base_kb, peak_kb, after_kb, audit, duration, sources, sqlite_up, pg_up, cpu, writer, hz = sys.argv[2:13]
+base_kb, peak_kb, after_kb, audit, duration, sources, sqlite_up, pg_up, cpu, writer, hz, floor, nginx_cpu = sys.argv[2:15]
 print(f"{duration} s per scenario; prefill form tk1_ts, calling {sources}\n")
 print("| scenario | conns | requests/s | p50 ms | p90 ms | p99 ms | requests | errors |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -239,9 +258,11 @@ nginx = by["2"]["rps"]
 def ratio(k):
     return by[k]["rps"] / nginx if k in by else float("nan")
 print(f"- exchange / nginx throughput: {ratio('3'):.2f}x (target >= 0.8x)")
-served = by["3"]["n"] or 1
-us = lambda ticks: int(ticks) / int(hz) * 1e6 / served
-print(f"- lgsp's CPU time per exchange: {us(cpu):.0f} µs, of which the audit writer thread {us(writer):.0f} µs")
+us = lambda ticks, k: int(ticks) / int(hz) * 1e6 / (by[k]["n"] or 1)
+print(f"- lgsp's CPU time per exchange: {us(cpu, '3'):.0f} µs, of which the audit writer thread {us(writer, '3'):.0f} µs")
+print(f"- lgsp's HTTP stack alone (actix-web + reqwest, no work of lgsp's) / nginx throughput: {ratio('2b'):.2f}x; "
+      f"CPU time per request: {us(floor, '2b'):.0f} µs, nginx {us(nginx_cpu, '2'):.0f} µs; "
+      f"exchange / that stack: {by['3']['rps'] / by['2b']['rps']:.2f}x")
 print(f"- prefill (SQLite audit) / nginx throughput: {ratio('4'):.2f}x; {by['4']['rps']:,.0f} prefills/s (target >= 3,000)")
 if "5" in by:
     print(f"- prefill (PostgreSQL audit): {by['5']['rps']:,.0f} prefills/s, {by['5']['rps'] / by['4']['rps']:.2f}x SQLite")
