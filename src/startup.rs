@@ -4,7 +4,7 @@
 
 use crate::audit::AuditSink;
 use crate::catalog::LiveCatalog;
-use crate::config::Settings;
+use crate::config::{Settings, UpstreamPoolSettings};
 use crate::db::Db;
 use crate::ratelimit::RateLimits;
 use crate::telemetry::Metrics;
@@ -35,6 +35,19 @@ impl AppState {
     pub fn is_ready(&self) -> bool {
         self.db_ready.load(Ordering::Acquire)
     }
+}
+
+/// The one HTTP client every registry call goes through, pooled as `pool` says.
+pub fn registry_client(pool: &UpstreamPoolSettings) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(pool.max_idle_per_host)
+        .pool_idle_timeout(Duration::from_secs(pool.idle_timeout_secs))
+        .connect_timeout(Duration::from_secs(2))
+        // A registry is called only where its adapter says: a redirect
+        // is not followed, or it could take the call (and its
+        // credential's request) to a host the allow list does not name.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 pub struct Application {
@@ -76,15 +89,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let db_ready = Arc::new(AtomicBool::new(false));
         let catalog = Arc::new(LiveCatalog::new(settings.clone(), db.clone()));
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(settings.upstream_pool.max_idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(settings.upstream_pool.idle_timeout_secs))
-            .connect_timeout(Duration::from_secs(2))
-            // A registry is called only where its adapter says: a redirect
-            // is not followed, or it could take the call (and its
-            // credential's request) to a host the allow list does not name.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = registry_client(&settings.upstream_pool)?;
 
         // Prepare now if the database is there; otherwise keep trying in the
         // background while /healthz says alive and /readyz says not ready.

@@ -191,21 +191,21 @@ run() { # label url mode token connections [pause between a connection's request
 # CPU time of a process, or of one of its threads by name (clock ticks from
 # /proc): per request of the stack alone, per exchange of lgsp, and the audit
 # writer's share of an exchange.
-cpu_ticks() { # pid [thread name]
-  if [[ -z "${2:-}" ]]; then awk '{print $14 + $15}' "/proc/$1/stat"; return; fi
+cpu_ticks() { # pid [thread name]; without a thread, the process and its children (nginx's workers)
+  if [[ -z "${2:-}" ]]; then
+    awk -v p="$1" '$1 == p || $4 == p {s += $14 + $15} END {print s + 0}' /proc/[0-9]*/stat 2>/dev/null
+    return
+  fi
   local t
   for t in /proc/"$1"/task/*; do
     if [[ "$(cat "$t/comm")" == "$2" ]]; then awk '{print $14 + $15}' "$t/stat"; return; fi
   done
   echo 0
 }
-family_ticks() { # pid: the process and its children (nginx's master and workers)
-  awk -v p="$1" '$1 == p || $4 == p {s += $14 + $15} END {print s + 0}' /proc/[0-9]*/stat 2>/dev/null
-}
 run "1 population registry, direct" "http://127.0.0.1:$P_POP" population "$POP_TOKEN" "$CONNS"
-NGINX0=$(family_ticks "$NGINX_PID")
+NGINX0=$(cpu_ticks "$NGINX_PID")
 run "2 nginx -> registry" "http://127.0.0.1:$P_NGINX" population "$POP_TOKEN" "$CONNS"
-NGINX_TICKS=$(($(family_ticks "$NGINX_PID") - NGINX0))
+NGINX_TICKS=$(($(cpu_ticks "$NGINX_PID") - NGINX0))
 FLOOR0=$(cpu_ticks "$FLOOR_PID")
 run "2b actix-web + reqwest alone -> registry" "http://127.0.0.1:$P_FLOOR" population "$POP_TOKEN" "$CONNS"
 FLOOR_TICKS=$(($(cpu_ticks "$FLOOR_PID") - FLOOR0))

@@ -1,10 +1,10 @@
 //! The floor of lgsp's own HTTP stack, for the load-test scenario
 //! (benches/load/run.sh, BENCHMARKS.md): a reverse proxy built from the same
 //! parts as lgsp's exchange path and doing nothing else. actix-web serves the
-//! caller, one reqwest client (with lgsp's pool settings) calls the registry,
-//! the answer is read whole (lgsp must read it to check it) and passed back,
-//! with mimalloc as lgsp's allocator. No authentication, rate limit, schema
-//! check, mapping or audit record.
+//! caller, lgsp's own registry client (`startup::registry_client`, default
+//! pool settings) calls the registry, the answer is read whole (lgsp must read
+//! it to check it) and passed back, with mimalloc as lgsp's allocator. No
+//! authentication, rate limit, schema check, mapping or audit record.
 //!
 //! Set against nginx on the same upstream, it shows what the stack the design
 //! fixes costs before lgsp does any work of its own; set against lgsp's
@@ -14,7 +14,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -52,12 +51,7 @@ fn main() -> std::io::Result<()> {
         eprintln!("usage: stack_floor PORT UPSTREAM_URL");
         std::process::exit(2);
     };
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(512)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .connect_timeout(Duration::from_secs(2))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+    let http = lgsp::startup::registry_client(&lgsp::config::UpstreamPoolSettings::default())
         .map_err(std::io::Error::other)?;
     let upstream = web::Data::new(Upstream { base: base.trim_end_matches('/').to_string(), http });
     actix_rt::System::new().block_on(async move {
