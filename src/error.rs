@@ -51,6 +51,7 @@ error_codes! {
     InvalidForm => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_form", "The form definition is invalid"),
     InvalidPartner => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", "The partner definition is invalid"),
     RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded"),
+    UpstreamRejected => (StatusCode::UNPROCESSABLE_ENTITY, "upstream_rejected", "The registry refused the request as invalid"),
     UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable", "A registry could not be reached or failed"),
     UpstreamInvalidResponse => (StatusCode::BAD_GATEWAY, "upstream_invalid_response", "A registry answered with data that breaks its schema"),
     UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "A registry did not answer in time"),
@@ -220,21 +221,91 @@ pub fn json_error(err: &actix_web::error::JsonPayloadError) -> ApiError {
             "Send the body as JSON with the header Content-Type: application/json.",
         ),
         E::Deserialize(e) if e.is_data() => {
-            ApiError::new(ErrorCode::InvalidBody, format!("The body does not fit the request: {e}"))
-                .with_errors(vec![FieldError { pointer: String::new(), message: e.to_string() }])
+            let message = in_callers_terms(&e.to_string());
+            ApiError::new(ErrorCode::InvalidBody, format!("The body does not fit the request: {message}"))
+                .with_errors(vec![FieldError { pointer: String::new(), message }])
         }
-        E::Deserialize(e) => ApiError::new(ErrorCode::MalformedJson, format!("The body is not valid JSON: {e}")),
+        E::Deserialize(e) => ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("The body is not valid JSON: {}", in_callers_terms(&e.to_string())),
+        ),
         E::Payload(_) => ApiError::new(ErrorCode::MalformedJson, "The body could not be read completely."),
         _ => ApiError::new(ErrorCode::MalformedJson, "The body could not be read as JSON."),
     }
 }
 
 pub fn path_error(err: &actix_web::error::PathError) -> ApiError {
-    ApiError::new(ErrorCode::InvalidParameter, format!("A path parameter is invalid: {err}"))
+    ApiError::new(
+        ErrorCode::InvalidParameter,
+        format!("A path parameter is invalid: {}", in_callers_terms(&err.to_string())),
+    )
 }
 
 pub fn query_error(err: &actix_web::error::QueryPayloadError) -> ApiError {
-    ApiError::new(ErrorCode::InvalidParameter, format!("A query parameter is invalid: {err}"))
+    ApiError::new(
+        ErrorCode::InvalidParameter,
+        format!("A query parameter is invalid: {}", in_callers_terms(&err.to_string())),
+    )
+}
+
+/// A message from a parser (serde, serde_json, serde_urlencoded) in the
+/// caller's terms: JSON's and the query string's, never Rust's types.
+pub fn in_callers_terms(message: &str) -> String {
+    use regex_bites::Regex;
+    use std::sync::OnceLock;
+    static RULES: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        [
+            (r"recursion limit exceeded", "the JSON is nested too deeply (at most 128 levels)"),
+            (r#"can not parse "([^"]*)" to a "#, r#""$1" is not a "#),
+            (r"\ba (u8|u16|u32|u64|u128|usize)\b", "a whole number of 0 or more"),
+            (r"\b(u8|u16|u32|u64|u128|usize)\b", "a whole number of 0 or more"),
+            (r"\ba (i8|i16|i32|i64|i128|isize)\b", "a whole number"),
+            (r"\b(i8|i16|i32|i64|i128|isize)\b", "a whole number"),
+            (r"\b(f32|f64)\b", "a number"),
+            (r"\bfloating point\b", "number"),
+            (r"\bstruct [A-Za-z_]+\b", "an object"),
+            (r"\benum [A-Za-z_]+\b", "a string"),
+            (r"\ba sequence\b", "an array"),
+            (r"\bsequence\b", "array"),
+            (r"\ba map\b", "an object"),
+            (r"\bmap\b", "object"),
+            (r"\bunit value\b", "null"),
+        ]
+        .into_iter()
+        .filter_map(|(pattern, plain)| Regex::new(pattern).ok().map(|r| (r, plain)))
+        .collect()
+    });
+    let mut out = message.to_string();
+    for (rule, plain) in rules {
+        out = rule.replace_all(&out, *plain).into_owned();
+    }
+    out
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::in_callers_terms;
+
+    #[test]
+    fn parser_messages_speak_of_json_not_rust() {
+        for (said, plain) in [
+            ("can not parse \"abc\" to a i32", "\"abc\" is not a whole number"),
+            (
+                "invalid type: floating point `911614.5`, expected u64",
+                "invalid type: number `911614.5`, expected a whole number of 0 or more",
+            ),
+            ("invalid type: sequence, expected struct PrefillRequest", "invalid type: array, expected an object"),
+            (
+                "recursion limit exceeded at line 1 column 128",
+                "the JSON is nested too deeply (at most 128 levels) at line 1 column 128",
+            ),
+            ("invalid type: map, expected a string", "invalid type: object, expected a string"),
+            ("missing field `form`", "missing field `form`"),
+        ] {
+            assert_eq!(in_callers_terms(said), plain);
+        }
+    }
+}

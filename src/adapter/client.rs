@@ -13,7 +13,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Opens after `threshold` consecutive failures; after `open_for`, lets one
-/// probe through (half-open); closes on the probe's success, reopens on its failure.
+/// probe through (half-open); closes on the probe's success, reopens on its
+/// failure.
+///
+/// A call holds a [`Leave`] from [`Breaker::leave`] and settles it once, when
+/// its outcome is known (after the registry's answer passed its schema). A
+/// leave dropped unsettled (the caller went away) gives its probe slot back
+/// without a verdict, so the breaker never waits for a probe that will not
+/// report. A call its deadline cut off (a prefill's budget) is a timeout when
+/// it had waited on the registry for [`Breaker::SLOW_ENOUGH`] or its adapter's
+/// timeout, whichever is shorter; cut off sooner, it tells nothing either way.
 pub struct Breaker {
     threshold: u32,
     open_for: Duration,
@@ -24,7 +33,10 @@ pub struct Breaker {
 struct BreakerState {
     failures: u32,
     opened_at: Option<Instant>,
-    probing: bool,
+    /// The probe out now: its number and when it left.
+    probe: Option<(u64, Instant)>,
+    /// Probes let out so far, to tell the current one from a stale one.
+    probes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -35,7 +47,62 @@ pub enum BreakerStatus {
     HalfOpen,
 }
 
+/// How one call to a registry ended, as the breaker hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The registry answered within its contract.
+    Healthy,
+    /// The registry failed, timed out or broke its schema.
+    Failing,
+    /// Says nothing of the registry's health: it refused a request as the
+    /// caller's mistake, or the call was cut off before it could tell.
+    Neither,
+}
+
+/// Leave for one call to go out; see [`Breaker`].
+#[must_use = "a leave is settled with the call's verdict"]
+pub struct Leave<'a> {
+    breaker: &'a Breaker,
+    /// The probe's number, if this call is one.
+    probe: Option<u64>,
+    started: Instant,
+    /// Cut off after this long, the call counts as a timeout.
+    patience: Duration,
+    settled: bool,
+}
+
+impl Leave<'_> {
+    pub fn settle(mut self, verdict: Verdict) {
+        self.settled = true;
+        self.breaker.hear(verdict, self.probe);
+    }
+
+    /// The verdict on a call its deadline cut off now.
+    fn cut_off_verdict(&self) -> Verdict {
+        if self.started.elapsed() >= self.patience {
+            Verdict::Failing
+        } else {
+            Verdict::Neither
+        }
+    }
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.hear(Verdict::Neither, self.probe);
+        }
+    }
+}
+
 impl Breaker {
+    /// A call its deadline cut off after waiting this long for the registry
+    /// (or its adapter's timeout, if shorter) counts as a timeout. One cut off
+    /// sooner had too little time to say anything of the registry: a prefill
+    /// whose budget an earlier, slower registry used up must not open the
+    /// breaker of the next one.
+    pub const SLOW_ENOUGH: Duration = Duration::from_millis(500);
+
     pub fn new(threshold: u32, open_ms: u64) -> Breaker {
         Breaker { threshold: threshold.max(1), open_for: Duration::from_millis(open_ms), state: Mutex::default() }
     }
@@ -49,33 +116,56 @@ impl Breaker {
         }
     }
 
-    /// Whether a call may go out now; the seconds to wait if not.
-    pub fn allow(&self) -> Result<(), u64> {
+    /// Leave for a call to go out now, or the seconds to wait. `timeout` is
+    /// the adapter's timeout for one attempt.
+    pub fn leave(&self, timeout: Duration) -> Result<Leave<'_>, u64> {
         let mut s = self.state.lock();
-        match s.opened_at {
-            None => Ok(()),
-            Some(t) if t.elapsed() < self.open_for => Err((self.open_for - t.elapsed()).as_secs() + 1),
-            Some(_) if s.probing => Err(1),
-            Some(_) => {
-                s.probing = true;
-                Ok(())
+        let probe = match (s.opened_at, s.probe) {
+            (None, _) => None,
+            (Some(t), _) if t.elapsed() < self.open_for => return Err(secs_until(t, self.open_for)),
+            // One probe at a time; one out longer than `open_for` is stale
+            // (a registry that hung it may answer others again), and the
+            // next call probes beside it.
+            (Some(_), Some((_, left))) if left.elapsed() < self.open_for => {
+                return Err(secs_until(left, self.open_for))
             }
-        }
+            (Some(_), _) => {
+                s.probes += 1;
+                s.probe = Some((s.probes, Instant::now()));
+                Some(s.probes)
+            }
+        };
+        Ok(Leave {
+            breaker: self,
+            probe,
+            started: Instant::now(),
+            patience: timeout.min(Self::SLOW_ENOUGH),
+            settled: false,
+        })
     }
 
-    pub fn success(&self) {
+    fn hear(&self, verdict: Verdict, probe: Option<u64>) {
         let mut s = self.state.lock();
-        *s = BreakerState::default();
-    }
-
-    pub fn failure(&self) {
-        let mut s = self.state.lock();
-        s.failures += 1;
-        if s.probing || s.failures >= self.threshold {
-            s.opened_at = Some(Instant::now());
-            s.probing = false;
+        let current_probe = probe.is_some() && s.probe.map(|(n, _)| n) == probe;
+        match verdict {
+            Verdict::Healthy => *s = BreakerState { probes: s.probes, ..BreakerState::default() },
+            Verdict::Failing => {
+                s.failures += 1;
+                if current_probe || s.failures >= self.threshold {
+                    s.opened_at = Some(Instant::now());
+                    s.probe = None;
+                }
+            }
+            // Half-open still: the next call probes.
+            Verdict::Neither if current_probe => s.probe = None,
+            Verdict::Neither => {}
         }
     }
+}
+
+/// Whole seconds, rounded up, until `span` has passed since `since`.
+fn secs_until(since: Instant, span: Duration) -> u64 {
+    span.saturating_sub(since.elapsed()).as_secs() + 1
 }
 
 pub struct Upstream {
@@ -97,7 +187,13 @@ pub enum ExchangeError {
     InvalidRequest(Vec<FieldError>),
     /// The registry holds no such record.
     NotFound,
+    /// The registry refused lgsp's request as the caller's mistake (a 4xx
+    /// other than not-found, credentials or overload): the registry is well,
+    /// the request is not.
+    Rejected(u16),
     Timeout,
+    /// The caller's deadline (a prefill's budget) passed first.
+    BudgetExceeded,
     Unavailable(String),
     CircuitOpen(u64),
     /// The registry's answer breaks its schema (checkpoint 3), or its mapping
@@ -114,10 +210,31 @@ impl ExchangeError {
         match self {
             ExchangeError::InvalidRequest(_) => "invalid_request",
             ExchangeError::NotFound => "no_record",
+            ExchangeError::Rejected(_) => "rejected",
             ExchangeError::Timeout => "timeout",
+            ExchangeError::BudgetExceeded => "budget_exceeded",
             ExchangeError::Unavailable(_) => "unavailable",
             ExchangeError::CircuitOpen(_) => "circuit_open",
             ExchangeError::InvalidResponse { .. } => "invalid_response",
+        }
+    }
+}
+
+impl ExchangeError {
+    /// What this outcome says of the registry's health.
+    fn verdict(&self) -> Verdict {
+        match self {
+            ExchangeError::NotFound => Verdict::Healthy,
+            // Neither is the registry's doing: a request lgsp refused before
+            // the call, or one the registry refused as the caller's mistake.
+            ExchangeError::InvalidRequest(_) | ExchangeError::Rejected(_) | ExchangeError::CircuitOpen(_) => {
+                Verdict::Neither
+            }
+            ExchangeError::Timeout | ExchangeError::Unavailable(_) | ExchangeError::InvalidResponse { .. } => {
+                Verdict::Failing
+            }
+            // Decided by how long the call had waited: see `Breaker`.
+            ExchangeError::BudgetExceeded => Verdict::Neither,
         }
     }
 }
@@ -130,7 +247,16 @@ impl From<ExchangeError> for ApiError {
                     .with_errors(errors)
             }
             ExchangeError::NotFound => ApiError::not_found("The registry holds no record for this request."),
-            ExchangeError::Timeout => ApiError::new(ErrorCode::UpstreamTimeout, "The registry did not answer in time."),
+            ExchangeError::Rejected(status) => ApiError::new(
+                ErrorCode::UpstreamRejected,
+                format!(
+                    "The registry refused this request as invalid (HTTP {status}): check the values sent against \
+                     the operation's request_schema in GET /v1/adapters."
+                ),
+            ),
+            ExchangeError::Timeout | ExchangeError::BudgetExceeded => {
+                ApiError::new(ErrorCode::UpstreamTimeout, "The registry did not answer in time.")
+            }
             ExchangeError::Unavailable(why) => {
                 tracing::warn!(%why, "upstream unavailable");
                 ApiError::new(ErrorCode::UpstreamUnavailable, "The registry failed or could not be reached.")
@@ -155,14 +281,58 @@ impl From<ExchangeError> for ApiError {
 
 enum Attempt {
     Done(Value),
-    NotFound,
+    Failed(ExchangeError),
     Retryable(ExchangeError),
-    Fatal(ExchangeError),
+}
+
+/// One call's bookkeeping: its leave from the breaker, and its count and
+/// latency in the metrics. Settled once, when its outcome is known; a call
+/// dropped before that (the prefill's budget ran out) is counted and heard by
+/// the breaker as it was cut off.
+struct CallRecord<'a> {
+    leave: Option<Leave<'a>>,
+    adapter: &'a Adapter,
+    operation: &'a str,
+    metrics: &'a Metrics,
+    started: Instant,
+}
+
+impl CallRecord<'_> {
+    fn count(&self, outcome: &str) {
+        let labels = [self.adapter.id.as_str(), self.operation];
+        self.metrics.upstream_latency.with_label_values(&labels).observe(self.started.elapsed().as_secs_f64());
+        self.metrics.upstream_requests.with_label_values(&[labels[0], labels[1], outcome]).inc();
+    }
+
+    fn show_breaker(&self) {
+        let open = self.adapter.upstream.breaker.status() != BreakerStatus::Closed;
+        self.metrics.breaker_open.with_label_values(&[&self.adapter.id]).set(i64::from(open));
+    }
+
+    fn settle(mut self, outcome: &str, verdict: Verdict) {
+        self.count(outcome);
+        if let Some(leave) = self.leave.take() {
+            leave.settle(verdict);
+        }
+        self.show_breaker();
+    }
+}
+
+impl Drop for CallRecord<'_> {
+    fn drop(&mut self) {
+        // Dropped unsettled: whoever awaited the call went away.
+        if let Some(leave) = self.leave.take() {
+            self.count("cancelled");
+            leave.settle(Verdict::Neither);
+            self.show_breaker();
+        }
+    }
 }
 
 impl Adapter {
     /// Runs one operation end to end: checkpoints 1-4 around the upstream call.
-    /// Only the elements `wanted` accepts are mapped and returned.
+    /// Only the elements `wanted` accepts are mapped and returned. A call
+    /// still out at `deadline` ends as `BudgetExceeded`.
     pub async fn exchange(
         &self,
         op: &Operation,
@@ -170,8 +340,8 @@ impl Adapter {
         http: &reqwest::Client,
         metrics: &Metrics,
         wanted: &(dyn Fn(&str) -> bool + Sync),
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<MappedElements, ExchangeError> {
-        let labels = [self.id.as_str(), op.name.as_str()];
         let violation = |point: &str| metrics.schema_violations.with_label_values(&[point, &self.id]).inc();
         if let Err(errors) = op.check_request(request) {
             violation("partner_request");
@@ -193,25 +363,40 @@ impl Adapter {
             .map_err(|e| ExchangeError::InvalidRequest(vec![FieldError { pointer: String::new(), message: e }]))?;
         let url = format!("{}{}", self.upstream.base_url, op.render_path(request));
 
-        let started = Instant::now();
-        let result = self.call(op, http, &url, &query, body.as_ref()).await;
-        metrics.upstream_latency.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.kind(),
-        };
-        metrics.upstream_requests.with_label_values(&[labels[0], labels[1], outcome]).inc();
-        metrics
-            .breaker_open
-            .with_label_values(&[&self.id])
-            .set(i64::from(self.upstream.breaker.status() != BreakerStatus::Closed));
-        let response = result?;
-
-        if let Err(errors) = op.check_response(&response) {
-            violation("upstream_response");
-            self.upstream.breaker.failure();
-            return Err(ExchangeError::InvalidResponse { point: "upstream_response", errors });
+        let mut record =
+            CallRecord { leave: None, adapter: self, operation: &op.name, metrics, started: Instant::now() };
+        match self.upstream.breaker.leave(self.upstream.timeout) {
+            Ok(leave) => record.leave = Some(leave),
+            Err(secs) => {
+                let refused = ExchangeError::CircuitOpen(secs);
+                record.settle(refused.kind(), refused.verdict());
+                return Err(refused);
+            }
         }
+        // The outcome is decided once, after the registry's answer has
+        // passed its schema (checkpoint 3): an answer out of schema is a
+        // failing registry, however well its HTTP went.
+        let call = self.call(op, http, &url, &query, body.as_ref());
+        let answered = match deadline {
+            Some(at) => tokio::time::timeout_at(at, call).await.unwrap_or(Err(ExchangeError::BudgetExceeded)),
+            None => call.await,
+        };
+        let result = answered.and_then(|response| match op.check_response(&response) {
+            Ok(()) => Ok(response),
+            Err(errors) => {
+                violation("upstream_response");
+                Err(ExchangeError::InvalidResponse { point: "upstream_response", errors })
+            }
+        });
+        match &result {
+            Ok(_) => record.settle("ok", Verdict::Healthy),
+            Err(ExchangeError::BudgetExceeded) => {
+                let verdict = record.leave.as_ref().map_or(Verdict::Neither, Leave::cut_off_verdict);
+                record.settle(if verdict == Verdict::Failing { "timeout" } else { "budget_exceeded" }, verdict);
+            }
+            Err(e) => record.settle(e.kind(), e.verdict()),
+        }
+        let response = result?;
         op.map(&response, wanted).map_err(|e| {
             violation("response");
             let errors = match e {
@@ -222,6 +407,8 @@ impl Adapter {
         })
     }
 
+    /// The HTTP exchange with the registry, retried as the adapter allows;
+    /// the breaker is the caller's to settle.
     async fn call(
         &self,
         op: &Operation,
@@ -231,7 +418,6 @@ impl Adapter {
         body: Option<&Value>,
     ) -> Result<Value, ExchangeError> {
         let up = &self.upstream;
-        up.breaker.allow().map_err(ExchangeError::CircuitOpen)?;
         let _permit = tokio::time::timeout(up.timeout, up.limit.clone().acquire_owned())
             .await
             .map_err(|_| ExchangeError::Unavailable("concurrency limit reached".into()))?
@@ -247,22 +433,11 @@ impl Adapter {
             // Boxed: the HTTP exchange's state is allocated only while it
             // runs, not carried by every call still waiting for its turn.
             match Box::pin(self.attempt(op, http, url, query, body)).await {
-                Attempt::Done(v) => {
-                    up.breaker.success();
-                    return Ok(v);
-                }
-                Attempt::NotFound => {
-                    up.breaker.success();
-                    return Err(ExchangeError::NotFound);
-                }
-                Attempt::Fatal(e) => {
-                    up.breaker.failure();
-                    return Err(e);
-                }
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Failed(e) => return Err(e),
                 Attempt::Retryable(e) => last = e,
             }
         }
-        up.breaker.failure();
         Err(last)
     }
 
@@ -300,20 +475,33 @@ impl Adapter {
         };
         let status = resp.status().as_u16();
         if op.is_not_found(status) {
-            return Attempt::NotFound;
+            return Attempt::Failed(ExchangeError::NotFound);
+        }
+        if status == 408 {
+            return Attempt::Retryable(ExchangeError::Timeout);
         }
         if status >= 500 || status == 429 {
             return Attempt::Retryable(ExchangeError::Unavailable(format!("registry answered {status}")));
         }
         if (300..400).contains(&status) {
             let to = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
-            return Attempt::Fatal(ExchangeError::Unavailable(format!(
+            return Attempt::Failed(ExchangeError::Unavailable(format!(
                 "registry answered {status}, a redirect to {to}; redirects are not followed: \
                  point the adapter's base_url (or its credential's url) at where the registry answers"
             )));
         }
+        // lgsp's own credential refused: the registry cannot be used until
+        // a steward mends it, whoever asked.
+        if matches!(status, 401 | 403 | 407) {
+            return Attempt::Failed(ExchangeError::Unavailable(format!(
+                "registry refused lgsp's credential with {status}: check the adapter's credential"
+            )));
+        }
+        if (400..500).contains(&status) {
+            return Attempt::Failed(ExchangeError::Rejected(status));
+        }
         if !(200..300).contains(&status) {
-            return Attempt::Fatal(ExchangeError::Unavailable(format!("registry refused the call with {status}")));
+            return Attempt::Failed(ExchangeError::Unavailable(format!("registry answered {status}")));
         }
         match resp.bytes().await {
             Err(e) if e.is_timeout() => Attempt::Retryable(ExchangeError::Timeout),
@@ -322,7 +510,7 @@ impl Adapter {
             }
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(v) => Attempt::Done(v),
-                Err(e) => Attempt::Fatal(ExchangeError::InvalidResponse {
+                Err(e) => Attempt::Failed(ExchangeError::InvalidResponse {
                     point: "upstream_response",
                     errors: vec![FieldError { pointer: String::new(), message: format!("not JSON: {e}") }],
                 }),
@@ -335,27 +523,97 @@ impl Adapter {
 mod tests {
     use super::*;
 
+    const TIMEOUT: Duration = Duration::from_millis(2_000);
+
+    fn fail(b: &Breaker) {
+        b.leave(TIMEOUT).expect("leave").settle(Verdict::Failing);
+    }
+
     #[test]
     fn breaker_opens_after_consecutive_failures_and_probes_once() {
         let b = Breaker::new(3, 50);
-        b.failure();
-        b.failure();
-        assert!(b.allow().is_ok());
-        b.success();
-        b.failure();
-        b.failure();
-        b.failure();
+        fail(&b);
+        fail(&b);
+        b.leave(TIMEOUT).expect("still closed").settle(Verdict::Healthy);
+        fail(&b);
+        fail(&b);
+        fail(&b);
         assert_eq!(b.status(), BreakerStatus::Open);
-        assert!(b.allow().is_err());
+        assert!(b.leave(TIMEOUT).is_err());
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(b.status(), BreakerStatus::HalfOpen);
-        assert!(b.allow().is_ok(), "one probe");
-        assert!(b.allow().is_err(), "only one probe at a time");
-        b.failure();
+        let probe = b.leave(TIMEOUT).expect("one probe");
+        assert!(b.leave(TIMEOUT).is_err(), "only one probe at a time");
+        probe.settle(Verdict::Failing);
         assert_eq!(b.status(), BreakerStatus::Open, "a failed probe reopens");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(b.allow().is_ok());
-        b.success();
+        b.leave(TIMEOUT).expect("probe").settle(Verdict::Healthy);
         assert_eq!(b.status(), BreakerStatus::Closed);
+    }
+
+    #[test]
+    fn a_callers_mistake_neither_opens_nor_closes_the_breaker() {
+        let b = Breaker::new(2, 50);
+        for _ in 0..10 {
+            b.leave(TIMEOUT).expect("closed").settle(Verdict::Neither);
+        }
+        assert_eq!(b.status(), BreakerStatus::Closed);
+        fail(&b);
+        b.leave(TIMEOUT).expect("closed").settle(Verdict::Neither);
+        fail(&b);
+        assert_eq!(b.status(), BreakerStatus::Open, "failures on either side of a mistake are consecutive");
+        std::thread::sleep(Duration::from_millis(60));
+        b.leave(TIMEOUT).expect("probe").settle(Verdict::Neither);
+        assert_eq!(b.status(), BreakerStatus::HalfOpen, "a probe refused as the caller's mistake proves nothing");
+        b.leave(TIMEOUT).expect("the next call probes").settle(Verdict::Healthy);
+        assert_eq!(b.status(), BreakerStatus::Closed);
+    }
+
+    #[test]
+    fn a_probe_dropped_unsettled_lets_the_next_one_through() {
+        let b = Breaker::new(1, 20);
+        fail(&b);
+        std::thread::sleep(Duration::from_millis(30));
+        let probe = b.leave(TIMEOUT).expect("probe");
+        std::thread::sleep(Duration::from_millis(30));
+        // Its caller went away: no verdict, but the slot is free again.
+        drop(probe);
+        assert_eq!(b.status(), BreakerStatus::HalfOpen);
+        b.leave(TIMEOUT).expect("the slot was given back").settle(Verdict::Healthy);
+        assert_eq!(b.status(), BreakerStatus::Closed);
+    }
+
+    #[test]
+    fn a_probe_out_longer_than_the_open_time_lets_another_through() {
+        let b = Breaker::new(2, 20);
+        fail(&b);
+        fail(&b);
+        std::thread::sleep(Duration::from_millis(30));
+        let hung = b.leave(TIMEOUT).expect("probe");
+        assert!(b.leave(TIMEOUT).is_err(), "one probe at a time");
+        std::thread::sleep(Duration::from_millis(30));
+        b.leave(TIMEOUT).expect("the hung probe is stale").settle(Verdict::Healthy);
+        assert_eq!(b.status(), BreakerStatus::Closed);
+        hung.settle(Verdict::Failing);
+        assert_eq!(b.status(), BreakerStatus::Closed, "the stale probe's failure is one ordinary failure");
+        fail(&b);
+        assert_eq!(b.status(), BreakerStatus::Open, "and counts towards the threshold");
+    }
+
+    #[test]
+    fn a_call_cut_off_by_its_deadline_is_a_timeout_only_once_it_waited_long_enough() {
+        let short = Duration::from_millis(10);
+        let leave = Breaker::new(1, 20).leave(short).map(|l| l.cut_off_verdict());
+        assert_eq!(leave.ok(), Some(Verdict::Neither), "cut off at once: no verdict");
+        let b = Breaker::new(1, 20);
+        let leave = b.leave(short).expect("closed");
+        std::thread::sleep(Duration::from_millis(15));
+        assert_eq!(leave.cut_off_verdict(), Verdict::Failing, "waited past its adapter's timeout");
+        leave.settle(Verdict::Failing);
+        assert_eq!(b.status(), BreakerStatus::Open);
+        let long = Breaker::new(1, 20);
+        let leave = long.leave(Duration::from_secs(30)).expect("closed");
+        assert_eq!(leave.patience, Breaker::SLOW_ENOUGH, "a long adapter timeout waits no longer than this");
+        leave.settle(Verdict::Neither);
     }
 }

@@ -521,7 +521,7 @@ impl Adapter {
         let mut out = Vec::new();
         for op in self.operations.values().filter(|op| only.is_empty() || only.contains(&op.name)) {
             let started = std::time::Instant::now();
-            let result = self.exchange(op, request, http, metrics, &|_| true).await;
+            let result = self.exchange(op, request, http, metrics, &|_| true, None).await;
             let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
             out.push(match result {
                 Ok(m) => json!({"operation": op.name, "ok": true, "status": "ok", "latency_ms": ms,

@@ -726,8 +726,13 @@ impl<'a> ChainWalk<'a> {
 }
 
 fn verify_snapshot(conn: &mut DbConnection, anchors: &BTreeMap<i64, String>) -> Result<Verification, DbError> {
-    let (head_seq, head_hash): (i64, String) =
-        audit_head::table.filter(audit_head::id.eq(1)).select((audit_head::seq, audit_head::hash)).first(conn)?;
+    let head: Option<(i64, String)> = audit_head::table
+        .filter(audit_head::id.eq(1))
+        .select((audit_head::seq, audit_head::hash))
+        .first(conn)
+        .optional()?;
+    let head_missing = head.is_none();
+    let (head_seq, head_hash) = head.unwrap_or((0, String::new()));
     let mut walk = ChainWalk::from_genesis(anchors);
     let broken = |seq: i64, reason: String, count: i64| Verification {
         records: count,
@@ -748,6 +753,16 @@ fn verify_snapshot(conn: &mut DbConnection, anchors: &BTreeMap<i64, String>) -> 
         }
     }
     let (count, prev) = (walk.count(), walk.last_hash().to_string());
+    if head_missing {
+        return Ok(broken(
+            count + 1,
+            format!(
+                "the chain head is missing (deleted), so nothing shows how many records were written; \
+                 {count} records remain"
+            ),
+            count,
+        ));
+    }
     if count != head_seq {
         return Ok(broken(
             count + 1,

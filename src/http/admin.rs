@@ -8,7 +8,7 @@ use crate::catalog::manage::{
 };
 use crate::catalog::store::{Publish, VersionInfo};
 use crate::error::{ApiError, ErrorCode};
-use crate::http::partner::json_body;
+use crate::http::partner::{json_body, typed_body};
 use crate::startup::AppState;
 use actix_web::{delete, get, patch, post, put, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -187,12 +187,8 @@ async fn change_state(
 ) -> Result<HttpResponse, ApiError> {
     audited(&req, state, body, async {
         steward(&req, state)?;
-        let change: StateChange = serde_json::from_value(json_body(&req, body)?).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidBody,
-                format!("Send {{\"enabled\": bool}} or {{\"current_version\": n}}: {e}"),
-            )
-        })?;
+        let change: StateChange =
+            typed_body(&req, body, ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}")?;
         if change.enabled.is_none() && change.current_version.is_none() {
             return Err(ApiError::new(ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}."));
         }
@@ -249,8 +245,7 @@ pub async fn test_adapter(
 ) -> Result<HttpResponse, ApiError> {
     audited(&req, &state, &body, async {
         steward(&req, &state)?;
-        let run: DryRun = serde_json::from_value(json_body(&req, &body)?)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("The body does not fit a test request: {e}")))?;
+        let run: DryRun = typed_body(&req, &body, ErrorCode::InvalidBody, "The body does not fit a test request")?;
         let adapter = match &run.manifest {
             Some(m) => std::sync::Arc::new(crate::adapter::Adapter::compile(m, 0, &state.settings).map_err(|e| {
                 ApiError::new(
@@ -394,8 +389,8 @@ pub async fn create_partner(
 ) -> Result<HttpResponse, ApiError> {
     audited(&req, &state, &body, async {
         steward(&req, &state)?;
-        let input: PartnerInput = serde_json::from_value(json_body(&req, &body)?)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidPartner, format!("The body does not fit a partner: {e}")))?;
+        let input: PartnerInput =
+            typed_body(&req, &body, ErrorCode::InvalidPartner, "The body does not fit a partner")?;
         let id = input.id.clone();
         state.catalog.create_partner(input).await?;
         let p = state.catalog.get().partners.get(&id).cloned().ok_or_else(|| ApiError::internal("partner vanished"))?;
@@ -440,9 +435,8 @@ pub async fn update_partner(
 ) -> Result<HttpResponse, ApiError> {
     audited(&req, &state, &body, async {
         steward(&req, &state)?;
-        let patch: PartnerPatch = serde_json::from_value(json_body(&req, &body)?).map_err(|e| {
-            ApiError::new(ErrorCode::InvalidPartner, format!("The body does not fit a partner change: {e}"))
-        })?;
+        let patch: PartnerPatch =
+            typed_body(&req, &body, ErrorCode::InvalidPartner, "The body does not fit a partner change")?;
         state.catalog.update_partner(&path, patch).await?;
         let p = state
             .catalog
@@ -487,8 +481,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
     if body.is_empty() {
         return Ok(T::default());
     }
-    serde_json::from_value(json_body(req, body)?)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("Send {shape}: {e}")))
+    typed_body(req, body, ErrorCode::InvalidBody, &format!("Send {shape}"))
 }
 
 /// Makes an API key for a partner. The key is in this answer only; lgsp keeps its hash.
@@ -588,14 +581,12 @@ pub async fn create_token(
 ) -> Result<HttpResponse, ApiError> {
     audited(&req, &state, &body, async {
         let caller = steward(&req, &state)?;
-        let t: TokenRequest = serde_json::from_value(json_body(&req, &body)?).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidBody,
-                format!(
-                    "Send {{\"role\": \"steward\" or \"auditor\", \"label\": \"...\", \"expires_at\": \"2027-06-30T00:00:00+07:00\" (optional)}}: {e}"
-                ),
-            )
-        })?;
+        let t: TokenRequest = typed_body(
+            &req,
+            &body,
+            ErrorCode::InvalidBody,
+            "Send {\"role\": \"steward\" or \"auditor\", \"label\": \"...\", \"expires_at\": \"2027-06-30T00:00:00+07:00\" (optional)}",
+        )?;
         let expires_at = t.expires_at.as_deref().map(parse_expiry).transpose()?;
         let token = state.catalog.create_admin_token(t.role, &t.label, expires_at).await?;
         tracing::info!(token = %token.id, role = t.role.as_str(), by = %caller.token_id, "admin token created");

@@ -104,5 +104,48 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(ops::openapi_json)
     .service(ops::docs)
     .service(ops::redoc_js)
-    .default_service(web::route().to(ops::not_found));
+    .app_data(web::Data::new(MethodTable::build()))
+    .default_service(web::route().to(ops::no_route));
+}
+
+/// The methods each path answers, matched as the router matches paths, so
+/// that a known path asked with another method is a 405 naming the methods in
+/// `Allow` (RFC 9110), not a 404. Read from the OpenAPI document, which the
+/// handlers' annotations make, and the undocumented pages beside it.
+pub struct MethodTable(Vec<(actix_web::dev::ResourceDef, Vec<&'static str>)>);
+
+impl MethodTable {
+    const METHODS: [&'static str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"];
+
+    pub fn build() -> MethodTable {
+        let mut rows = Vec::new();
+        for (path, item) in openapi().paths.paths {
+            let methods: Vec<&'static str> = [
+                ("GET", item.get.is_some()),
+                ("HEAD", item.head.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+                ("OPTIONS", item.options.is_some()),
+                ("TRACE", item.trace.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(m, answered)| answered.then_some(m))
+            .collect();
+            rows.push((actix_web::dev::ResourceDef::new(path), methods));
+        }
+        for page in ["/openapi.json", "/docs", "/docs/redoc-{version}.js"] {
+            rows.push((actix_web::dev::ResourceDef::new(page), vec!["GET"]));
+        }
+        MethodTable(rows)
+    }
+
+    /// The methods `path` answers, or `None` where no route has it.
+    pub fn allowed(&self, path: &str) -> Option<Vec<&'static str>> {
+        let matching: Vec<&'static str> =
+            self.0.iter().filter(|(def, _)| def.is_match(path)).flat_map(|(_, m)| m.iter().copied()).collect();
+        let methods: Vec<&'static str> = Self::METHODS.into_iter().filter(|m| matching.contains(m)).collect();
+        (!methods.is_empty()).then_some(methods)
+    }
 }

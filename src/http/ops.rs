@@ -175,7 +175,18 @@ pub async fn redoc_js(version: web::Path<String>) -> Result<HttpResponse, ApiErr
         .body(REDOC_JS))
 }
 
-/// Fallback for unknown routes.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound, "No resource at this path; see /docs for the API."))
+/// Fallback for requests no route takes: a known path with a method it
+/// does not answer (405, with `Allow`), or an unknown path (404).
+pub async fn no_route(
+    req: actix_web::HttpRequest,
+    table: web::Data<crate::http::MethodTable>,
+) -> Result<HttpResponse, ApiError> {
+    match table.allowed(req.path()) {
+        Some(methods) => {
+            let allow = methods.join(", ");
+            Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("This path answers {allow}, not {}.", req.method()))
+                .with_header("allow", &allow))
+        }
+        None => Err(ApiError::new(ErrorCode::NotFound, "No resource at this path; see /docs for the API.")),
+    }
 }

@@ -6,7 +6,7 @@ use crate::audit::query::Access;
 use crate::audit::AuditRecord;
 use crate::auth::{partner_caller, PartnerCaller, PartnerKind};
 use crate::domain::CitizenId;
-use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::error::{in_callers_terms, ApiError, ErrorCode, FieldError};
 use crate::prefill::{form::Form, PrefillAnswer, PrefillInput, PrefillRequest};
 use crate::ratelimit::Decision;
 use crate::startup::AppState;
@@ -180,18 +180,63 @@ fn compact(body: web::Bytes) -> Vec<u8> {
     body.to_vec()
 }
 
-/// A JSON body, with a clear error for anything else.
+/// A JSON body, with a clear error for anything else. JSON is UTF-8 (RFC
+/// 8259): a body declared in another charset is refused, not misread.
 pub fn json_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
     let ct = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim();
+    let mut parts = ct.split(';');
+    let essence = parts.next().unwrap_or("").trim();
     if !(essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")) {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "Send the body as JSON with the header Content-Type: application/json.",
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("The body is not valid JSON: {e}")))
+    let charset = parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"'));
+    if let Some(cs) = charset.filter(|cs| !cs.eq_ignore_ascii_case("utf-8") && !cs.eq_ignore_ascii_case("utf8")) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("JSON is read as UTF-8 only; send the body in UTF-8 (charset {cs} was declared)."),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("The body is not valid JSON: {}", in_callers_terms(&e.to_string())),
+        )
+    })
+}
+
+/// A JSON body read as `T`. A body that does not fit is refused with `code`,
+/// naming where it fails and saying, with `shape`, what to send.
+pub fn typed_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+    code: ErrorCode,
+    shape: &str,
+) -> Result<T, ApiError> {
+    typed_value(json_body(req, body)?, code, shape)
+}
+
+/// A JSON value read as `T`, refused as [`typed_body`] refuses a body.
+pub fn typed_value<T: serde::de::DeserializeOwned>(value: Value, code: ErrorCode, shape: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        use serde_path_to_error::Segment;
+        let mut pointer = String::new();
+        for segment in e.path().iter() {
+            match segment {
+                Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+                Segment::Map { key } => pointer.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1"))),
+                Segment::Enum { .. } | Segment::Unknown => {}
+            }
+        }
+        let message = in_callers_terms(&e.inner().to_string());
+        let at = if pointer.is_empty() { String::new() } else { format!(" at {pointer}") };
+        ApiError::new(code, format!("{shape}{at}: {message}")).with_errors(vec![FieldError::new(pointer, message)])
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -271,12 +316,14 @@ async fn exchange_inner(
     let request = json_body(req, body)?;
     if let Some(id) = request["citizen_id"].as_str() {
         audit.record.subject = Some(id.chars().take(12).collect());
+        // Checked as a prefill checks it, before anything reaches a registry.
+        citizen_id_at("/citizen_id", id)?;
     }
     audit.record.adapters = vec![format!("{adapter_id}.{op_name}")];
     // Elements the partner is not granted are never mapped; they are named as withheld.
     let policy = &caller.partner.policy;
     let granted = |e: &str| policy.may_receive(e);
-    let mapped = adapter.exchange(op, &request, &state.http, &state.metrics, &granted).await.map_err(|e| {
+    let mapped = adapter.exchange(op, &request, &state.http, &state.metrics, &granted, None).await.map_err(|e| {
         audit.record.detail["source"] = json!(e.kind());
         if let crate::adapter::client::ExchangeError::InvalidResponse { point, .. } = &e {
             audit.record.detail["schema_violation"] = json!(point);
@@ -334,22 +381,13 @@ async fn prefill_inner(
     if let Some(f) = value["form"].as_str() {
         audit.record.resource = f.chars().take(64).collect();
     }
-    let request: PrefillRequest = serde_json::from_value(value).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidBody, format!("The body does not fit a prefill request: {e}"))
-            .with_errors(vec![FieldError::new("", e.to_string())])
-    })?;
+    let request: PrefillRequest =
+        typed_value(value, ErrorCode::InvalidBody, "The body does not fit a prefill request")?;
     audit.record.purpose = Some(request.purpose.clone());
-    let subject = CitizenId::parse(&request.citizen_id).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidCitizenId, format!("citizen_id: {e}"))
-            .with_errors(vec![FieldError::new("/citizen_id", e.to_string())])
-    })?;
-    let subject = subject.to_string();
+    let subject = citizen_id_at("/citizen_id", &request.citizen_id)?.to_string();
     audit.record.subject = Some(subject.clone());
     for (person, id) in &request.relatives {
-        CitizenId::parse(id).map_err(|e| {
-            ApiError::new(ErrorCode::InvalidCitizenId, format!("relatives.{}: {e}", person.as_str()))
-                .with_errors(vec![FieldError::new(format!("/relatives/{}", person.as_str()), e.to_string())])
-        })?;
+        citizen_id_at(&format!("/relatives/{}", person.as_str()), id)?;
     }
     let catalog = state.catalog.get();
     let form = catalog
@@ -398,6 +436,15 @@ async fn prefill_inner(
         "not_permitted": answer.fields.iter().filter(|f| f.reason.as_deref() == Some("not_permitted")).map(|f| &f.id).collect::<Vec<_>>(),
     });
     Ok(HttpResponse::Ok().json(answer))
+}
+
+/// A personal ID number of the request, at `pointer` in its body.
+fn citizen_id_at(pointer: &str, id: &str) -> Result<CitizenId, ApiError> {
+    CitizenId::parse(id).map_err(|e| {
+        let at = pointer.trim_start_matches('/').replace('/', ".");
+        ApiError::new(ErrorCode::InvalidCitizenId, format!("{at}: {e}"))
+            .with_errors(vec![FieldError::new(pointer, e.to_string())])
+    })
 }
 
 /// The released elements that are sensitive personal data (a relative's as
@@ -610,14 +657,32 @@ pub async fn access_log(
     q: web::Query<AccessLogQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller_only(&req, &state)?;
+    let mut audit = Audit::start(&req, "access_log", "access_log".into());
+    let result = access_log_inner(&req, &state, &path, &q, &mut audit).await;
+    audit.finish(&state, result).await
+}
+
+/// Reading a citizen's access log is itself an access to their personal
+/// data: it is audited as one (and so shows in the log it reads), counts
+/// against the partner's quota, and needs the citizen's consent where the
+/// partner's kind does.
+async fn access_log_inner(
+    req: &HttpRequest,
+    state: &AppState,
+    citizen: &str,
+    q: &AccessLogQuery,
+    audit: &mut Audit,
+) -> Result<HttpResponse, ApiError> {
+    let caller = admit(req, state, audit).await?;
     if !caller.partner.policy.access_log {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             format!("Partner {} is not granted access logs (policy.access_log).", caller.partner.id),
         ));
     }
-    let id = CitizenId::parse(&path).map_err(|e| ApiError::new(ErrorCode::InvalidCitizenId, e.to_string()))?;
+    let id = CitizenId::parse(citizen).map_err(|e| ApiError::new(ErrorCode::InvalidCitizenId, e.to_string()))?;
+    audit.record.subject = Some(id.to_string());
+    check_consent(req, &caller, audit)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 500."));

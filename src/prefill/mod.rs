@@ -314,12 +314,10 @@ impl Fetcher<'_> {
                 Some((adapter, op)) => {
                     let request = json!({ "citizen_id": id });
                     let wanted = |e: &str| wanted.contains(e);
-                    let call = adapter.exchange(op, &request, http, metrics, &wanted);
-                    match tokio::time::timeout_at(deadline, call).await {
-                        Err(_) => Err("budget_exceeded".to_string()),
-                        Ok(Ok(mapped)) => Ok(mapped.elements),
-                        Ok(Err(ExchangeError::NotFound)) => Err("no_record".to_string()),
-                        Ok(Err(e)) => {
+                    match adapter.exchange(op, &request, http, metrics, &wanted, Some(deadline)).await {
+                        Ok(mapped) => Ok(mapped.elements),
+                        Err(ExchangeError::NotFound) => Err("no_record".to_string()),
+                        Err(e) => {
                             tracing::warn!(operation = %op_key, kind = e.kind(), "prefill source failed");
                             Err(e.kind().to_string())
                         }

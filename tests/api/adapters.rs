@@ -34,7 +34,7 @@ async fn call_for(
     wanted: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Value, ExchangeError> {
     let http = reqwest::Client::new();
-    a.exchange(&a.operations[op], &req, &http, &Metrics::new(), wanted).await.map(|m| m.elements)
+    a.exchange(&a.operations[op], &req, &http, &Metrics::new(), wanted, None).await.map(|m| m.elements)
 }
 
 #[tokio::test]
@@ -121,9 +121,14 @@ async fn each_checkpoint_catches_its_violation() {
     let broken = Adapter::compile(&doc, 2, &settings).unwrap();
     let metrics = Metrics::new();
     match broken
-        .exchange(&broken.operations["citizen"], &json!({"citizen_id": id}), &reqwest::Client::new(), &metrics, &|_| {
-            true
-        })
+        .exchange(
+            &broken.operations["citizen"],
+            &json!({"citizen_id": id}),
+            &reqwest::Client::new(),
+            &metrics,
+            &|_| true,
+            None,
+        )
         .await
     {
         Err(ExchangeError::InvalidResponse { point: "response", errors }) => assert_eq!(errors[0].pointer, "/sex"),

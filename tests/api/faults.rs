@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 const BUDGET_MS: u64 = 700;
 
-async fn readyz(p: &Platform) -> Value {
+pub async fn readyz(p: &Platform) -> Value {
     let r = p.client.get(p.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200, "a failing registry never takes lgsp out of rotation");
     r.json().await.unwrap()
 }
 
-fn breaker(ready: &Value, adapter: &str) -> String {
+pub fn breaker(ready: &Value, adapter: &str) -> String {
     let name = format!("upstream:{adapter}");
     let check = ready["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
     check["detail"].as_str().unwrap().trim_start_matches("circuit breaker ").to_string()

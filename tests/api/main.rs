@@ -2,6 +2,7 @@
 //! (SQLite by default; PostgreSQL when LGSP_TEST_POSTGRES_URL is set).
 
 mod adapters;
+mod breaker;
 mod cluster;
 mod faults;
 mod helpers;

@@ -51,8 +51,29 @@ async fn not_ready_but_alive_when_the_database_is_unreachable() {
 async fn unknown_routes_and_methods_are_problems() {
     let app = spawn_app().await;
     assert_problem(app.get("/v1/nothing-here").await, 404, "not_found").await;
-    let resp = app.client.delete(app.url("/healthz")).send().await.unwrap();
-    assert_problem(resp, 404, "not_found").await;
+    // A known path asked with a method it does not answer: 405, and Allow
+    // names the methods it does.
+    let method = |m: &str| reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+    for (m, path, allow) in [
+        ("DELETE", "/healthz", "GET"),
+        ("TRACE", "/healthz", "GET"),
+        ("GET", "/v1/prefill", "POST"),
+        ("PUT", "/v1/prefill", "POST"),
+        ("DELETE", "/v1/prefill", "POST"),
+        ("HEAD", "/v1/forms", "GET"),
+        ("GET", "/v1/exchange/population/citizen", "POST"),
+        ("POST", "/admin/v1/partners/000.00.15.H29", "GET, PATCH"),
+        ("PUT", "/openapi.json", "GET"),
+    ] {
+        let resp = app.client.request(method(m), app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 405, "{m} {path}");
+        assert_eq!(resp.headers()["allow"], allow, "{m} {path}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json", "{m} {path}");
+        if m != "HEAD" {
+            let problem: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(problem["code"], "method_not_allowed", "{m} {path}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -193,8 +193,12 @@ async fn a_partner_exchanges_through_an_adapter_and_only_gets_its_granted_elemen
         p.client.post(p.url("/v1/exchange/population/citizen")).json(&json!({"citizen_id": id})).send().await.unwrap();
     assert_problem(r, 401, "unauthorized").await;
     // Checkpoint 1: the partner's request breaks the operation's schema.
-    let r = p.exchange(&key, "population", "citizen", json!({"citizen_id": "12ab"})).await;
+    let r = p.exchange(&key, "population", "citizen", json!({"citizen_id": id, "extra": 1})).await;
     let problem = assert_problem(r, 422, "invalid_body").await;
+    assert_eq!(problem["errors"][0]["pointer"], "", "{problem}");
+    // A personal ID number is checked as a prefill checks it.
+    let r = p.exchange(&key, "population", "citizen", json!({"citizen_id": "12ab"})).await;
+    let problem = assert_problem(r, 400, "invalid_citizen_id").await;
     assert_eq!(problem["errors"][0]["pointer"], "/citizen_id");
 
     // The list of what it may call carries the schemas.
@@ -207,11 +211,11 @@ async fn a_partner_exchanges_through_an_adapter_and_only_gets_its_granted_elemen
     let page = p.audit("partner_id=000.00.20.H29&action=exchange").await;
     let outcomes: Vec<&str> =
         page["items"].as_array().unwrap().iter().map(|i| i["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes.len(), 5, "{page}");
+    assert_eq!(outcomes.len(), 6, "{page}");
     assert_eq!(outcomes.iter().filter(|o| **o == "ok").count(), 1);
     assert_eq!(page["items"].as_array().unwrap().last().unwrap()["elements"], json!(["date_of_birth", "full_name"]));
     let all = p.audit("action=exchange").await;
-    assert_eq!(all["items"].as_array().unwrap().len(), 6, "the call without a key is recorded too");
+    assert_eq!(all["items"].as_array().unwrap().len(), 7, "the call without a key is recorded too");
 }
 
 fn new_registry_manifest(url: &str) -> Value {
@@ -806,6 +810,45 @@ async fn a_citizens_access_log_pages_through_every_access_and_leaves_out_refusal
 }
 
 #[tokio::test]
+async fn reading_a_citizens_access_log_is_an_audited_access_that_needs_consent_where_the_partner_does() {
+    let p = platform().await;
+    let portal = p.partner("000.00.37.H29", everything(), 600, 100).await;
+    let bank = p.partner("000.00.38.H29", everything(), 600, 100).await;
+    let r = p
+        .admin(
+            reqwest::Method::PATCH,
+            "/admin/v1/partners/000.00.38.H29",
+            STEWARD,
+            Some(json!({"kind": "consent_required"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    assert_eq!(p.prefill(&portal, "ct01", "residence_change", &id).await.status(), 200);
+    let log = p.access_log(&portal, &id).await;
+    assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+
+    let url = p.url(&format!("/v1/subjects/{id}/access-log"));
+    let r = p.client.get(&url).bearer_auth(&bank).send().await.unwrap();
+    assert_problem(r, 403, "forbidden").await;
+    let r =
+        p.client.get(&url).bearer_auth(&bank).header("X-Consent-Reference", "VNeID-2026-000123").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The citizen sees who read their log, as any other access.
+    let log = p.access_log(&portal, &id).await;
+    let reads: Vec<&Value> = log.as_array().unwrap().iter().filter(|e| e["action"] == "access_log").collect();
+    let readers: Vec<&str> = reads.iter().map(|e| e["agency_id"].as_str().unwrap()).collect();
+    assert_eq!(readers, ["000.00.38.H29", "000.00.37.H29"], "newest first, the refused read left out: {log}");
+    // And the auditor sees every read, the refused one too, with the consent cited.
+    let trail = p.audit(&format!("action=access_log&subject={id}")).await;
+    let items = trail["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "two reads by the portal, two by the bank: {trail}");
+    assert_eq!(items.iter().filter(|i| i["outcome"] == "refused").count(), 1, "{trail}");
+    assert!(items.iter().any(|i| i["detail"]["consent_reference"] == "VNeID-2026-000123"), "{trail}");
+}
+
+#[tokio::test]
 async fn stewards_changes_are_in_the_audit_trail_allowed_or_refused() {
     let p = platform().await;
     let partner = "000.00.36.H29";
@@ -1110,6 +1153,26 @@ async fn the_audit_trail_holds_one_record_per_request_under_load_and_detects_tam
     d.run(|c| Ok(diesel::sql_query("DELETE FROM audit_log WHERE seq = 3").execute(c)?)).await.unwrap();
     let v = verify_now().await;
     assert_eq!(v.broken_at, Some(3), "{v:?}");
+
+    // Every record deleted, and the chain head with them: the break is named,
+    // by the command line as by the API.
+    d.run(|c| {
+        diesel::sql_query("DELETE FROM audit_log").execute(c)?;
+        Ok(diesel::sql_query("DELETE FROM audit_head").execute(c)?)
+    })
+    .await
+    .unwrap();
+    let v = verify_now().await;
+    assert_eq!(v.broken_at, Some(1), "{v:?}");
+    assert!(v.reason.as_deref().unwrap().contains("chain head is missing"), "{v:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lgsp"))
+        .env("LGSP_DATABASE_URL", &p.database_url)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{said} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("BROKEN at record 1: the chain head is missing"), "{said}");
 }
 
 /// A prefill answer's field by id.
