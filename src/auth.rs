@@ -87,16 +87,20 @@ impl PartnerKind {
 pub struct Policy {
     /// Forms it may prefill.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::schema::openapi::PolicyEntry>, max_items = 1000)]
     pub forms: BTreeSet<String>,
     /// Purposes (procedure codes) it may state.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::schema::openapi::PolicyEntry>, max_items = 1000)]
     pub purposes: BTreeSet<String>,
     /// Operations it may call directly: `adapter.operation` or `adapter.*`.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::schema::openapi::PolicyEntry>, max_items = 1000)]
     pub operations: BTreeSet<String>,
     /// Canonical data elements it may receive. `"*"` grants every basic
     /// element; sensitive elements must be named.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::schema::openapi::PolicyEntry>, max_items = 1000)]
     pub elements: BTreeSet<String>,
     /// Whether it may show citizens their access log (the portal).
     #[serde(default)]
@@ -130,11 +134,13 @@ fn grants(set: &BTreeSet<String>, item: &str) -> bool {
 }
 
 impl Policy {
+    /// Most entries in one list of a policy.
+    pub const MOST_ENTRIES: usize = 1_000;
+    /// Longest entry of a policy's list, in characters.
+    pub const LONGEST_ENTRY: usize = 100;
+
     pub fn may_use_form(&self, form: &str) -> bool {
         grants(&self.forms, form)
-    }
-    pub fn may_state_purpose(&self, purpose: &str) -> bool {
-        grants(&self.purposes, purpose)
     }
     pub fn may_call(&self, adapter: &str, operation: &str) -> bool {
         self.operations.contains("*")
@@ -154,6 +160,32 @@ impl Policy {
     /// Problems with the policy's references, given what the catalogue holds.
     pub fn check(&self, catalog: &Catalog) -> Vec<FieldError> {
         let mut errors = Vec::new();
+        for (name, list) in [
+            ("forms", &self.forms),
+            ("purposes", &self.purposes),
+            ("operations", &self.operations),
+            ("elements", &self.elements),
+        ] {
+            if list.len() > Self::MOST_ENTRIES {
+                errors.push(FieldError::new(
+                    format!("/policy/{name}"),
+                    format!("at most {} entries", Self::MOST_ENTRIES),
+                ));
+            }
+            if let Some(long) = list.iter().find(|e| e.is_empty() || e.chars().count() > Self::LONGEST_ENTRY) {
+                errors.push(FieldError::new(
+                    format!("/policy/{name}"),
+                    format!(
+                        "\"{}\": each entry is 1 to {} characters",
+                        long.chars().take(40).collect::<String>(),
+                        Self::LONGEST_ENTRY
+                    ),
+                ));
+            }
+        }
+        if self.networks.len() > Self::MOST_ENTRIES {
+            errors.push(FieldError::new("/policy/networks", format!("at most {} networks", Self::MOST_ENTRIES)));
+        }
         for e in &self.elements {
             if e != "*" && !crate::schema::is_element(e) {
                 errors.push(FieldError::new("/policy/elements", format!("unknown data element \"{e}\"")));

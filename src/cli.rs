@@ -663,7 +663,7 @@ fn documents(settings: Settings, kind: DocKind, command: DocCommand) -> anyhow::
                     let results =
                         a.adapter.dry_run(&serde_json::json!({"citizen_id": citizen_id}), &[], &http, &metrics).await;
                     println!("{}", serde_json::to_string_pretty(&results)?);
-                    if !results.iter().all(|r| r["ok"] == true) {
+                    if !results.iter().all(|r| r.ok) {
                         return Ok(ExitCode::from(1));
                     }
                 }

@@ -16,6 +16,52 @@ const ELEMENTS: &str = include_str!("../schemas/elements.json");
 const MANIFEST: &str = include_str!("../schemas/adapter-manifest.json");
 const FORM: &str = include_str!("../schemas/form.json");
 
+/// Names the OpenAPI document gives schemas that the Rust types cannot
+/// derive: each stands in for a schema that `http::contract` puts in the
+/// document from the source the server itself checks against.
+pub mod openapi {
+    use std::borrow::Cow;
+    use utoipa::openapi::{ObjectBuilder, RefOr, Schema};
+
+    /// An adapter manifest, as `schemas/adapter-manifest.json` defines it.
+    pub struct AdapterManifest;
+
+    /// A form definition, as `schemas/form.json` defines it.
+    pub struct FormDefinition;
+
+    /// A published form as partners read it: its definition and its version.
+    pub struct PublishedForm;
+
+    /// Any JSON value: a string, number, boolean, array, object or null.
+    pub struct AnyValue;
+
+    macro_rules! stand_in {
+        ($($t:ident),+) => {$(
+            impl utoipa::PartialSchema for $t {
+                fn schema() -> RefOr<Schema> {
+                    // Replaced in `complete` by the schema it stands for.
+                    ObjectBuilder::new().into()
+                }
+            }
+            impl utoipa::ToSchema for $t {
+                fn name() -> Cow<'static, str> {
+                    Cow::Borrowed(stringify!($t))
+                }
+            }
+        )+};
+    }
+    /// A personal identification number, as `CitizenId::parse` accepts it.
+    pub struct CitizenId;
+
+    /// ID numbers of a prefill's relatives, by the person each is.
+    pub struct Relatives;
+
+    /// One entry of a partner policy's list.
+    pub struct PolicyEntry;
+
+    stand_in!(AdapterManifest, FormDefinition, PublishedForm, AnyValue, CitizenId, Relatives, PolicyEntry);
+}
+
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).expect("embedded schema is JSON")
 }

@@ -78,7 +78,7 @@ async fn no_personal_data_in_the_log() {
         client
             .post(format!("{base}/v1/exchange/population/citizen"))
             .bearer_auth(&key)
-            .header("X-Purpose", "x")
+            .header("X-Purpose", "residence_change")
             .json(&json!({"citizen_id": id}))
             .send()
             .await
@@ -91,7 +91,7 @@ async fn no_personal_data_in_the_log() {
         let r = client
             .post(format!("{base}/v1/exchange/civil_status/birth"))
             .bearer_auth(&key)
-            .header("X-Purpose", "x")
+            .header("X-Purpose", "residence_change")
             .json(&json!({"citizen_id": id}))
             .send()
             .await

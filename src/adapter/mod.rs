@@ -508,6 +508,28 @@ pub const SHIPPED: [(&str, &str); 3] = [
     ("insurance", include_str!("../../adapters/insurance.json")),
 ];
 
+/// What one operation of a dry run brought back.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DryRunResult {
+    pub operation: String,
+    /// Whether the registry answered (a missing record counts as an answer).
+    pub ok: bool,
+    /// `ok`, or how the call failed (as a prefill's source status says).
+    pub status: &'static str,
+    pub latency_ms: f64,
+    /// The canonical elements mapped from the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub elements: Option<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// What went wrong, as a partner would be told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
 impl Adapter {
     /// Calls each operation (or those named) with `request` and reports what
     /// came back: a steward's check of an adapter against its registry.
@@ -517,20 +539,36 @@ impl Adapter {
         only: &[String],
         http: &reqwest::Client,
         metrics: &crate::telemetry::Metrics,
-    ) -> Vec<Value> {
+    ) -> Vec<DryRunResult> {
         let mut out = Vec::new();
         for op in self.operations.values().filter(|op| only.is_empty() || only.contains(&op.name)) {
             let started = std::time::Instant::now();
             let result = self.exchange(op, request, http, metrics, &|_| true, None).await;
-            let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+            let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
             out.push(match result {
-                Ok(m) => json!({"operation": op.name, "ok": true, "status": "ok", "latency_ms": ms,
-                                "elements": m.elements, "notes": m.notes}),
+                Ok(m) => DryRunResult {
+                    operation: op.name.clone(),
+                    ok: true,
+                    status: "ok",
+                    latency_ms,
+                    elements: Some(m.elements),
+                    notes: m.notes,
+                    detail: None,
+                    errors: Vec::new(),
+                },
                 Err(e) => {
                     let status = e.kind();
-                    let detail = crate::error::ApiError::from(e);
-                    json!({"operation": op.name, "ok": status == "no_record", "status": status, "latency_ms": ms,
-                           "detail": detail.detail, "errors": detail.errors})
+                    let problem = crate::error::ApiError::from(e);
+                    DryRunResult {
+                        operation: op.name.clone(),
+                        ok: status == "no_record",
+                        status,
+                        latency_ms,
+                        elements: None,
+                        notes: Vec::new(),
+                        detail: Some(problem.detail),
+                        errors: problem.errors,
+                    }
                 }
             });
         }

@@ -111,7 +111,10 @@ const ADMIN_SENT_KEPT: usize = 16 * 1024;
 
 /// A stored record, as it is hashed: `adapters`, `elements` and `detail` are
 /// the JSON text stored, so an exported row can be hashed again elsewhere.
-#[derive(Insertable, Queryable, Selectable, Debug, Clone, Serialize, serde::Deserialize)]
+/// One stored record of the trail, with its place in the chain. `adapters`
+/// and `elements` hold JSON arrays, and `detail` a JSON object, as text:
+/// the hash covers them byte for byte.
+#[derive(Insertable, Queryable, Selectable, Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[diesel(table_name = audit_log)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRow {

@@ -26,13 +26,16 @@ pub struct AuditFilter {
     /// Form id or `adapter.operation`.
     pub resource: Option<String>,
     /// Only records at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Only records before this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(minimum = 1)]
     pub cursor: Option<i64>,
 }
 

@@ -42,17 +42,26 @@ impl DocKind {
     }
 }
 
+/// The longest partner name, in characters (the longest agency names run to about 150).
+pub const MOST_NAME_CHARS: usize = 200;
+
 /// A partner as a steward registers or changes it.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerInput {
     /// Agency electronic identifier, e.g. `000.00.15.H29`.
+    #[schema(pattern = r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}$", example = "000.00.15.H29")]
     pub id: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     pub kind: PartnerKind,
     #[serde(default)]
     pub policy: Policy,
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "crate::domain::json::whole")]
     pub rate_per_minute: u32,
+    #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(deserialize_with = "crate::domain::json::whole")]
     pub burst: u32,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -62,10 +71,15 @@ pub struct PartnerInput {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerPatch {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
     pub kind: Option<PartnerKind>,
     pub policy: Option<Policy>,
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(default, deserialize_with = "crate::domain::json::optional_whole")]
     pub rate_per_minute: Option<u32>,
+    #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(default, deserialize_with = "crate::domain::json::optional_whole")]
     pub burst: Option<u32>,
     pub enabled: Option<bool>,
 }
@@ -280,8 +294,11 @@ impl LiveCatalog {
         if let Err(e) = check_agency_code(&p.id) {
             errors.push(FieldError::new("/id", e));
         }
-        if p.name.trim().is_empty() {
-            errors.push(FieldError::new("/name", "the agency's name is required"));
+        if p.name.trim().is_empty() || p.name.chars().count() > MOST_NAME_CHARS {
+            errors.push(FieldError::new(
+                "/name",
+                format!("the agency's name is required, at most {MOST_NAME_CHARS} characters"),
+            ));
         }
         if p.rate_per_minute == 0 || p.rate_per_minute > 1_000_000 {
             errors.push(FieldError::new("/rate_per_minute", "must be between 1 and 1000000"));

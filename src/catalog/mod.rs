@@ -93,6 +93,12 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Whether `purpose` is a procedure some form of the catalogue serves:
+    /// the procedures a wildcard grant of purposes covers.
+    pub fn knows_purpose(&self, purpose: &str) -> bool {
+        self.forms.values().any(|f| f.form.doc.purposes.iter().any(|p| p == purpose))
+    }
+
     /// An enabled adapter.
     pub fn adapter(&self, id: &str) -> Option<&Arc<Adapter>> {
         self.adapters.get(id).filter(|a| a.enabled).map(|a| &a.adapter)

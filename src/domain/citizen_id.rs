@@ -44,6 +44,17 @@ pub const LEGACY_PROVINCES: [u16; 63] = [
     93, 94, 95, 96,
 ];
 
+/// The regular expression (JSON Schema's `pattern`) that exactly the numbers
+/// [`CitizenId::parse`] accepts match, made from the same rules: a legacy
+/// province's code, a century-and-sex digit of 0 to 5, then 8 digits.
+pub fn pattern() -> &'static str {
+    static PATTERN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATTERN.get_or_init(|| {
+        let provinces: Vec<String> = LEGACY_PROVINCES.iter().map(|p| format!("{p:03}")).collect();
+        format!("^(?:{})[0-5][0-9]{{8}}$", provinces.join("|"))
+    })
+}
+
 impl CitizenId {
     pub fn parse(s: &str) -> Result<CitizenId, CitizenIdError> {
         let b = s.as_bytes();
@@ -146,6 +157,20 @@ mod tests {
         }
         assert_eq!(CitizenId::parse("003090012345"), Err(CitizenIdError::Province("003".into())));
         assert_eq!(CitizenId::parse("001690012345"), Err(CitizenIdError::Century(6)));
+    }
+
+    #[test]
+    fn the_pattern_accepts_exactly_what_parse_accepts() {
+        let re = regex_bites::Regex::new(pattern()).unwrap();
+        for province in 0..1000u16 {
+            for digit in 0..10u8 {
+                let id = format!("{province:03}{digit}90012345");
+                assert_eq!(re.is_match(&id), CitizenId::parse(&id).is_ok(), "{id}");
+            }
+        }
+        for bad in ["", "00109001234", "0010900123456", "00109001234a", " 001090012345", "001090012345\n"] {
+            assert!(!re.is_match(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::catalog::manage::{
 };
 use crate::catalog::store::{Publish, VersionInfo};
 use crate::error::{ApiError, ErrorCode};
-use crate::http::partner::{json_body, typed_body};
+use crate::http::partner::{citizen_id_at, json_body, typed_body};
 use crate::startup::AppState;
 use actix_web::{delete, get, patch, post, put, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,7 @@ pub struct AdapterInfo {
 }
 
 /// Registers a new adapter (version 1). The manifest is validated in full first.
-#[utoipa::path(tag = "stewards", request_body(content = Object, description = "Adapter manifest (schemas/adapter-manifest.json)"),
+#[utoipa::path(tag = "stewards", request_body = crate::schema::openapi::AdapterManifest,
     responses((status = 201, body = Published), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
     security(("admin_token" = [])))]
 #[post("/admin/v1/adapters")]
@@ -102,7 +102,7 @@ pub async fn create_adapter(
 }
 
 /// Publishes a new version of an adapter; it takes effect on every node.
-#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body(content = Object),
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = crate::schema::openapi::AdapterManifest,
     responses((status = 200, body = Published), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
     security(("admin_token" = [])))]
 #[put("/admin/v1/adapters/{id}")]
@@ -137,7 +137,7 @@ pub async fn list_adapters(req: HttpRequest, state: web::Data<AppState>) -> Resu
 }
 
 /// The current manifest of an adapter.
-#[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = AdapterDocument), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/adapters/{id}")]
 pub async fn get_adapter(
     req: HttpRequest,
@@ -148,9 +148,40 @@ pub async fn get_adapter(
     let catalog = state.catalog.get();
     let a =
         catalog.adapters.get(path.as_str()).ok_or_else(|| ApiError::not_found(format!("No adapter \"{path}\".")))?;
-    Ok(HttpResponse::Ok().json(
-        json!({"id": a.adapter.id, "version": a.adapter.version, "enabled": a.enabled, "manifest": a.adapter.manifest}),
-    ))
+    Ok(HttpResponse::Ok().json(AdapterDocument {
+        id: a.adapter.id.clone(),
+        version: a.adapter.version,
+        enabled: a.enabled,
+        manifest: a.adapter.manifest.clone(),
+    }))
+}
+
+/// An adapter's current manifest.
+#[derive(Serialize, ToSchema)]
+pub struct AdapterDocument {
+    pub id: String,
+    pub version: i32,
+    pub enabled: bool,
+    #[schema(value_type = crate::schema::openapi::AdapterManifest)]
+    pub manifest: Value,
+}
+
+/// One stored version of an adapter's manifest.
+#[derive(Serialize, ToSchema)]
+pub struct AdapterVersion {
+    pub id: String,
+    pub version: i32,
+    #[schema(value_type = crate::schema::openapi::AdapterManifest)]
+    pub document: Value,
+}
+
+/// One stored version of a form's definition.
+#[derive(Serialize, ToSchema)]
+pub struct FormVersion {
+    pub id: String,
+    pub version: i32,
+    #[schema(value_type = crate::schema::openapi::FormDefinition)]
+    pub document: Value,
 }
 
 async fn versions(req: HttpRequest, state: &AppState, kind: DocKind, id: &str) -> Result<HttpResponse, ApiError> {
@@ -173,8 +204,12 @@ pub async fn adapter_versions(
 #[serde(deny_unknown_fields)]
 pub struct StateChange {
     /// Enable or disable.
+    #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "crate::domain::json::present")]
     pub enabled: Option<bool>,
     /// Make this earlier version current again.
+    #[schema(nullable = false, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::json::present_whole")]
     pub current_version: Option<i32>,
 }
 
@@ -220,21 +255,41 @@ pub async fn adapter_state(
 #[serde(deny_unknown_fields)]
 pub struct DryRun {
     /// The sample subject; becomes `{"citizen_id": ...}` unless `request` is given.
+    #[schema(value_type = Option<crate::schema::openapi::CitizenId>)]
     pub citizen_id: Option<String>,
-    #[schema(value_type = Object)]
-    pub request: Option<Value>,
+    /// The request to send, as the operations' request schema says.
+    #[schema(value_type = Option<Object>)]
+    pub request: Option<serde_json::Map<String, Value>>,
     /// Only these operations (default: all).
     #[serde(default)]
     pub operations: Vec<String>,
     /// An unpublished manifest to try instead of the stored adapter.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<crate::schema::openapi::AdapterManifest>)]
     pub manifest: Option<Value>,
+}
+
+/// What a dry run of an adapter found, operation by operation.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunReport {
+    pub adapter: String,
+    pub version: i32,
+    /// Whether every operation answered (a missing record counts as an answer).
+    pub ok: bool,
+    pub results: Vec<crate::adapter::DryRunResult>,
+}
+
+/// A form as stewards list it: what partners see, and whether it is enabled.
+#[derive(Serialize, ToSchema)]
+pub struct StewardForm {
+    #[serde(flatten)]
+    pub summary: crate::http::partner::FormSummary,
+    pub enabled: bool,
 }
 
 /// Tests an adapter (or an unpublished manifest) against its registry with a
 /// sample request; nothing is stored and nothing goes live.
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = DryRun,
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = DryRunReport), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
     security(("admin_token" = [])))]
 #[post("/admin/v1/adapters/{id}/test")]
 pub async fn test_adapter(
@@ -263,22 +318,21 @@ pub async fn test_adapter(
                 .ok_or_else(|| ApiError::not_found(format!("No adapter \"{path}\".")))?,
         };
         let request = match (run.request, run.citizen_id) {
-            (Some(r), _) => r,
-            (None, Some(id)) => json!({"citizen_id": id}),
+            (Some(r), _) => Value::Object(r),
+            (None, Some(id)) => json!({"citizen_id": citizen_id_at("/citizen_id", &id)?.to_string()}),
             (None, None) => {
                 return Err(ApiError::new(ErrorCode::InvalidBody, "Give a sample citizen_id or a request."))
             }
         };
         let results = adapter.dry_run(&request, &run.operations, &state.http, &state.metrics).await;
-        let ok = results.iter().all(|r| r["ok"] == true);
-        Ok(HttpResponse::Ok()
-            .json(json!({"adapter": adapter.id, "version": adapter.version, "ok": ok, "results": results})))
+        let ok = results.iter().all(|r| r.ok);
+        Ok(HttpResponse::Ok().json(DryRunReport { adapter: adapter.id.clone(), version: adapter.version, ok, results }))
     })
     .await
 }
 
 /// Registers a new form. The definition is validated in full first.
-#[utoipa::path(tag = "stewards", request_body(content = Object, description = "Form definition (schemas/form.json)"),
+#[utoipa::path(tag = "stewards", request_body = crate::schema::openapi::FormDefinition,
     responses((status = 201, body = Published), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
     security(("admin_token" = [])))]
 #[post("/admin/v1/forms")]
@@ -290,7 +344,7 @@ pub async fn create_form(
     publish(req, &state, DocKind::Form, &body, None, Publish::Create).await
 }
 
-#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body(content = Object),
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = crate::schema::openapi::FormDefinition,
     responses((status = 200, body = Published), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
     security(("admin_token" = [])))]
 #[put("/admin/v1/forms/{id}")]
@@ -303,19 +357,15 @@ pub async fn update_form(
     publish(req, &state, DocKind::Form, &body, Some(&path), Publish::NewVersion).await
 }
 
-#[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<Object>)), security(("admin_token" = [])))]
+#[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<StewardForm>)), security(("admin_token" = [])))]
 #[get("/admin/v1/forms")]
 pub async fn list_forms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     steward(&req, &state)?;
     let catalog = state.catalog.get();
-    let list: Vec<Value> = catalog
+    let list: Vec<StewardForm> = catalog
         .forms
         .values()
-        .map(|f| {
-            let mut v = serde_json::to_value(crate::http::partner::summary(&f.form)).unwrap_or_default();
-            v["enabled"] = json!(f.enabled);
-            v
-        })
+        .map(|f| StewardForm { summary: crate::http::partner::summary(&f.form), enabled: f.enabled })
         .collect();
     Ok(HttpResponse::Ok().json(list))
 }
@@ -343,7 +393,7 @@ async fn version_document(
 
 /// One stored version of an adapter's manifest, as it was published: to
 /// compare with the current one before a rollback.
-#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("version" = i32, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("version" = i32, Path, minimum = 1)), responses((status = 200, body = AdapterVersion), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/adapters/{id}/versions/{version}")]
 pub async fn adapter_version(
     req: HttpRequest,
@@ -354,7 +404,7 @@ pub async fn adapter_version(
 }
 
 /// One stored version of a form's definition, as it was published.
-#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("version" = i32, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
+#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("version" = i32, Path, minimum = 1)), responses((status = 200, body = FormVersion), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/forms/{id}/versions/{version}")]
 pub async fn form_version(
     req: HttpRequest,
@@ -457,6 +507,7 @@ pub struct KeyRequest {
     pub label: String,
     /// RFC 3339 time after which the key is refused; absent: it does not expire.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -465,10 +516,12 @@ pub struct KeyRequest {
 pub struct RotateRequest {
     /// How long the old key stays valid beside the new one, in seconds (at
     /// most 30 days); 0, the default, revokes it at once.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::json::whole")]
+    #[schema(maximum = 2_592_000)]
     pub grace_seconds: u64,
     /// RFC 3339 time after which the new key is refused; absent: it does not expire.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -485,7 +538,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// Makes an API key for a partner. The key is in this answer only; lgsp keeps its hash.
-#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = KeyRequest,
+#[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = Option<KeyRequest>,
     responses((status = 201, body = NewKey), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[post("/admin/v1/partners/{id}/keys")]
 pub async fn create_key(
@@ -536,7 +589,7 @@ pub async fn revoke_key(
 
 /// Replaces a key with a new one (returned once). The old one is revoked at
 /// once, or after `grace_seconds` so that the partner can deploy the new key first.
-#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("key_id" = String, Path)), request_body = RotateRequest,
+#[utoipa::path(tag = "stewards", params(("id" = String, Path), ("key_id" = String, Path)), request_body = Option<RotateRequest>,
     responses((status = 201, body = NewKey), (status = 404, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[post("/admin/v1/partners/{id}/keys/{key_id}/rotate")]
@@ -567,6 +620,7 @@ pub struct TokenRequest {
     /// When the token stops working: an RFC 3339 time in the future. Absent:
     /// it works until revoked.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -648,6 +702,9 @@ pub async fn search_audit(
     if f.limit.is_some_and(|l| !(1..=500).contains(&l)) {
         return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 500."));
     }
+    if f.cursor.is_some_and(|c| c < 1) {
+        return Err(ApiError::new(ErrorCode::InvalidParameter, "cursor is the next_cursor a page gave, 1 or more."));
+    }
     let time = TimeRange { from: parse_time("from", &f.from)?, to: parse_time("to", &f.to)? };
     state.audit.flush(Duration::from_secs(2)).await;
     let page = state.db.run(move |c| crate::audit::query::search(c, &f, &time)).await?;
@@ -658,17 +715,23 @@ pub async fn search_audit(
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// First record (seq), 1 or more; default 1.
+    #[param(minimum = 1)]
     pub from: Option<i64>,
     /// Most records in this page, 1 to 10000; default 1000.
+    #[param(minimum = 1, maximum = 10_000)]
     pub limit: Option<i64>,
 }
 
-/// Exports records with their hashes as JSON lines (auditor role), from one
-/// snapshot, a page at a time: a `Link` header with `rel="next"` names the
-/// next page while the page is full. `lgsp audit verify --file` checks the
-/// pages, concatenated, without the database.
+/// Exports records with their hashes (auditor role), from one snapshot, a
+/// page at a time: a `Link` header with `rel="next"` names the next page
+/// while the page is full. As a JSON document by default; as JSON lines, one
+/// record a line, with `Accept: application/x-ndjson`: `lgsp audit verify
+/// --file` checks such pages, concatenated, without the database.
 #[utoipa::path(tag = "auditors", params(ExportQuery),
-    responses((status = 200, content_type = "application/x-ndjson", body = String), (status = 400, body = crate::error::Problem)),
+    responses((status = 200, content(
+        (AuditExport = "application/json"),
+        (String = "application/x-ndjson", example = json!("{\"seq\":1,...}\n{\"seq\":2,...}\n"))
+    )), (status = 400, body = crate::error::Problem)),
     security(("admin_token" = [])))]
 #[get("/admin/v1/audit/export")]
 pub async fn export_audit(
@@ -700,21 +763,48 @@ pub async fn export_audit(
             Ok((body, n))
         })
         .await?;
+    let next_from = (n == limit).then_some(from + limit);
     let mut answer = HttpResponse::Ok();
-    answer.content_type("application/x-ndjson");
-    if n == limit {
-        answer.insert_header((
-            "Link",
-            format!("</admin/v1/audit/export?from={}&limit={limit}>; rel=\"next\"", from + limit),
-        ));
+    if let Some(next) = next_from {
+        answer.insert_header(("Link", format!("</admin/v1/audit/export?from={next}&limit={limit}>; rel=\"next\"")));
     }
-    Ok(answer.body(body))
+    if wants_json_lines(&req) {
+        return Ok(answer.content_type("application/x-ndjson").body(body));
+    }
+    // The lines are JSON objects: joined with commas, they are the array.
+    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    let mut json = Vec::with_capacity(body.len() + 64);
+    json.extend_from_slice(b"{\"records\":[");
+    json.extend_from_slice(&lines.join(&b',')[..]);
+    json.extend_from_slice(
+        format!("],\"next_from\":{}}}", next_from.map_or("null".into(), |n| n.to_string())).as_bytes(),
+    );
+    Ok(answer.content_type("application/json").body(json))
+}
+
+/// Whether the caller asked for JSON lines rather than a JSON document.
+fn wants_json_lines(req: &HttpRequest) -> bool {
+    let accept = req.headers().get(actix_web::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    accept.split(',').any(|t| {
+        let essence = t.split(';').next().unwrap_or("").trim();
+        essence.eq_ignore_ascii_case("application/x-ndjson") || essence.eq_ignore_ascii_case("application/jsonl")
+    })
+}
+
+/// A page of the exported trail.
+#[derive(Serialize, ToSchema)]
+pub struct AuditExport {
+    /// The records, in `seq` order, with their hashes.
+    pub records: Vec<crate::audit::AuditRow>,
+    /// The `from` of the next page, while this one is full.
+    pub next_from: Option<i64>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct VerifyQuery {
     /// Anchors recorded earlier, `SEQ:HASH` separated by commas (a `head_seq`
     /// and `head_hash` of an earlier answer): each record must still have that hash.
+    #[param(pattern = r"^(|[1-9][0-9]{0,17}:[0-9a-f]{64}(,[1-9][0-9]{0,17}:[0-9a-f]{64})*)$")]
     pub anchor: Option<String>,
 }
 
@@ -722,7 +812,7 @@ pub struct VerifyQuery {
 /// `head_seq:head_hash` outside lgsp and pass it back as `anchor` later: that
 /// also catches a rewrite of the chain that recomputed every hash.
 #[utoipa::path(tag = "auditors", params(VerifyQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::error::Problem)), security(("admin_token" = [])))]
+    responses((status = 200, body = AuditVerification), (status = 400, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/audit/verify")]
 pub async fn verify_audit(
     req: HttpRequest,
@@ -734,6 +824,28 @@ pub async fn verify_audit(
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e))?;
     state.audit.flush(Duration::from_secs(2)).await;
     let v = state.db.run(move |c| crate::audit::verify_anchored(c, &anchors)).await?;
-    Ok(HttpResponse::Ok().json(json!({"intact": v.is_intact(), "records": v.records, "head_seq": v.head_seq,
-        "head_hash": v.head_hash, "broken_at": v.broken_at, "reason": v.reason})))
+    Ok(HttpResponse::Ok().json(AuditVerification {
+        intact: v.is_intact(),
+        records: v.records,
+        head_seq: v.head_seq,
+        head_hash: v.head_hash,
+        broken_at: v.broken_at,
+        reason: v.reason,
+    }))
+}
+
+/// What a verification of the hash chain found.
+#[derive(Serialize, ToSchema)]
+pub struct AuditVerification {
+    /// Whether every record is there, unedited, in one chain up to its head.
+    pub intact: bool,
+    /// Records checked.
+    pub records: i64,
+    /// The chain head: the last record written, and its hash. Keep
+    /// `head_seq:head_hash` outside lgsp as an anchor for later checks.
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// The first record where the chain breaks, and why.
+    pub broken_at: Option<i64>,
+    pub reason: Option<String>,
 }

@@ -2,6 +2,7 @@
 //! the handlers' annotations.
 
 pub mod admin;
+pub mod contract;
 pub mod ops;
 pub mod partner;
 
@@ -53,6 +54,14 @@ impl utoipa::Modify for SecuritySchemes {
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The document `/openapi.json` serves: the generated one, completed as a
+/// contract (see `contract`).
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
+    contract::complete(&mut doc);
+    doc
 }
 
 /// Registers every route and the extractor configuration.

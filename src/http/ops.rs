@@ -143,7 +143,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// The OpenAPI 3.1 description of this API, generated from the code.
 #[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(crate::http::openapi())
+    HttpResponse::Ok().json(crate::http::document())
 }
 
 /// The Redoc release bundled into the binary (MIT licence, `data/vendor/redoc/`),

@@ -5,6 +5,7 @@
 use crate::audit::query::Access;
 use crate::audit::AuditRecord;
 use crate::auth::{partner_caller, PartnerCaller, PartnerKind};
+use crate::catalog::Catalog;
 use crate::domain::CitizenId;
 use crate::error::{in_callers_terms, ApiError, ErrorCode, FieldError};
 use crate::prefill::{form::Form, PrefillAnswer, PrefillInput, PrefillRequest};
@@ -138,17 +139,33 @@ async fn admit(req: &HttpRequest, state: &AppState, audit: &mut Audit) -> Result
 }
 
 /// The purpose of a call: checked against the partner's grant.
-fn check_purpose(caller: &PartnerCaller, purpose: &str) -> Result<(), ApiError> {
+/// A purpose the policy names is granted as named; a wildcard grants the
+/// procedures the catalogue's forms serve, so that a made-up purpose never
+/// reaches the audit trail as if it were one.
+fn check_purpose(caller: &PartnerCaller, catalog: &Catalog, purpose: &str) -> Result<(), ApiError> {
     if purpose.is_empty() || purpose.len() > 100 {
         return Err(ApiError::new(
             ErrorCode::InvalidParameter,
             "State the purpose of the call (the procedure code, at most 100 characters).",
         ));
     }
-    if !caller.partner.policy.may_state_purpose(purpose) {
+    let purposes = &caller.partner.policy.purposes;
+    if purposes.contains(purpose) {
+        return Ok(());
+    }
+    if !purposes.contains("*") {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             format!("Partner {} is not granted the purpose \"{purpose}\".", caller.partner.id),
+        ));
+    }
+    if !catalog.knows_purpose(purpose) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "\"{purpose}\" is not a procedure lgsp knows: a wildcard grant covers the procedures of the forms \
+                 (their purposes in GET /v1/forms). State one of those, or have a steward grant this one by name."
+            ),
         ));
     }
     Ok(())
@@ -311,7 +328,7 @@ async fn exchange_inner(
     }
     let purpose = req.headers().get("x-purpose").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
     audit.record.purpose = Some(purpose.clone()).filter(|p| !p.is_empty());
-    check_purpose(&caller, &purpose)?;
+    check_purpose(&caller, &catalog, &purpose)?;
     check_consent(req, &caller, audit)?;
     let request = json_body(req, body)?;
     if let Some(id) = request["citizen_id"].as_str() {
@@ -406,7 +423,7 @@ async fn prefill_inner(
         )
         .with_errors(vec![FieldError::new("/purpose", "not a purpose of this form")]));
     }
-    check_purpose(&caller, &request.purpose)?;
+    check_purpose(&caller, &catalog, &request.purpose)?;
     check_consent(req, &caller, audit)?;
     // The grant as this snapshot holds it, so that the snapshot may keep the
     // plan made with it; the caller's own if the partner is gone from it.
@@ -439,7 +456,7 @@ async fn prefill_inner(
 }
 
 /// A personal ID number of the request, at `pointer` in its body.
-fn citizen_id_at(pointer: &str, id: &str) -> Result<CitizenId, ApiError> {
+pub fn citizen_id_at(pointer: &str, id: &str) -> Result<CitizenId, ApiError> {
     CitizenId::parse(id).map_err(|e| {
         let at = pointer.trim_start_matches('/').replace('/', ".");
         ApiError::new(ErrorCode::InvalidCitizenId, format!("{at}: {e}"))
@@ -464,8 +481,7 @@ pub struct FormSummary {
     pub version: i32,
     pub title: String,
     pub form_code: String,
-    #[schema(value_type = Object)]
-    pub procedure: Value,
+    pub procedure: crate::prefill::form::Procedure,
     pub purposes: Vec<String>,
     pub fields: usize,
     /// Fields bound to a data element / declarable fields.
@@ -481,7 +497,7 @@ pub fn summary(form: &Form) -> FormSummary {
         version: form.version,
         title: form.doc.title.clone(),
         form_code: form.doc.form_code.clone(),
-        procedure: serde_json::to_value(&form.doc.procedure).unwrap_or_default(),
+        procedure: form.doc.procedure.clone(),
         purposes: form.doc.purposes.clone(),
         fields: total,
         ceiling: ratio(bound, total),
@@ -523,7 +539,7 @@ fn visible_form(req: &HttpRequest, state: &AppState, id: &str) -> Result<std::sy
 }
 
 /// One form's definition: its fields, their labels and bindings.
-#[utoipa::path(tag = "partners", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)), security(("partner_key" = [])))]
+#[utoipa::path(tag = "partners", params(("id" = String, Path)), responses((status = 200, body = crate::schema::openapi::PublishedForm), (status = 404, body = crate::error::Problem)), security(("partner_key" = [])))]
 #[get("/v1/forms/{id}")]
 pub async fn get_form(
     req: HttpRequest,
@@ -594,41 +610,74 @@ pub fn coverage_of(form: &Form, details: &[Value]) -> FormCoverage {
     }
 }
 
+/// An adapter as a partner sees it: the operations it may call.
+#[derive(Serialize, ToSchema)]
+pub struct AdapterListing {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub version: i32,
+    pub operations: Vec<OperationListing>,
+}
+
+/// One operation a partner may call, with the schemas of its request and answer.
+#[derive(Serialize, ToSchema)]
+pub struct OperationListing {
+    pub name: String,
+    pub description: String,
+    /// How to call it: `POST /v1/exchange/{adapter}/{operation}`.
+    pub call: String,
+    /// JSON Schema (draft 2020-12) of the request body.
+    #[schema(value_type = Object)]
+    pub request_schema: Value,
+    /// JSON Schema (draft 2020-12) of the answer's `elements`.
+    #[schema(value_type = Object)]
+    pub response_schema: Value,
+    /// The elements it yields that this partner may receive.
+    pub elements: Vec<String>,
+    /// Those of them that are sensitive personal data.
+    pub sensitive: Vec<String>,
+}
+
 /// The adapters and operations this partner may call, with their schemas
 /// (in the spirit of X-Road's listMethods and getOpenAPI).
-#[utoipa::path(tag = "partners", responses((status = 200, body = Vec<Object>), (status = 401, body = crate::error::Problem)), security(("partner_key" = [])))]
+#[utoipa::path(tag = "partners", responses((status = 200, body = Vec<AdapterListing>), (status = 401, body = crate::error::Problem)), security(("partner_key" = [])))]
 #[get("/v1/adapters")]
 pub async fn list_adapters(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = caller_only(&req, &state)?;
     let catalog = state.catalog.get();
     let policy = &caller.partner.policy;
-    let list: Vec<Value> = catalog
+    let list: Vec<AdapterListing> = catalog
         .adapters
         .values()
         .filter(|a| a.enabled)
         .filter_map(|a| {
-            let ops: Vec<Value> = a
+            let ops: Vec<OperationListing> = a
                 .adapter
                 .operations
                 .values()
                 .filter(|op| policy.may_call(&a.adapter.id, &op.name))
-                .map(|op| {
-                    json!({
-                        "name": op.name,
-                        "description": op.description,
-                        "call": format!("POST /v1/exchange/{}/{}", a.adapter.id, op.name),
-                        "request_schema": op.request_schema,
-                        "response_schema": op.output_schema,
-                        "elements": op.elements.iter().filter(|e| policy.may_receive(e)).collect::<Vec<_>>(),
-                        "sensitive": op.elements.iter()
-                            .filter(|e| policy.may_receive(e) && crate::schema::is_sensitive_element(e))
-                            .collect::<Vec<_>>(),
-                    })
+                .map(|op| OperationListing {
+                    name: op.name.clone(),
+                    description: op.description.clone(),
+                    call: format!("POST /v1/exchange/{}/{}", a.adapter.id, op.name),
+                    request_schema: op.request_schema.clone(),
+                    response_schema: op.output_schema.clone(),
+                    elements: op.elements.iter().filter(|e| policy.may_receive(e)).cloned().collect(),
+                    sensitive: op
+                        .elements
+                        .iter()
+                        .filter(|e| policy.may_receive(e) && crate::schema::is_sensitive_element(e))
+                        .cloned()
+                        .collect(),
                 })
                 .collect();
-            (!ops.is_empty()).then(|| {
-                json!({"id": a.adapter.id, "name": a.adapter.name, "description": a.adapter.description,
-                       "version": a.adapter.version, "operations": ops})
+            (!ops.is_empty()).then(|| AdapterListing {
+                id: a.adapter.id.clone(),
+                name: a.adapter.name.clone(),
+                description: a.adapter.description.clone(),
+                version: a.adapter.version,
+                operations: ops,
             })
         })
         .collect();
@@ -642,6 +691,7 @@ pub struct AccessLogQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Where the previous page ended, as its `Link` header gives it.
+    #[param(minimum = 1)]
     pub cursor: Option<i64>,
 }
 
@@ -649,7 +699,7 @@ pub struct AccessLogQuery {
 /// citizen), newest first, a page at a time: while there are older accesses,
 /// a `Link` header with `rel="next"` names the next page. Needs the
 /// `access_log` grant.
-#[utoipa::path(tag = "partners", params(("citizen_id" = String, Path), AccessLogQuery), responses((status = 200, body = Vec<Access>), (status = 400, body = crate::error::Problem), (status = 403, body = crate::error::Problem)), security(("partner_key" = [])))]
+#[utoipa::path(tag = "partners", params(("citizen_id" = crate::schema::openapi::CitizenId, Path), AccessLogQuery), responses((status = 200, body = Vec<Access>), (status = 400, body = crate::error::Problem), (status = 403, body = crate::error::Problem)), security(("partner_key" = [])))]
 #[get("/v1/subjects/{citizen_id}/access-log")]
 pub async fn access_log(
     req: HttpRequest,

@@ -33,14 +33,17 @@ use std::time::{Duration, Instant};
 #[serde(deny_unknown_fields)]
 pub struct PrefillRequest {
     /// Form id (see `GET /v1/forms`).
+    #[schema(example = "ct01")]
     pub form: String,
     /// Personal ID number of the subject: the citizen filling in the form.
+    #[schema(value_type = crate::schema::openapi::CitizenId)]
     pub citizen_id: String,
     /// The procedure this prefill serves; one of the form's purposes.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S", example = "residence_change")]
     pub purpose: String,
     /// ID numbers of relatives the registries do not link to the subject.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::schema::openapi::Relatives)]
     pub relatives: BTreeMap<Person, String>,
 }
 
@@ -50,8 +53,10 @@ pub struct FieldValue {
     pub label_vi: String,
     /// `prefilled`, `unavailable`, or `declare` (not held by any registry).
     pub status: &'static str,
+    /// The value, shaped as its element's schema says: a string, a number, an
+    /// array, an object (an address, a person), or a boolean.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::schema::openapi::AnyValue)]
     pub value: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub element: Option<String>,
@@ -76,9 +81,18 @@ pub struct FieldValue {
     /// `transform_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Other values for the field, from sources other than its authoritative one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
-    pub conflicts: Vec<Value>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A value another source gave for a field, unlike the authoritative one.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Conflict {
+    /// `adapter.operation` that gave it.
+    pub source: String,
+    #[schema(value_type = crate::schema::openapi::AnyValue)]
+    pub value: Value,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -86,7 +100,8 @@ pub struct SourceStatus {
     /// `adapter.operation`.
     pub operation: String,
     pub person: Person,
-    /// `ok`, `no_record`, `timeout`, `unavailable`, `circuit_open`, `invalid_response`, `budget_exceeded`.
+    /// `ok`, `no_record`, `timeout`, `unavailable`, `circuit_open`, `invalid_response`, `budget_exceeded`,
+    /// `rejected`.
     pub status: String,
     pub latency_ms: f64,
 }
@@ -540,7 +555,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
                 if !v.is_null() && v != value {
                     // What the form asks for, never more (a year, not the whole date).
                     let shown = form.release(&f.id, v).unwrap_or(Value::Null);
-                    out.conflicts.push(json!({ "source": other, "value": shown }));
+                    out.conflicts.push(Conflict { source: other.to_string(), value: shown });
                 }
             }
         }

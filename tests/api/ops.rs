@@ -193,3 +193,76 @@ async fn bad_requests_of_every_kind_become_problems() {
     let ok = test::TestRequest::post().uri("/probe/json").set_json(serde_json::json!({"name": "An"})).to_request();
     assert_eq!(test::call_service(&app, ok).await.status(), 200);
 }
+
+/// The document is a contract a generated client can rely on: every error is
+/// a problem document, every answer a named shape, inputs carry the server's
+/// own constraints.
+#[tokio::test]
+async fn the_openapi_document_says_what_lgsp_sends_and_accepts() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let content = response["content"].as_object().cloned().unwrap_or_default();
+                if status.starts_with('4') || (status.starts_with('5') && path != "/readyz") {
+                    assert_eq!(
+                        content.keys().collect::<Vec<_>>(),
+                        ["application/problem+json"],
+                        "{method} {path} {status}"
+                    );
+                    continue;
+                }
+                for (media, body) in content {
+                    let schema = &body["schema"];
+                    let named = schema["$ref"].is_string() || schema["items"]["$ref"].is_string();
+                    let text = media.starts_with("text/") || media == "application/x-ndjson";
+                    assert!(named || text, "{method} {path} {status} {media}: an unnamed shape {schema}");
+                }
+            }
+            if op["security"].is_array() {
+                for status in ["401", "403"] {
+                    assert!(op["responses"][status].is_object(), "{method} {path} documents {status}");
+                }
+            }
+        }
+    }
+    assert!(operations > 30, "{operations}");
+    // The shapes a portal's client reads.
+    assert_eq!(schemas["FieldValue"]["properties"]["value"]["$ref"], "#/components/schemas/AnyValue");
+    assert!(schemas["AnyValue"].get("type").is_none(), "a field's value is any JSON value");
+    let answers = |path: &str, method: &str| doc["paths"][path][method]["responses"]["200"]["content"].clone();
+    assert_eq!(
+        answers("/v1/adapters", "get")["application/json"]["schema"]["items"]["$ref"],
+        "#/components/schemas/AdapterListing"
+    );
+    assert_eq!(
+        answers("/admin/v1/audit/verify", "get")["application/json"]["schema"]["$ref"],
+        "#/components/schemas/AuditVerification"
+    );
+    assert_eq!(
+        answers("/admin/v1/adapters/{id}/test", "post")["application/json"]["schema"]["$ref"],
+        "#/components/schemas/DryRunReport"
+    );
+    assert_eq!(
+        answers("/admin/v1/audit/export", "get")["application/json"]["schema"]["$ref"],
+        "#/components/schemas/AuditExport"
+    );
+    // Stewards' documents are the schemas that check them.
+    assert_eq!(schemas["AdapterManifest"]["required"], serde_json::json!(["id", "name", "upstream", "operations"]));
+    assert!(schemas["AdapterManifest.operation"].is_object());
+    assert!(schemas["FormDefinition.field"].is_object());
+    // A personal ID number: the pattern refuses what the server refuses.
+    let pattern = regex_bites::Regex::new(schemas["CitizenId"]["pattern"].as_str().unwrap()).unwrap();
+    assert!(pattern.is_match("001090001234"));
+    for refused in ["000193840991", "001690001234", "00109000123", ""] {
+        assert!(!pattern.is_match(refused), "{refused}");
+    }
+    let prefill = &schemas["PrefillRequest"]["properties"];
+    assert_eq!(prefill["citizen_id"]["$ref"], "#/components/schemas/CitizenId");
+    assert_eq!(prefill["relatives"]["$ref"], "#/components/schemas/Relatives");
+    assert_eq!(schemas["Relatives"]["properties"]["mother"]["$ref"], "#/components/schemas/CitizenId");
+}
