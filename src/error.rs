@@ -83,6 +83,9 @@ impl FieldError {
 
 /// The RFC 9457 problem document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "urn:lgsp:problem:invalid_body", "title": "The request body does not match its schema",
+    "status": 422, "detail": "…what to fix…", "code": "invalid_body",
+    "errors": [{"pointer": "/citizen_id", "message": "…"}]}))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_: String,

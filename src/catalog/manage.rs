@@ -47,6 +47,12 @@ pub const MOST_NAME_CHARS: usize = 200;
 
 /// A partner as a steward registers or changes it.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "000.00.15.H29", "name": "Cổng dịch vụ công tỉnh", "kind": "state_agency",
+    "rate_per_minute": 6000, "burst": 200,
+    "policy": {"forms": ["ct01", "tk1_ts"], "purposes": ["residence_change"],
+               "operations": ["population.citizen", "insurance.*"],
+               "elements": ["full_name", "date_of_birth", "permanent_residence"],
+               "access_log": true, "networks": ["203.0.113.0/24"]}}))]
 #[serde(deny_unknown_fields)]
 pub struct PartnerInput {
     /// Agency electronic identifier, e.g. `000.00.15.H29`.

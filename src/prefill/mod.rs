@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"form": "birth_registration", "citizen_id": "079195667864", "purpose": "birth_registration",
+    "relatives": {"spouse": "079096466002"}}))]
 pub struct PrefillRequest {
     /// Form id (see `GET /v1/forms`).
     #[schema(example = "ct01")]

@@ -266,3 +266,39 @@ async fn the_openapi_document_says_what_lgsp_sends_and_accepts() {
     assert_eq!(prefill["relatives"]["$ref"], "#/components/schemas/Relatives");
     assert_eq!(schemas["Relatives"]["properties"]["mother"]["$ref"], "#/components/schemas/CitizenId");
 }
+
+/// Every example in the README is an example in the document, so neither
+/// drifts from the other (and from what the server accepts: schemathesis
+/// sends the document's examples).
+#[tokio::test]
+async fn the_readmes_examples_are_the_documents() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    fn collect(v: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    match (k.as_str(), v) {
+                        ("example", e) => out.push(e.clone()),
+                        ("examples", serde_json::Value::Array(es)) => out.extend(es.iter().cloned()),
+                        _ => {}
+                    }
+                    collect(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    let mut examples = Vec::new();
+    collect(&doc, &mut examples);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks: Vec<&str> =
+        readme.split("```json\n").skip(1).map(|rest| rest.split("```").next().unwrap_or_default()).collect();
+    assert!(blocks.len() >= 4, "{}", blocks.len());
+    for block in blocks {
+        let example: serde_json::Value =
+            serde_json::from_str(block).unwrap_or_else(|e| panic!("a README example is not JSON ({e}): {block}"));
+        assert!(examples.contains(&example), "the README's example is not in the document: {example}");
+    }
+}

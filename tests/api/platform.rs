@@ -858,6 +858,60 @@ async fn reading_a_citizens_access_log_is_an_audited_access_that_needs_consent_w
 }
 
 #[tokio::test]
+async fn a_partner_is_bounded_and_a_wildcard_purpose_covers_the_catalogues_procedures_only() {
+    let p = platform().await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let key = p.partner("000.00.39.H29", everything(), 600, 100).await;
+    // A purpose the catalogue's forms serve passes the wildcard; a made-up one does not.
+    assert_eq!(p.exchange(&key, "population", "citizen", json!({"citizen_id": id})).await.status(), 200);
+    let r = p
+        .client
+        .post(p.url("/v1/exchange/population/citizen"))
+        .bearer_auth(&key)
+        .header("X-Purpose", "marketing_campaign")
+        .json(&json!({"citizen_id": id}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(r, 403, "forbidden").await;
+    assert!(problem["detail"].as_str().unwrap().contains("not a procedure lgsp knows"), "{problem}");
+    // Granted by name, it is the steward's word.
+    let mut policy = everything();
+    policy["purposes"] = json!(["marketing_campaign"]);
+    let path = "/admin/v1/partners/000.00.39.H29";
+    assert_eq!(p.admin(reqwest::Method::PATCH, path, STEWARD, Some(json!({"policy": policy}))).await.status(), 200);
+    let r = p
+        .client
+        .post(p.url("/v1/exchange/population/citizen"))
+        .bearer_auth(&key)
+        .header("X-Purpose", "marketing_campaign")
+        .json(&json!({"citizen_id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A name, and the entries of a policy, have bounds.
+    let long_name = json!({"name": "x".repeat(201)});
+    let problem =
+        assert_problem(p.admin(reqwest::Method::PATCH, path, STEWARD, Some(long_name)).await, 422, "invalid_partner")
+            .await;
+    assert_eq!(problem["errors"][0]["pointer"], "/name", "{problem}");
+    let mut policy = everything();
+    policy["purposes"] = json!(["y".repeat(101)]);
+    let r = p.admin(reqwest::Method::PATCH, path, STEWARD, Some(json!({"policy": policy}))).await;
+    let problem = assert_problem(r, 422, "invalid_partner").await;
+    assert_eq!(problem["errors"][0]["pointer"], "/policy/purposes", "{problem}");
+    // A whole number is a whole number however it is written.
+    let r = p.admin(reqwest::Method::PATCH, path, STEWARD, Some(json!({"rate_per_minute": 1200.0}))).await;
+    assert_eq!(r.status(), 200);
+    let partner: Value = r.json().await.unwrap();
+    assert_eq!(partner["rate_per_minute"], 1200);
+    let r = p.admin(reqwest::Method::PATCH, path, STEWARD, Some(json!({"burst": 1.5}))).await;
+    assert_problem(r, 422, "invalid_partner").await;
+}
+
+#[tokio::test]
 async fn stewards_changes_are_in_the_audit_trail_allowed_or_refused() {
     let p = platform().await;
     let partner = "000.00.36.H29";
