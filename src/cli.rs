@@ -1,10 +1,10 @@
 //! The `lgsp` command line.
 
-use crate::auth::Role;
 use crate::catalog::manage::{DocKind, PartnerInput};
 use crate::catalog::LiveCatalog;
 use crate::config::{Secret, Settings};
 use crate::db::Db;
+use crate::domain::partner::Role;
 use crate::startup::Application;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -845,8 +845,8 @@ fn report_forms(mut settings: Settings, population: PopulationArgs, per_kind: us
 
 fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Result<ExitCode> {
     actix_rt::System::new().block_on(async move {
-        let steward = crate::auth::new_secret(crate::auth::ADMIN_TOKEN_PREFIX);
-        let auditor = crate::auth::new_secret(crate::auth::ADMIN_TOKEN_PREFIX);
+        let steward = crate::domain::partner::new_secret(crate::domain::partner::ADMIN_TOKEN_PREFIX);
+        let auditor = crate::domain::partner::new_secret(crate::domain::partner::ADMIN_TOKEN_PREFIX);
         let mut settings = settings;
         settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("steward:{steward}")));
         settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("auditor:{auditor}")));

@@ -3,13 +3,13 @@
 //! citizens of the synthetic population.
 
 use crate::audit::AuditRecord;
-use crate::auth::{PartnerKind, Policy};
 use crate::catalog::manage::{NewKey, PartnerInput};
 use crate::config::{Secret, Settings, UpstreamSettings};
+use crate::domain::partner::{PartnerKind, Policy};
 use crate::error::ErrorCode;
 use crate::registries::population::Samples;
 use crate::registries::{MockRegistries, RegistryKind};
-use crate::startup::AppState;
+use crate::state::AppState;
 use serde_json::{json, Value};
 
 /// The sample partner: the provincial public-service portal.

@@ -6,7 +6,6 @@
 
 pub mod adapter;
 pub mod audit;
-pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -14,11 +13,13 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod form;
 pub mod http;
 pub mod prefill;
 pub mod ratelimit;
 pub mod registries;
 pub mod schema;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -7,6 +7,7 @@ use crate::catalog::LiveCatalog;
 use crate::config::{Settings, UpstreamPoolSettings};
 use crate::db::Db;
 use crate::ratelimit::RateLimits;
+use crate::state::AppState;
 use crate::telemetry::Metrics;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
@@ -14,28 +15,6 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What every handler can reach.
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub db: Db,
-    pub metrics: Arc<Metrics>,
-    /// Database reachable, migrated, and the catalogue loaded.
-    pub db_ready: Arc<AtomicBool>,
-    /// Set while the readiness probe finds the database failing.
-    pub db_failing: crate::telemetry::Failing,
-    pub catalog: Arc<LiveCatalog>,
-    /// The one HTTP client for every registry call.
-    pub http: reqwest::Client,
-    pub limits: RateLimits,
-    pub audit: AuditSink,
-}
-
-impl AppState {
-    pub fn is_ready(&self) -> bool {
-        self.db_ready.load(Ordering::Acquire)
-    }
-}
 
 /// The one HTTP client every registry call goes through, pooled as `pool` says.
 pub fn registry_client(pool: &UpstreamPoolSettings) -> reqwest::Result<reqwest::Client> {
@@ -162,7 +141,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .configure(|cfg| crate::http::configure(cfg, &app_state.settings))
-                .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
+                .wrap(actix_web::middleware::from_fn(crate::http::middleware::observe))
         })
         .shutdown_timeout(settings.shutdown_timeout_secs);
         if settings.workers > 0 {

@@ -24,7 +24,7 @@ fn operations() -> &'static BTreeMap<String, BTreeSet<String>> {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(definition) = serde_json::from_slice::<serde_json::Value>(data) {
-        match lgsp::prefill::form::Form::compile(&definition, 1, operations()) {
+        match lgsp::form::Form::compile(&definition, 1, operations()) {
             Ok(form) => {
                 let (bound, total) = form.ceiling();
                 assert!(bound <= total);

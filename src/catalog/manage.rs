@@ -5,12 +5,12 @@
 use super::store::{self, PartnerRow, Publish};
 use super::LiveCatalog;
 use crate::adapter::Adapter;
-use crate::auth::{
+use crate::db::now_micros;
+use crate::domain::partner::{
     check_agency_code, hash_secret, new_secret, PartnerKind, Policy, Role, ADMIN_TOKEN_PREFIX, KEY_PREFIX,
 };
-use crate::db::now_micros;
 use crate::error::{ApiError, ErrorCode, FieldError};
-use crate::prefill::form::Form;
+use crate::form::Form;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -312,7 +312,8 @@ impl LiveCatalog {
         if p.burst == 0 || p.burst > 100_000 {
             errors.push(FieldError::new("/burst", "must be between 1 and 100000"));
         }
-        errors.extend(p.policy.check(&self.get()));
+        errors.extend(p.policy.check_bounds());
+        errors.extend(policy_references(&p.policy, &self.get()));
         if errors.is_empty() {
             Ok(())
         } else {
@@ -554,4 +555,35 @@ pub struct NewAdminToken {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
     pub token: String,
+}
+
+/// Problems with a policy's references, given what the catalogue holds:
+/// unknown data elements, forms and operations.
+pub fn policy_references(policy: &Policy, catalog: &super::Catalog) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for e in &policy.elements {
+        if e != "*" && !crate::schema::is_element(e) {
+            errors.push(FieldError::new("/policy/elements", format!("unknown data element \"{e}\"")));
+        }
+    }
+    for f in &policy.forms {
+        if f != "*" && !catalog.forms.contains_key(f) {
+            errors.push(FieldError::new("/policy/forms", format!("unknown form \"{f}\"")));
+        }
+    }
+    for o in &policy.operations {
+        if o == "*" {
+            continue;
+        }
+        let known = o.split_once('.').is_some_and(|(a, op)| {
+            catalog.adapters.get(a).is_some_and(|e| op == "*" || e.adapter.operations.contains_key(op))
+        });
+        if !known {
+            errors.push(FieldError::new(
+                "/policy/operations",
+                format!("unknown operation \"{o}\"; use adapter.operation or adapter.*"),
+            ));
+        }
+    }
+    errors
 }

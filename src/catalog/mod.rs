@@ -8,12 +8,12 @@ pub mod manage;
 pub mod store;
 
 use crate::adapter::Adapter;
-use crate::auth::{hash_secret, AdminCaller, Partner, PartnerKind, Policy, Role};
 use crate::config::Settings;
 use crate::db::{catalog_version, Db, DbConnection, DbError};
-use crate::prefill::form::Form;
-use crate::prefill::{Plan, PlanKey};
+use crate::domain::partner::{hash_secret, Partner, PartnerKind, Policy, Role};
+use crate::form::Form;
 use parking_lot::{Mutex, RwLock};
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -70,6 +70,27 @@ impl KeyUse {
     }
 }
 
+/// Which prefill plan a request needs: the form, the partner, and a bit for
+/// each relative the request names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PlanKey {
+    pub form: String,
+    pub partner: String,
+    pub relatives: u8,
+}
+
+/// An admin token as the catalogue holds it: the caller a request that
+/// presents it becomes.
+#[derive(Debug, Clone)]
+pub struct AdminCaller {
+    pub token_id: String,
+    pub role: Role,
+    /// When the token stops working (microseconds since the epoch).
+    pub expires_at: Option<i64>,
+    /// When the token was last used; kept across reloads.
+    pub used: Arc<KeyUse>,
+}
+
 /// One consistent snapshot.
 #[derive(Default)]
 pub struct Catalog {
@@ -87,9 +108,10 @@ pub struct Catalog {
     /// The operations a prefill may call with a citizen ID alone, with the
     /// elements each provides: worked out once per snapshot, not per prefill.
     pub prefill_sources: Vec<(String, BTreeSet<String>)>,
-    /// The prefill plans made with this snapshot (see [`crate::prefill::Plan`]):
-    /// at most one per form, partner and set of relatives named.
-    prefill_plans: Mutex<HashMap<PlanKey, Arc<Plan>>>,
+    /// The prefill plans made with this snapshot (`prefill::Plan`, which this
+    /// layer does not name): at most one per form, partner and set of
+    /// relatives named, dropped with the snapshot.
+    prefill_plans: Mutex<HashMap<PlanKey, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl Catalog {
@@ -111,10 +133,10 @@ impl Catalog {
 
     /// The plan for `key`, made by `make` the first time; without a key, made
     /// afresh.
-    pub fn prefill_plan(&self, key: Option<PlanKey>, make: impl FnOnce() -> Plan) -> Arc<Plan> {
+    pub fn prefill_plan<P: Any + Send + Sync>(&self, key: Option<PlanKey>, make: impl FnOnce() -> P) -> Arc<P> {
         let Some(key) = key else { return Arc::new(make()) };
-        if let Some(plan) = self.prefill_plans.lock().get(&key) {
-            return plan.clone();
+        if let Some(plan) = self.prefill_plans.lock().get(&key).and_then(|p| p.clone().downcast::<P>().ok()) {
+            return plan;
         }
         let plan = Arc::new(make());
         self.prefill_plans.lock().insert(key, plan.clone());
@@ -266,7 +288,7 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
             cat.admins.insert(t.token_hash, caller);
         }
     }
-    cat.prefill_sources = crate::prefill::candidates(&cat);
+    cat.prefill_sources = prefill_sources(&cat);
     Ok(cat)
 }
 
@@ -302,7 +324,7 @@ pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<usize> 
                 note("adapters", serde_json::json!({"shipped": id, "version": version}));
             }
         }
-        for (id, text) in crate::prefill::form::SHIPPED {
+        for (id, text) in crate::form::SHIPPED {
             if store::forms::exists(c, id)? {
                 continue;
             }
@@ -325,4 +347,22 @@ pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<usize> 
         Ok(n)
     })?;
     Ok(stored)
+}
+
+/// Operations callable with only a citizen ID, with what they provide (kept
+/// in each catalogue snapshot as `prefill_sources`).
+fn prefill_sources(catalog: &Catalog) -> Vec<(String, BTreeSet<String>)> {
+    let mut out = Vec::new();
+    for (id, live) in &catalog.adapters {
+        if !live.enabled {
+            continue;
+        }
+        for op in live.adapter.operations.values() {
+            let required = op.request_schema["required"].as_array().cloned().unwrap_or_default();
+            if required.iter().all(|r| r == "citizen_id") {
+                out.push((format!("{id}.{}", op.name), op.elements.iter().cloned().collect()));
+            }
+        }
+    }
+    out
 }

@@ -24,67 +24,7 @@ pub enum DbConnection {
     Postgres(diesel::PgConnection),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
-
-/// A database URL whose backend has been decided from its scheme.
-#[derive(Clone)]
-pub struct DatabaseUrl {
-    pub backend: Backend,
-    /// What the driver is given: a file path for SQLite, the URL for PostgreSQL.
-    connect: String,
-}
-
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DatabaseUrl({})", self.backend.name())
-    }
-}
-
-impl DatabaseUrl {
-    /// The file of a SQLite database (not of an in-memory one).
-    pub fn sqlite_file(&self) -> Option<&str> {
-        (self.backend == Backend::Sqlite && self.connect != ":memory:").then_some(self.connect.as_str())
-    }
-
-    /// `sqlite://PATH` (relative, or absolute as `sqlite:///abs/path`),
-    /// `sqlite::memory:`, or `postgres://…` / `postgresql://…`. Anything else is
-    /// refused: a mistyped URL must never silently create an empty SQLite file.
-    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
-        if let Some(rest) = url.strip_prefix("sqlite://") {
-            if rest.is_empty() {
-                return Err("sqlite:// needs a file path, for example sqlite://lgsp.db".into());
-            }
-            return Ok(DatabaseUrl { backend: Backend::Sqlite, connect: rest.to_string() });
-        }
-        if url == "sqlite::memory:" {
-            return Ok(DatabaseUrl { backend: Backend::Sqlite, connect: ":memory:".into() });
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(DatabaseUrl { backend: Backend::Postgres, connect: url.to_string() });
-        }
-        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
-        if scheme.is_empty() {
-            Err("DATABASE_URL has no scheme; use sqlite://PATH or postgres://USER@HOST/DB".into())
-        } else {
-            Err(format!(
-                "DATABASE_URL scheme \"{scheme}\" is not supported; use sqlite://PATH or postgres://USER@HOST/DB"
-            ))
-        }
-    }
-}
+pub use crate::config::{Backend, DatabaseUrl};
 
 #[derive(Debug)]
 struct ConnectionSetup {

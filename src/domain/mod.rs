@@ -3,6 +3,7 @@
 pub mod admin_units;
 pub mod citizen_id;
 pub mod json;
+pub mod partner;
 
 pub use admin_units::AdminUnits;
 pub use citizen_id::{CitizenId, CitizenIdError, Sex};

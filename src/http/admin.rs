@@ -2,14 +2,16 @@
 //! adapters, forms, partners and their keys, and the audit trail.
 
 use crate::audit::query::{AuditFilter, AuditPage, TimeRange};
-use crate::auth::{admin_caller, AdminCaller, Partner, Role};
 use crate::catalog::manage::{
     parse_expiry, DocKind, KeyInfo, NewAdminToken, NewKey, PartnerInput, PartnerPatch, TokenInfo,
 };
 use crate::catalog::store::{Publish, VersionInfo};
+use crate::catalog::AdminCaller;
+use crate::domain::partner::{Partner, Role};
 use crate::error::{ApiError, ErrorCode};
+use crate::http::caller::admin_caller;
 use crate::http::partner::{citizen_id_at, json_body, typed_body};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{delete, get, patch, post, put, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -24,9 +26,12 @@ fn steward(req: &HttpRequest, state: &AppState) -> Result<AdminCaller, ApiError>
 /// token has `role`. The network is checked first, so a caller from
 /// elsewhere learns nothing about tokens.
 fn admin(req: &HttpRequest, state: &AppState, role: Role) -> Result<AdminCaller, ApiError> {
-    crate::auth::require_network(req, &state.settings.trusted_proxies, &state.settings.admin_networks, |from| {
-        format!("The admin API does not answer {from}; call it from a network in admin_networks.")
-    })?;
+    crate::http::caller::require_network(
+        req,
+        &state.settings.trusted_proxies,
+        &state.settings.admin_networks,
+        |from| format!("The admin API does not answer {from}; call it from a network in admin_networks."),
+    )?;
     let caller = admin_caller(req, &state.catalog.get(), role)?;
     req.extensions_mut().insert(caller.clone());
     Ok(caller)

@@ -26,7 +26,8 @@ pub fn complete(doc: &mut Value) {
     schemas["AnyValue"] = json!({"description": "Any JSON value"});
     // A state change says at least one thing (utoipa has no attribute for it).
     schemas["StateChange"]["minProperties"] = json!(1);
-    schemas["PolicyEntry"] = json!({"type": "string", "minLength": 1, "maxLength": crate::auth::Policy::LONGEST_ENTRY});
+    schemas["PolicyEntry"] =
+        json!({"type": "string", "minLength": 1, "maxLength": crate::domain::partner::Policy::LONGEST_ENTRY});
     let persons: Vec<Value> = schemas["Person"]["enum"].as_array().cloned().unwrap_or_default();
     let relatives: serde_json::Map<String, Value> = persons
         .iter()

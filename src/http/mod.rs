@@ -2,7 +2,9 @@
 //! the handlers' annotations.
 
 pub mod admin;
+pub mod caller;
 pub mod contract;
+pub mod middleware;
 pub mod ops;
 pub mod partner;
 

@@ -4,14 +4,16 @@
 
 use crate::audit::query::Access;
 use crate::audit::AuditRecord;
-use crate::auth::{partner_caller, PartnerCaller, PartnerKind};
 use crate::catalog::Catalog;
+use crate::domain::partner::PartnerKind;
 use crate::domain::CitizenId;
 use crate::error::{in_callers_terms, ApiError, ErrorCode, FieldError};
-use crate::prefill::{form::Form, PrefillAnswer, PrefillInput, PrefillRequest};
+use crate::form::Form;
+use crate::http::caller::{partner_caller, PartnerCaller};
+use crate::http::middleware::RequestId;
+use crate::prefill::{PrefillAnswer, PrefillInput, PrefillRequest};
 use crate::ratelimit::Decision;
-use crate::startup::AppState;
-use crate::telemetry::RequestId;
+use crate::state::AppState;
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -58,7 +60,7 @@ impl Audit {
     ) -> Result<HttpResponse, ApiError> {
         self.settle(&result);
         let r = &mut self.record;
-        if let Some(caller) = req.extensions().get::<crate::auth::AdminCaller>() {
+        if let Some(caller) = req.extensions().get::<crate::catalog::AdminCaller>() {
             r.key_id = caller.token_id.clone();
             r.detail["role"] = json!(caller.role.as_str());
         }
@@ -109,7 +111,7 @@ impl Audit {
 }
 
 fn from_partner_network(req: &HttpRequest, state: &AppState, caller: &PartnerCaller) -> Result<(), ApiError> {
-    crate::auth::check_network(req, &state.settings.trusted_proxies, &caller.partner)
+    crate::http::caller::check_network(req, &state.settings.trusted_proxies, &caller.partner)
 }
 
 /// Authenticates the partner and takes one request from its quota.
@@ -481,7 +483,7 @@ pub struct FormSummary {
     pub version: i32,
     pub title: String,
     pub form_code: String,
-    pub procedure: crate::prefill::form::Procedure,
+    pub procedure: crate::form::Procedure,
     pub purposes: Vec<String>,
     pub fields: usize,
     /// Fields bound to a data element / declarable fields.

@@ -16,13 +16,11 @@
 //! suggestion instead of read-only. An address whose legacy ward was split is
 //! a suggestion too.
 
-pub mod form;
-
 use crate::adapter::client::ExchangeError;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, PlanKey};
 use crate::db::micros_to_rfc3339;
+use crate::form::{Form, Person};
 use crate::telemetry::Metrics;
-use form::{Form, Person};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -176,24 +174,6 @@ fn link_element(p: Person) -> Option<&'static str> {
     }
 }
 
-/// Operations callable with only a citizen ID, with what they provide (kept
-/// in each catalogue snapshot as `prefill_sources`).
-pub fn candidates(catalog: &Catalog) -> Vec<(String, BTreeSet<String>)> {
-    let mut out = Vec::new();
-    for (id, live) in &catalog.adapters {
-        if !live.enabled {
-            continue;
-        }
-        for op in live.adapter.operations.values() {
-            let required = op.request_schema["required"].as_array().cloned().unwrap_or_default();
-            if required.iter().all(|r| r == "citizen_id") {
-                out.push((format!("{id}.{}", op.name), op.elements.iter().cloned().collect()));
-            }
-        }
-    }
-    out
-}
-
 /// Element → operation for one person: pinned sources first, then a greedy cover.
 fn plan(
     candidates: &[(String, BTreeSet<String>)],
@@ -247,10 +227,6 @@ pub struct Plan {
     /// Every element planned for: no others are mapped.
     wanted: BTreeSet<String>,
 }
-
-/// Which plan a prefill needs: the form, the partner, and a bit for each
-/// relative the request names.
-pub type PlanKey = (String, String, u8);
 
 impl Plan {
     fn new(input: &PrefillInput<'_>, permitted: &dyn Fn(Person, &str) -> bool) -> Plan {
@@ -423,7 +399,7 @@ pub struct PrefillInput<'a> {
 impl PrefillInput<'_> {
     fn plan_key(&self) -> Option<PlanKey> {
         let relatives = self.relatives.keys().fold(0u8, |bits, p| bits | 1 << *p as u8);
-        Some((self.form.id().to_string(), self.partner?.to_string(), relatives))
+        Some(PlanKey { form: self.form.id().to_string(), partner: self.partner?.to_string(), relatives })
     }
 }
 

@@ -139,7 +139,7 @@ async fn bad_requests_of_every_kind_become_problems() {
             )
             .route("/probe/query", web::get().to(|_q: web::Query<Q>| async { HttpResponse::Ok().finish() }))
             .configure(|cfg| lgsp::http::configure(cfg, &settings))
-            .wrap(actix_web::middleware::from_fn(lgsp::telemetry::observe)),
+            .wrap(actix_web::middleware::from_fn(lgsp::http::middleware::observe)),
     )
     .await;
     let cases: Vec<(test::TestRequest, u16, &str)> = vec![

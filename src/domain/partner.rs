@@ -1,17 +1,14 @@
-//! Who is calling: partner agencies with API keys (`/v1`), stewards and
-//! auditors with admin tokens (`/admin`). The two kinds of credential live in
-//! separate tables and look different, so a partner key can never open
-//! `/admin`. Only SHA-256 hashes of keys and tokens are stored; a key is shown
-//! once, when it is made.
+//! Partners and who may do what: partner agencies (keyed by their agency
+//! electronic identifier) with their access policy, the roles of admin
+//! tokens, and the secrets both present. Only SHA-256 hashes of keys and
+//! tokens are stored; a key is shown once, when it is made. How a request
+//! proves who it is lives in `http::caller`.
 
-use crate::catalog::Catalog;
-use crate::error::{ApiError, ErrorCode, FieldError};
-use actix_web::HttpRequest;
+use crate::error::FieldError;
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 /// Prefix of every partner API key.
 pub const KEY_PREFIX: &str = "lgsp_pk_";
@@ -157,8 +154,8 @@ impl Policy {
         self.elements.contains(element)
     }
 
-    /// Problems with the policy's references, given what the catalogue holds.
-    pub fn check(&self, catalog: &Catalog) -> Vec<FieldError> {
+    /// Problems with the policy's size: how many entries, how long each.
+    pub fn check_bounds(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         for (name, list) in [
             ("forms", &self.forms),
@@ -186,30 +183,6 @@ impl Policy {
         if self.networks.len() > Self::MOST_ENTRIES {
             errors.push(FieldError::new("/policy/networks", format!("at most {} networks", Self::MOST_ENTRIES)));
         }
-        for e in &self.elements {
-            if e != "*" && !crate::schema::is_element(e) {
-                errors.push(FieldError::new("/policy/elements", format!("unknown data element \"{e}\"")));
-            }
-        }
-        for f in &self.forms {
-            if f != "*" && !catalog.forms.contains_key(f) {
-                errors.push(FieldError::new("/policy/forms", format!("unknown form \"{f}\"")));
-            }
-        }
-        for o in &self.operations {
-            if o == "*" {
-                continue;
-            }
-            let known = o.split_once('.').is_some_and(|(a, op)| {
-                catalog.adapters.get(a).is_some_and(|e| op == "*" || e.adapter.operations.contains_key(op))
-            });
-            if !known {
-                errors.push(FieldError::new(
-                    "/policy/operations",
-                    format!("unknown operation \"{o}\"; use adapter.operation or adapter.*"),
-                ));
-            }
-        }
         errors
     }
 }
@@ -225,13 +198,6 @@ pub struct Partner {
     pub rate_per_minute: u32,
     pub burst: u32,
     pub enabled: bool,
-}
-
-/// A partner call that presented a live key.
-#[derive(Clone)]
-pub struct PartnerCaller {
-    pub partner: Arc<Partner>,
-    pub key_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -257,134 +223,6 @@ impl Role {
             Role::Auditor => "auditor",
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct AdminCaller {
-    pub token_id: String,
-    pub role: Role,
-    /// When the token stops working (microseconds since the epoch).
-    pub expires_at: Option<i64>,
-    /// When the token was last used; kept across reloads.
-    pub used: std::sync::Arc<crate::catalog::KeyUse>,
-}
-
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    let v = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
-}
-
-fn unauthorized(detail: &str) -> ApiError {
-    ApiError::new(ErrorCode::Unauthorized, detail).with_header("WWW-Authenticate", "Bearer realm=\"lgsp\"")
-}
-
-/// The address of the client: the connection's peer, or, when the peer is a
-/// trusted proxy, the last address in `X-Forwarded-For` that is not one (the
-/// addresses before it are the client's own claims, which anyone can send).
-pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
-    let peer = req.peer_addr()?.ip();
-    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    let mut last = peer;
-    for value in req.headers().get_all("x-forwarded-for").collect::<Vec<_>>().into_iter().rev() {
-        let Ok(text) = value.to_str() else { return None };
-        for hop in text.rsplit(',') {
-            let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else { return None };
-            if !is_trusted(&ip) {
-                return Some(ip);
-            }
-            last = ip;
-        }
-    }
-    Some(last)
-}
-
-/// The partner behind `Authorization: Bearer <api key>`.
-pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCaller, ApiError> {
-    let Some(key) = bearer(req) else {
-        return Err(unauthorized("Send the partner's API key as `Authorization: Bearer <key>`."));
-    };
-    let found = key.starts_with(KEY_PREFIX).then(|| catalog.keys.get(&hash_secret(key))).flatten();
-    let Some(k) = found else {
-        return Err(unauthorized("The API key is unknown or has been revoked."));
-    };
-    if let Some(at) = k.expires_at.filter(|at| *at <= crate::db::now_micros()) {
-        return Err(unauthorized(&format!(
-            "The API key expired at {}; ask the data steward for a new one.",
-            crate::db::micros_to_rfc3339(at)
-        )));
-    }
-    k.used.used_now();
-    let Some(partner) = catalog.partners.get(&k.partner_id) else {
-        return Err(unauthorized("The API key is unknown or has been revoked."));
-    };
-    if !partner.enabled {
-        return Err(ApiError::new(ErrorCode::Forbidden, "This partner is disabled; ask the data steward."));
-    }
-    Ok(PartnerCaller { partner: partner.clone(), key_id: k.key_id.clone() })
-}
-
-/// Whether `client` is in one of `networks`; no networks: any client is.
-pub fn within(networks: &[ipnet::IpNet], client: Option<std::net::IpAddr>) -> bool {
-    networks.is_empty() || client.is_some_and(|ip| networks.iter().any(|n| n.contains(&ip)))
-}
-
-/// Refuses a call from outside `networks` with a 403 that `refusal` words
-/// from the address the call came from (see [`client_ip`]). With no
-/// networks named, nothing is looked at: partners without the limit pay
-/// nothing for it.
-pub fn require_network(
-    req: &HttpRequest,
-    trusted: &[ipnet::IpNet],
-    networks: &[ipnet::IpNet],
-    refusal: impl FnOnce(&str) -> String,
-) -> Result<(), ApiError> {
-    if networks.is_empty() {
-        return Ok(());
-    }
-    let client = client_ip(req, trusted);
-    if within(networks, client) {
-        return Ok(());
-    }
-    let from = client.map_or("an unknown address".to_string(), |ip| ip.to_string());
-    Err(ApiError::new(ErrorCode::Forbidden, refusal(&from)))
-}
-
-/// Refuses a partner's call from outside the networks its policy names.
-pub fn check_network(req: &HttpRequest, trusted: &[ipnet::IpNet], partner: &Partner) -> Result<(), ApiError> {
-    require_network(req, trusted, &partner.policy.networks, |from| {
-        format!(
-            "This partner's key is not accepted from {from}: calls must come from the networks its policy names. \
-             Call from there, or ask the data steward."
-        )
-    })
-}
-
-/// The admin behind `Authorization: Bearer <admin token>`, if it has `role`.
-pub fn admin_caller(req: &HttpRequest, catalog: &Catalog, role: Role) -> Result<AdminCaller, ApiError> {
-    let Some(token) = bearer(req) else {
-        return Err(unauthorized("Send an admin token as `Authorization: Bearer <token>`."));
-    };
-    let Some(t) = catalog.admins.get(&hash_secret(token)) else {
-        return Err(unauthorized("The admin token is unknown or has been revoked (partner keys do not open /admin)."));
-    };
-    if let Some(at) = t.expires_at.filter(|at| *at <= crate::db::now_micros()) {
-        return Err(unauthorized(&format!(
-            "The admin token expired at {}; ask a steward for a new one.",
-            crate::db::micros_to_rfc3339(at)
-        )));
-    }
-    t.used.used_now();
-    if t.role != role {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("This needs the {} role; the token has the {} role.", role.as_str(), t.role.as_str()),
-        ));
-    }
-    Ok(t.clone())
 }
 
 #[cfg(test)]
@@ -420,39 +258,6 @@ mod tests {
         assert!(!p.may_call("civil_status", "birth"));
         assert!(p.may_receive("full_name") && !p.may_receive("phone"));
         assert!(p.may_use_form("ct01"));
-    }
-
-    #[test]
-    fn the_client_is_the_peer_unless_a_trusted_proxy_forwards_for_it() {
-        use actix_web::test::TestRequest;
-        let nets = |v: &[&str]| -> Vec<ipnet::IpNet> { v.iter().map(|n| n.parse().unwrap()).collect() };
-        let trusted = nets(&["10.0.0.0/24", "192.0.2.7/32"]);
-        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
-        let from = |peer: &str, forwarded: &[&str]| {
-            let mut r = TestRequest::default().peer_addr(format!("{peer}:40000").parse().unwrap());
-            for f in forwarded {
-                r = r.append_header(("X-Forwarded-For", *f));
-            }
-            client_ip(&r.to_http_request(), &trusted)
-        };
-        // An untrusted peer's own header is not believed.
-        assert_eq!(from("198.51.100.1", &["203.0.113.5"]), ip("198.51.100.1"));
-        // Through trusted proxies: the last address they did not add.
-        assert_eq!(from("10.0.0.1", &["203.0.113.5"]), ip("203.0.113.5"));
-        assert_eq!(from("10.0.0.1", &["6.6.6.6, 203.0.113.5, 192.0.2.7"]), ip("203.0.113.5"));
-        assert_eq!(from("10.0.0.1", &["6.6.6.6", "203.0.113.5, 10.0.0.9"]), ip("203.0.113.5"));
-        // A trusted proxy that forwards nothing is the client; a garbled header is no address.
-        assert_eq!(from("10.0.0.1", &[]), ip("10.0.0.1"));
-        assert_eq!(from("10.0.0.1", &["203.0.113.5, nonsense"]), None);
-        assert_eq!(client_ip(&TestRequest::default().to_http_request(), &trusted), None);
-
-        let p: Policy =
-            serde_json::from_value(serde_json::json!({"networks": ["203.0.113.0/24", "2001:db8::1/128"]})).unwrap();
-        let admits = |p: &Policy, client| within(&p.networks, client);
-        assert!(admits(&p, ip("203.0.113.5")) && admits(&p, ip("2001:db8::1")));
-        assert!(!admits(&p, ip("203.0.114.5")) && !admits(&p, None));
-        assert!(admits(&Policy::default(), None), "no networks: any address");
-        assert!(serde_json::from_value::<Policy>(serde_json::json!({"networks": ["203.0.113.0/33"]})).is_err());
     }
 
     #[test]

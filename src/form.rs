@@ -183,12 +183,12 @@ impl Form {
 
 /// The forms shipped in `schemas/forms/`, embedded in the binary.
 pub const SHIPPED: [(&str, &str); 6] = [
-    ("ct01", include_str!("../../schemas/forms/ct01.json")),
-    ("birth_registration", include_str!("../../schemas/forms/birth_registration.json")),
-    ("tk1_ts", include_str!("../../schemas/forms/tk1_ts.json")),
-    ("death_registration", include_str!("../../schemas/forms/death_registration.json")),
-    ("marital_status_certificate", include_str!("../../schemas/forms/marital_status_certificate.json")),
-    ("health_card_reissue", include_str!("../../schemas/forms/health_card_reissue.json")),
+    ("ct01", include_str!("../schemas/forms/ct01.json")),
+    ("birth_registration", include_str!("../schemas/forms/birth_registration.json")),
+    ("tk1_ts", include_str!("../schemas/forms/tk1_ts.json")),
+    ("death_registration", include_str!("../schemas/forms/death_registration.json")),
+    ("marital_status_certificate", include_str!("../schemas/forms/marital_status_certificate.json")),
+    ("health_card_reissue", include_str!("../schemas/forms/health_card_reissue.json")),
 ];
 
 #[cfg(test)]

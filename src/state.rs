@@ -1,0 +1,33 @@
+//! What every handler can reach: the settings, the database, the live
+//! catalogue, the registry client, the rate limits and the audit sink.
+
+use crate::audit::AuditSink;
+use crate::catalog::LiveCatalog;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::ratelimit::RateLimits;
+use crate::telemetry::Metrics;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub metrics: Arc<Metrics>,
+    /// Database reachable, migrated, and the catalogue loaded.
+    pub db_ready: Arc<AtomicBool>,
+    /// Set while the readiness probe finds the database failing.
+    pub db_failing: crate::telemetry::Failing,
+    pub catalog: Arc<LiveCatalog>,
+    /// The one HTTP client for every registry call.
+    pub http: reqwest::Client,
+    pub limits: RateLimits,
+    pub audit: AuditSink,
+}
+
+impl AppState {
+    pub fn is_ready(&self) -> bool {
+        self.db_ready.load(Ordering::Acquire)
+    }
+}
