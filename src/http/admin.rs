@@ -768,7 +768,7 @@ pub async fn export_audit(
             Ok((body, n))
         })
         .await?;
-    let next_from = (n == limit).then_some(from + limit);
+    let next_from = (n == limit).then(|| from.saturating_add(limit));
     let mut answer = HttpResponse::Ok();
     if let Some(next) = next_from {
         answer.insert_header(("Link", format!("</admin/v1/audit/export?from={next}&limit={limit}>; rel=\"next\"")));

@@ -187,6 +187,11 @@ async fn hostile_bodies_ids_paths_and_headers_get_problems_and_touch_nothing() {
     assert_eq!(assert_4xx("from", r).await, (400, "invalid_parameter".to_string()));
     let r = p.admin(reqwest::Method::GET, "/admin/v1/audit?limit=-1", AUDITOR, None).await;
     assert_eq!(assert_4xx("limit", r).await, (400, "invalid_parameter".to_string()));
+    // The last record number there could be: an empty page, not an overflow.
+    let r =
+        p.admin(reqwest::Method::GET, "/admin/v1/audit/export?from=9223372036854775807&limit=1", AUDITOR, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["records"], json!([]));
     let r = p.admin(reqwest::Method::GET, "/admin/v1/audit?limit=many", AUDITOR, None).await;
     assert_eq!(assert_4xx("limit in words", r).await, (400, "invalid_parameter".to_string()));
     let r = p.client.get(p.url(&format!("/v1/subjects/{id}/access-log?cursor=1.5"))).bearer_auth(&key).send().await;
