@@ -12,6 +12,8 @@
 //!   in the buckets the nodes of a cluster share;
 //! - hashing one audit record into the chain.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or a benchmark stops at its first surprise")]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use lgsp::adapter::Adapter;
 use lgsp::audit::{AuditRow, GENESIS};

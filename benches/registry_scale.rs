@@ -2,6 +2,8 @@
 //! how much memory they hold: `cargo bench --bench registry_scale`
 //! (LGSP_BENCH_CITIZENS sets the size, default 1,000,000).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or a benchmark stops at its first surprise")]
+
 use lgsp::registries::{MockConfig, MockRegistries, RegistryKind};
 use std::time::Instant;
 

@@ -62,6 +62,7 @@ pub mod openapi {
     stand_in!(AdapterManifest, FormDefinition, PublishedForm, AnyValue, CitizenId, Relatives, PolicyEntry);
 }
 
+#[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).expect("embedded schema is JSON")
 }
@@ -82,6 +83,7 @@ pub fn form_schema() -> &'static Value {
     F.get_or_init(|| parse(FORM))
 }
 
+#[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]
 fn registry() -> &'static Registry<'static> {
     static R: OnceLock<Registry<'static>> = OnceLock::new();
     R.get_or_init(|| {
@@ -176,12 +178,14 @@ pub fn check(validator: &Validator, instance: &Value) -> Result<(), Vec<FieldErr
 }
 
 /// The compiled manifest schema.
+#[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]
 pub fn manifest_validator() -> &'static Validator {
     static V: OnceLock<Validator> = OnceLock::new();
     V.get_or_init(|| compile(&json!({ "$ref": MANIFEST_ID })).expect("manifest schema compiles"))
 }
 
 /// The compiled form-definition schema.
+#[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]
 pub fn form_validator() -> &'static Validator {
     static V: OnceLock<Validator> = OnceLock::new();
     V.get_or_init(|| compile(&json!({ "$ref": FORM_ID })).expect("form schema compiles"))

@@ -98,6 +98,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    #[allow(clippy::expect_used, reason = "the metrics' names and labels are constants, valid and distinct")]
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("lgsp".into()), None).expect("valid prefix");
         let buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];

@@ -2,6 +2,8 @@
 //! touches a citizen (prefill, exchange, access log, registry faults, schema
 //! violations) runs with the log captured, and no ID number or name appears.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or a benchmark stops at its first surprise")]
+
 use lgsp::config::Secret;
 use lgsp::registries::{default_tokens, Faults, MockConfig, MockRegistries, RegistryKind};
 use lgsp::startup::Application;

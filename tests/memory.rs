@@ -8,6 +8,8 @@
 //! peak (BENCHMARKS.md has those figures). What must come back is what lgsp
 //! itself holds: nothing may be kept per request.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or a benchmark stops at its first surprise")]
+
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;

@@ -1,6 +1,8 @@
 //! Property tests: personal ID numbers, the shipped mappings over generated
 //! registry records and arbitrary JSON, and the 2025 crosswalk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or a benchmark stops at its first surprise")]
+
 use lgsp::adapter::mapping::Mapping;
 use lgsp::adapter::Adapter;
 use lgsp::config::Settings;

@@ -12,6 +12,8 @@
 //!
 //! Usage: stack_floor PORT UPSTREAM_URL
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or a benchmark stops at its first surprise")]
+
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 

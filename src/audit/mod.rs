@@ -141,6 +141,7 @@ pub struct AuditRow {
 impl AuditRow {
     /// The hash of this row given the previous row's: SHA-256 over the
     /// previous hash and the canonical JSON of every stored field.
+    #[allow(clippy::expect_used, reason = "serializing owned strings and numbers into a hasher cannot fail")]
     pub fn compute_hash(&self) -> String {
         let fields = (
             self.seq,
@@ -272,6 +273,10 @@ pub struct AuditSink {
 
 impl AuditSink {
     /// Starts the writer; at most `capacity` records wait in the queue.
+    #[allow(
+        clippy::expect_used,
+        reason = "without its writer thread a node cannot keep its audit promise; it must not start"
+    )]
     pub fn start(db: Db, metrics: Arc<Metrics>, settings: &crate::config::AuditSettings) -> AuditSink {
         let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(settings.queue_capacity.max(1));
         let m = metrics.clone();

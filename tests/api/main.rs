@@ -1,6 +1,8 @@
 //! Integration tests: each test spawns lgsp on port 0 with its own database
 //! (SQLite by default; PostgreSQL when LGSP_TEST_POSTGRES_URL is set).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test or a benchmark stops at its first surprise")]
+
 mod adapters;
 mod breaker;
 mod cluster;
