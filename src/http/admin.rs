@@ -9,46 +9,36 @@ use crate::catalog::store::{Publish, VersionInfo};
 use crate::catalog::AdminCaller;
 use crate::domain::partner::{Partner, Role};
 use crate::error::{ApiError, ErrorCode};
-use crate::http::caller::admin_caller;
+use crate::http::caller::{Auditor, Steward};
 use crate::http::partner::{citizen_id_at, json_body, typed_body};
 use crate::state::AppState;
-use actix_web::{delete, get, patch, post, put, web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
 use utoipa::ToSchema;
 
-fn steward(req: &HttpRequest, state: &AppState) -> Result<AdminCaller, ApiError> {
-    admin(req, state, Role::Steward)
-}
-
-/// The admin behind the request, if it calls from `admin_networks` and its
-/// token has `role`. The network is checked first, so a caller from
-/// elsewhere learns nothing about tokens.
-fn admin(req: &HttpRequest, state: &AppState, role: Role) -> Result<AdminCaller, ApiError> {
-    crate::http::caller::require_network(
-        req,
-        &state.settings.trusted_proxies,
-        &state.settings.admin_networks,
-        |from| format!("The admin API does not answer {from}; call it from a network in admin_networks."),
-    )?;
-    let caller = admin_caller(req, &state.catalog.get(), role)?;
-    req.extensions_mut().insert(caller.clone());
-    Ok(caller)
-}
-
 /// Runs a change (of the catalogue, a partner, a key or a token, or a dry run
-/// against a registry) and records it in the audit trail, allowed or refused,
-/// under the path below `/admin/v1/`.
-async fn audited(
+/// against a registry) for a steward, and records it in the audit trail,
+/// allowed or refused, under the path below `/admin/v1/`. The change needs
+/// the steward to run at all.
+async fn audited<F, Fut>(
     req: &HttpRequest,
     state: &AppState,
     body: &[u8],
-    change: impl std::future::Future<Output = Result<HttpResponse, ApiError>>,
-) -> Result<HttpResponse, ApiError> {
+    who: Result<Steward, ApiError>,
+    change: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(Steward) -> Fut,
+    Fut: std::future::Future<Output = Result<HttpResponse, ApiError>>,
+{
     let resource = req.path().trim_start_matches("/admin/v1/").to_string();
     let audit = crate::http::partner::Audit::start(req, "admin", resource);
-    let result = change.await;
+    let result = match who {
+        Ok(steward) => change(steward).await,
+        Err(refused) => Err(refused),
+    };
     audit.finish_admin(state, req, body, result).await
 }
 
@@ -64,15 +54,17 @@ pub struct Published {
 
 async fn publish(
     req: HttpRequest,
+    who: Result<Steward, ApiError>,
     state: &AppState,
     kind: DocKind,
     body: &[u8],
     path_id: Option<&str>,
     mode: Publish,
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, state, body, async {
-        let caller = steward(&req, state)?;
-        let doc = json_body(&req, body)?;
+    let req = &req;
+    audited(req, state, body, who, move |steward| async move {
+        let caller = steward.0;
+        let doc = json_body(req, body)?;
         let (id, version) = state.catalog.publish(kind, doc, path_id, &by(&caller), mode).await?;
         tracing::info!(kind = kind.noun(), %id, version, by = %caller.token_id, "published");
         let mut resp = if mode == Publish::Create { HttpResponse::Created() } else { HttpResponse::Ok() };
@@ -99,11 +91,12 @@ pub struct AdapterInfo {
     security(("admin_token" = [])))]
 #[post("/admin/v1/adapters")]
 pub async fn create_adapter(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    publish(req, &state, DocKind::Adapter, &body, None, Publish::Create).await
+    publish(req, who, &state, DocKind::Adapter, &body, None, Publish::Create).await
 }
 
 /// Publishes a new version of an adapter; it takes effect on every node.
@@ -112,18 +105,18 @@ pub async fn create_adapter(
     security(("admin_token" = [])))]
 #[put("/admin/v1/adapters/{id}")]
 pub async fn update_adapter(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    publish(req, &state, DocKind::Adapter, &body, Some(&path), Publish::NewVersion).await
+    publish(req, who, &state, DocKind::Adapter, &body, Some(&path), Publish::NewVersion).await
 }
 
 #[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<AdapterInfo>)), security(("admin_token" = [])))]
 #[get("/admin/v1/adapters")]
-pub async fn list_adapters(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
+pub async fn list_adapters(_steward: Steward, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.get();
     let list: Vec<AdapterInfo> = catalog
         .adapters
@@ -145,11 +138,10 @@ pub async fn list_adapters(req: HttpRequest, state: web::Data<AppState>) -> Resu
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = AdapterDocument), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/adapters/{id}")]
 pub async fn get_adapter(
-    req: HttpRequest,
+    _steward: Steward,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
     let catalog = state.catalog.get();
     let a =
         catalog.adapters.get(path.as_str()).ok_or_else(|| ApiError::not_found(format!("No adapter \"{path}\".")))?;
@@ -189,8 +181,7 @@ pub struct FormVersion {
     pub document: Value,
 }
 
-async fn versions(req: HttpRequest, state: &AppState, kind: DocKind, id: &str) -> Result<HttpResponse, ApiError> {
-    steward(&req, state)?;
+async fn versions(state: &AppState, kind: DocKind, id: &str) -> Result<HttpResponse, ApiError> {
     let list: Vec<VersionInfo> = state.catalog.versions(kind, id).await?;
     Ok(HttpResponse::Ok().json(list))
 }
@@ -198,11 +189,11 @@ async fn versions(req: HttpRequest, state: &AppState, kind: DocKind, id: &str) -
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Vec<VersionInfo>), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/adapters/{id}/versions")]
 pub async fn adapter_versions(
-    req: HttpRequest,
+    _steward: Steward,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    versions(req, &state, DocKind::Adapter, &path).await
+    versions(&state, DocKind::Adapter, &path).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -220,15 +211,16 @@ pub struct StateChange {
 
 async fn change_state(
     req: HttpRequest,
+    who: Result<Steward, ApiError>,
     state: &AppState,
     kind: DocKind,
     id: &str,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, state, body, async {
-        steward(&req, state)?;
+    let req = &req;
+    audited(req, state, body, who, move |_steward| async move {
         let change: StateChange =
-            typed_body(&req, body, ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}")?;
+            typed_body(req, body, ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}")?;
         if change.enabled.is_none() && change.current_version.is_none() {
             return Err(ApiError::new(ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}."));
         }
@@ -248,12 +240,13 @@ async fn change_state(
     responses((status = 204), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[post("/admin/v1/adapters/{id}/state")]
 pub async fn adapter_state(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    change_state(req, &state, DocKind::Adapter, &path, &body).await
+    change_state(req, who, &state, DocKind::Adapter, &path, &body).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -298,14 +291,15 @@ pub struct StewardForm {
     security(("admin_token" = [])))]
 #[post("/admin/v1/adapters/{id}/test")]
 pub async fn test_adapter(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, &state, &body, async {
-        steward(&req, &state)?;
-        let run: DryRun = typed_body(&req, &body, ErrorCode::InvalidBody, "The body does not fit a test request")?;
+    let (req, state, body) = (&req, &*state, &body[..]);
+    audited(req, state, body, who, move |_steward| async move {
+        let run: DryRun = typed_body(req, body, ErrorCode::InvalidBody, "The body does not fit a test request")?;
         let adapter = match &run.manifest {
             Some(m) => std::sync::Arc::new(crate::adapter::Adapter::compile(m, 0, &state.settings).map_err(|e| {
                 ApiError::new(
@@ -342,11 +336,12 @@ pub async fn test_adapter(
     security(("admin_token" = [])))]
 #[post("/admin/v1/forms")]
 pub async fn create_form(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    publish(req, &state, DocKind::Form, &body, None, Publish::Create).await
+    publish(req, who, &state, DocKind::Form, &body, None, Publish::Create).await
 }
 
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), request_body = crate::schema::openapi::FormDefinition,
@@ -354,18 +349,18 @@ pub async fn create_form(
     security(("admin_token" = [])))]
 #[put("/admin/v1/forms/{id}")]
 pub async fn update_form(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    publish(req, &state, DocKind::Form, &body, Some(&path), Publish::NewVersion).await
+    publish(req, who, &state, DocKind::Form, &body, Some(&path), Publish::NewVersion).await
 }
 
 #[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<StewardForm>)), security(("admin_token" = [])))]
 #[get("/admin/v1/forms")]
-pub async fn list_forms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
+pub async fn list_forms(_steward: Steward, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.get();
     let list: Vec<StewardForm> = catalog
         .forms
@@ -378,20 +373,18 @@ pub async fn list_forms(req: HttpRequest, state: web::Data<AppState>) -> Result<
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Vec<VersionInfo>), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/forms/{id}/versions")]
 pub async fn form_versions(
-    req: HttpRequest,
+    _steward: Steward,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    versions(req, &state, DocKind::Form, &path).await
+    versions(&state, DocKind::Form, &path).await
 }
 
 async fn version_document(
-    req: HttpRequest,
     state: &AppState,
     kind: DocKind,
     (id, version): (String, i32),
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, state)?;
     let (version, document) = state.catalog.document(kind, &id, Some(version)).await?;
     Ok(HttpResponse::Ok().json(json!({"id": id, "version": version, "document": document})))
 }
@@ -401,22 +394,22 @@ async fn version_document(
 #[utoipa::path(tag = "stewards", params(("id" = String, Path), ("version" = i32, Path, minimum = 1)), responses((status = 200, body = AdapterVersion), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/adapters/{id}/versions/{version}")]
 pub async fn adapter_version(
-    req: HttpRequest,
+    _steward: Steward,
     path: web::Path<(String, i32)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    version_document(req, &state, DocKind::Adapter, path.into_inner()).await
+    version_document(&state, DocKind::Adapter, path.into_inner()).await
 }
 
 /// One stored version of a form's definition, as it was published.
 #[utoipa::path(tag = "stewards", params(("id" = String, Path), ("version" = i32, Path, minimum = 1)), responses((status = 200, body = FormVersion), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/forms/{id}/versions/{version}")]
 pub async fn form_version(
-    req: HttpRequest,
+    _steward: Steward,
     path: web::Path<(String, i32)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    version_document(req, &state, DocKind::Form, path.into_inner()).await
+    version_document(&state, DocKind::Form, path.into_inner()).await
 }
 
 /// Disables or re-enables a form, or rolls it back to an earlier version.
@@ -424,12 +417,13 @@ pub async fn form_version(
     responses((status = 204), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[post("/admin/v1/forms/{id}/state")]
 pub async fn form_state(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    change_state(req, &state, DocKind::Form, &path, &body).await
+    change_state(req, who, &state, DocKind::Form, &path, &body).await
 }
 
 /// Registers a partner agency with its access policy and rate limit.
@@ -438,14 +432,14 @@ pub async fn form_state(
     security(("admin_token" = [])))]
 #[post("/admin/v1/partners")]
 pub async fn create_partner(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, &state, &body, async {
-        steward(&req, &state)?;
-        let input: PartnerInput =
-            typed_body(&req, &body, ErrorCode::InvalidPartner, "The body does not fit a partner")?;
+    let (req, state, body) = (&req, &*state, &body[..]);
+    audited(req, state, body, who, move |_steward| async move {
+        let input: PartnerInput = typed_body(req, body, ErrorCode::InvalidPartner, "The body does not fit a partner")?;
         let id = input.id.clone();
         state.catalog.create_partner(input).await?;
         let p = state.catalog.get().partners.get(&id).cloned().ok_or_else(|| ApiError::internal("partner vanished"))?;
@@ -456,8 +450,7 @@ pub async fn create_partner(
 
 #[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<Partner>)), security(("admin_token" = [])))]
 #[get("/admin/v1/partners")]
-pub async fn list_partners(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
+pub async fn list_partners(_steward: Steward, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.get();
     let mut list: Vec<&Partner> = catalog.partners.values().map(|p| &**p).collect();
     list.sort_by(|a, b| a.id.cmp(&b.id));
@@ -467,11 +460,10 @@ pub async fn list_partners(req: HttpRequest, state: web::Data<AppState>) -> Resu
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Partner), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/partners/{id}")]
 pub async fn get_partner(
-    req: HttpRequest,
+    _steward: Steward,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
     let catalog = state.catalog.get();
     let p = catalog.partners.get(path.as_str()).ok_or_else(|| ApiError::not_found(format!("No partner {path}.")))?;
     Ok(HttpResponse::Ok().json(&**p))
@@ -483,15 +475,16 @@ pub async fn get_partner(
     security(("admin_token" = [])))]
 #[patch("/admin/v1/partners/{id}")]
 pub async fn update_partner(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, &state, &body, async {
-        steward(&req, &state)?;
+    let (req, state, body) = (&req, &*state, &body[..]);
+    audited(req, state, body, who, move |_steward| async move {
         let patch: PartnerPatch =
-            typed_body(&req, &body, ErrorCode::InvalidPartner, "The body does not fit a partner change")?;
+            typed_body(req, body, ErrorCode::InvalidPartner, "The body does not fit a partner change")?;
         state.catalog.update_partner(&path, patch).await?;
         let p = state
             .catalog
@@ -547,15 +540,15 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
     responses((status = 201, body = NewKey), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[post("/admin/v1/partners/{id}/keys")]
 pub async fn create_key(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, &state, &body, async {
-        steward(&req, &state)?;
-        let k: KeyRequest =
-            optional_body(&req, &body, r#"{"label": "...", "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
+    let (req, state, body) = (&req, &*state, &body[..]);
+    audited(req, state, body, who, move |_steward| async move {
+        let k: KeyRequest = optional_body(req, body, r#"{"label": "...", "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
         let expires_at = k.expires_at.as_deref().map(parse_expiry).transpose()?;
         let key = state.catalog.create_key(&path, &k.label, expires_at).await?;
         Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(key))
@@ -566,11 +559,10 @@ pub async fn create_key(
 #[utoipa::path(tag = "stewards", params(("id" = String, Path)), responses((status = 200, body = Vec<KeyInfo>)), security(("admin_token" = [])))]
 #[get("/admin/v1/partners/{id}/keys")]
 pub async fn list_keys(
-    req: HttpRequest,
+    _steward: Steward,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
     let list = state.catalog.keys(&path).await?;
     Ok(HttpResponse::Ok().json(list))
 }
@@ -580,12 +572,13 @@ pub async fn list_keys(
     responses((status = 204), (status = 404, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[delete("/admin/v1/partners/{id}/keys/{key_id}")]
 pub async fn revoke_key(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, &state, &[], async {
-        steward(&req, &state)?;
+    let (req, state) = (&req, &*state);
+    audited(req, state, &[], who, move |_steward| async move {
         state.catalog.revoke_key(&path.0, &path.1).await?;
         Ok(HttpResponse::NoContent().finish())
     })
@@ -599,15 +592,16 @@ pub async fn revoke_key(
         (status = 422, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[post("/admin/v1/partners/{id}/keys/{key_id}/rotate")]
 pub async fn rotate_key(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, &state, &body, async {
-        steward(&req, &state)?;
+    let (req, state, body) = (&req, &*state, &body[..]);
+    audited(req, state, body, who, move |_steward| async move {
         let r: RotateRequest =
-            optional_body(&req, &body, r#"{"grace_seconds": 86400, "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
+            optional_body(req, body, r#"{"grace_seconds": 86400, "expires_at": "2027-06-30T00:00:00+07:00"}"#)?;
         let expires_at = r.expires_at.as_deref().map(parse_expiry).transpose()?;
         let grace = Duration::from_secs(r.grace_seconds);
         let key = state.catalog.rotate_key(&path.0, &path.1, grace, expires_at).await?;
@@ -634,15 +628,17 @@ pub struct TokenRequest {
     responses((status = 201, body = NewAdminToken), (status = 422, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[post("/admin/v1/tokens")]
 pub async fn create_token(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, &state, &body, async {
-        let caller = steward(&req, &state)?;
+    let (req, state, body) = (&req, &*state, &body[..]);
+    audited(req, state, body, who, move |steward| async move {
+        let caller = steward.0;
         let t: TokenRequest = typed_body(
-            &req,
-            &body,
+            req,
+            body,
             ErrorCode::InvalidBody,
             "Send {\"role\": \"steward\" or \"auditor\", \"label\": \"...\", \"expires_at\": \"2027-06-30T00:00:00+07:00\" (optional)}",
         )?;
@@ -657,8 +653,7 @@ pub async fn create_token(
 /// Lists admin tokens, revoked ones included (never their secrets).
 #[utoipa::path(tag = "stewards", responses((status = 200, body = Vec<TokenInfo>)), security(("admin_token" = [])))]
 #[get("/admin/v1/tokens")]
-pub async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    steward(&req, &state)?;
+pub async fn list_tokens(_steward: Steward, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.catalog.admin_tokens().await?))
 }
 
@@ -668,12 +663,14 @@ pub async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> Result
     security(("admin_token" = [])))]
 #[delete("/admin/v1/tokens/{id}")]
 pub async fn revoke_token(
+    who: Result<Steward, ApiError>,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    audited(&req, &state, &[], async {
-        let caller = steward(&req, &state)?;
+    let (req, state) = (&req, &*state);
+    audited(req, state, &[], who, move |steward| async move {
+        let caller = steward.0;
         state.catalog.revoke_admin_token(&path).await?;
         tracing::info!(token = %path, by = %caller.token_id, "admin token revoked");
         Ok(HttpResponse::NoContent().finish())
@@ -698,11 +695,10 @@ fn parse_time(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
 #[utoipa::path(tag = "auditors", params(AuditFilter), responses((status = 200, body = AuditPage), (status = 400, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/audit")]
 pub async fn search_audit(
-    req: HttpRequest,
+    _auditor: Auditor,
     q: web::Query<AuditFilter>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&req, &state, Role::Auditor)?;
     let f = q.into_inner();
     if f.limit.is_some_and(|l| !(1..=500).contains(&l)) {
         return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 500."));
@@ -740,11 +736,11 @@ pub struct ExportQuery {
     security(("admin_token" = [])))]
 #[get("/admin/v1/audit/export")]
 pub async fn export_audit(
+    _auditor: Auditor,
     req: HttpRequest,
     q: web::Query<ExportQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&req, &state, Role::Auditor)?;
     let from = q.from.unwrap_or(1);
     let limit = q.limit.unwrap_or(1_000);
     if from < 1 {
@@ -820,11 +816,10 @@ pub struct VerifyQuery {
     responses((status = 200, body = AuditVerification), (status = 400, body = crate::error::Problem)), security(("admin_token" = [])))]
 #[get("/admin/v1/audit/verify")]
 pub async fn verify_audit(
-    req: HttpRequest,
+    _auditor: Auditor,
     q: web::Query<VerifyQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    admin(&req, &state, Role::Auditor)?;
     let anchors = crate::audit::parse_anchors(q.anchor.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e))?;
     state.audit.flush(Duration::from_secs(2)).await;

@@ -6,7 +6,9 @@
 use crate::catalog::{AdminCaller, Catalog};
 use crate::domain::partner::{hash_secret, Partner, Role, KEY_PREFIX};
 use crate::error::{ApiError, ErrorCode};
-use actix_web::HttpRequest;
+use crate::state::AppState;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use std::sync::Arc;
 
 /// A partner call that presented a live key.
@@ -132,6 +134,45 @@ pub fn admin_caller(req: &HttpRequest, catalog: &Catalog, role: Role) -> Result<
         ));
     }
     Ok(t.clone())
+}
+
+/// A request made with a live steward token from the admin networks. A
+/// handler that takes one runs for stewards only: the check cannot be left out.
+pub struct Steward(pub AdminCaller);
+
+/// A request made with a live auditor token from the admin networks.
+pub struct Auditor(pub AdminCaller);
+
+/// The admin behind the request, if it calls from `admin_networks` and its
+/// token has `role`. The network is checked first, so a caller from
+/// elsewhere learns nothing about tokens. The caller is kept in the
+/// request's extensions for its audit record.
+fn admin_of(req: &HttpRequest, role: Role) -> Result<AdminCaller, ApiError> {
+    let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("no application state"))?;
+    require_network(req, &state.settings.trusted_proxies, &state.settings.admin_networks, |from| {
+        format!("The admin API does not answer {from}; call it from a network in admin_networks.")
+    })?;
+    let caller = admin_caller(req, &state.catalog.get(), role)?;
+    req.extensions_mut().insert(caller.clone());
+    Ok(caller)
+}
+
+impl FromRequest for Steward {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(admin_of(req, Role::Steward).map(Steward))
+    }
+}
+
+impl FromRequest for Auditor {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(admin_of(req, Role::Auditor).map(Auditor))
+    }
 }
 
 #[cfg(test)]
