@@ -13,40 +13,8 @@ AUDITOR=auditor-token-for-conformance
 
 command -v schemathesis >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$BIN" registries serve --citizens 2000 --population-port $P_POP --civil-status-port $P_CIVIL \
-  --insurance-port $P_INS >"$WORK/mocks.log" 2>&1 &
-PIDS+=($!)
-cat >"$WORK/lgsp.toml" <<TOML
-host = "127.0.0.1"
-port = $P_LGSP
-workers = 2
-database_url = "sqlite://$WORK/lgsp.db"
-bootstrap_admin_tokens = ["steward:$STEWARD", "auditor:$AUDITOR"]
-[log]
-level = "error"
-[upstreams.population]
-url = "http://127.0.0.1:$P_POP"
-token = "population-dev-token"
-[upstreams.civil_status]
-url = "http://127.0.0.1:$P_CIVIL"
-token = "civil-status-dev-token"
-[upstreams.insurance]
-url = "http://127.0.0.1:$P_INS"
-token = "insurance-dev-token"
-TOML
-"$BIN" --config "$WORK/lgsp.toml" serve >"$WORK/lgsp.log" 2>&1 &
-PIDS+=($!)
-BASE=http://127.0.0.1:$P_LGSP
-for _ in $(seq 1 300); do curl -fs -o /dev/null "$BASE/readyz" && break; sleep 0.1; done
+# shellcheck source=.ci/gateway.sh
+source .ci/gateway.sh
 curl -fs -o /dev/null "$BASE/admin/v1/partners" -H "Authorization: Bearer $STEWARD" -H 'Content-Type: application/json' \
   -d '{"id":"000.00.98.H29","name":"Conformance portal","kind":"state_agency","rate_per_minute":1000000,"burst":100000,
        "policy":{"forms":["*"],"purposes":["*"],"operations":["*"],"elements":["*"],"access_log":true}}'

@@ -91,10 +91,22 @@ impl Platform {
     }
 
     pub async fn exchange(&self, key: &str, adapter: &str, op: &str, body: Value) -> reqwest::Response {
+        self.exchange_for("residence_change", key, adapter, op, body).await
+    }
+
+    /// An exchange stating `purpose`.
+    pub async fn exchange_for(
+        &self,
+        purpose: &str,
+        key: &str,
+        adapter: &str,
+        op: &str,
+        body: Value,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(&format!("/v1/exchange/{adapter}/{op}")))
             .bearer_auth(key)
-            .header("X-Purpose", "residence_change")
+            .header("X-Purpose", purpose)
             .json(&body)
             .send()
             .await
@@ -180,15 +192,7 @@ async fn a_partner_exchanges_through_an_adapter_and_only_gets_its_granted_elemen
     let problem = assert_problem(r, 403, "forbidden").await;
     assert!(problem["detail"].as_str().unwrap().contains("population.household"), "{problem}");
     assert_problem(p.exchange(&key, "population", "nope", json!({"citizen_id": id})).await, 404, "not_found").await;
-    let r = p
-        .client
-        .post(p.url("/v1/exchange/population/citizen"))
-        .bearer_auth(&key)
-        .header("X-Purpose", "marketing")
-        .json(&json!({"citizen_id": id}))
-        .send()
-        .await
-        .unwrap();
+    let r = p.exchange_for("marketing", &key, "population", "citizen", json!({"citizen_id": id})).await;
     assert_problem(r, 403, "forbidden").await;
     let r =
         p.client.post(p.url("/v1/exchange/population/citizen")).json(&json!({"citizen_id": id})).send().await.unwrap();
@@ -865,15 +869,7 @@ async fn a_partner_is_bounded_and_a_wildcard_purpose_covers_the_catalogues_proce
     let key = p.partner("000.00.39.H29", everything(), 600, 100).await;
     // A purpose the catalogue's forms serve passes the wildcard; a made-up one does not.
     assert_eq!(p.exchange(&key, "population", "citizen", json!({"citizen_id": id})).await.status(), 200);
-    let r = p
-        .client
-        .post(p.url("/v1/exchange/population/citizen"))
-        .bearer_auth(&key)
-        .header("X-Purpose", "marketing_campaign")
-        .json(&json!({"citizen_id": id}))
-        .send()
-        .await
-        .unwrap();
+    let r = p.exchange_for("marketing_campaign", &key, "population", "citizen", json!({"citizen_id": id})).await;
     let problem = assert_problem(r, 403, "forbidden").await;
     assert!(problem["detail"].as_str().unwrap().contains("not a procedure lgsp knows"), "{problem}");
     // Granted by name, it is the steward's word.
@@ -881,15 +877,7 @@ async fn a_partner_is_bounded_and_a_wildcard_purpose_covers_the_catalogues_proce
     policy["purposes"] = json!(["marketing_campaign"]);
     let path = "/admin/v1/partners/000.00.39.H29";
     assert_eq!(p.admin(reqwest::Method::PATCH, path, STEWARD, Some(json!({"policy": policy}))).await.status(), 200);
-    let r = p
-        .client
-        .post(p.url("/v1/exchange/population/citizen"))
-        .bearer_auth(&key)
-        .header("X-Purpose", "marketing_campaign")
-        .json(&json!({"citizen_id": id}))
-        .send()
-        .await
-        .unwrap();
+    let r = p.exchange_for("marketing_campaign", &key, "population", "citizen", json!({"citizen_id": id})).await;
     assert_eq!(r.status(), 200);
 
     // A name, and the entries of a policy, have bounds.
