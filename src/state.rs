@@ -27,6 +27,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Whether the database answers a query now.
+    pub async fn database_answers(&self) -> Result<(), crate::db::DbError> {
+        self.db.run(Db::ping).await
+    }
+
     pub fn is_ready(&self) -> bool {
         self.db_ready.load(Ordering::Acquire)
     }

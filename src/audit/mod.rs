@@ -269,6 +269,8 @@ pub struct AuditSink {
     metrics: Arc<Metrics>,
     /// Whether `record` returns only once the record is stored.
     store_before_answer: bool,
+    /// Where the trail is read from.
+    db: Db,
 }
 
 impl AuditSink {
@@ -284,13 +286,17 @@ impl AuditSink {
             (settings.batch_size.max(1), Duration::from_millis(settings.flush_interval_ms.max(1)));
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer_loop(db, rx, m, batch_size, interval))
+            .spawn({
+                let db = db.clone();
+                move || writer_loop(db, rx, m, batch_size, interval)
+            })
             .expect("spawn the audit writer");
         AuditSink {
             tx: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             metrics,
             store_before_answer: settings.store_before_answer,
+            db,
         }
     }
 
@@ -337,6 +343,50 @@ impl AuditSink {
         }
     }
 
+    /// A page of the auditors' search, with every record queued so far stored first.
+    pub async fn search(
+        &self,
+        filter: query::AuditFilter,
+        time: query::TimeRange,
+    ) -> Result<query::AuditPage, DbError> {
+        self.flush(READ_AFTER).await;
+        self.db.run(move |c| query::search(c, &filter, &time)).await
+    }
+
+    /// The chain verified against `anchors`, every record queued so far stored first.
+    pub async fn verify(&self, anchors: BTreeMap<i64, String>) -> Result<Verification, DbError> {
+        self.flush(READ_AFTER).await;
+        self.db.run(move |c| verify_anchored(c, &anchors)).await
+    }
+
+    /// Records `from` to `from + limit - 1` as JSON lines, and how many there were.
+    pub async fn export_page(&self, from: i64, limit: i64) -> Result<(Vec<u8>, i64), DbError> {
+        self.flush(READ_AFTER).await;
+        self.db
+            .run(move |c| {
+                let mut lines = Vec::new();
+                let n = export(c, from, Some(from.saturating_add(limit - 1)), &mut lines).map_err(|e| match e {
+                    ExportError::Db(e) => e,
+                    // Writing to memory does not fail; kept for completeness.
+                    ExportError::Write(e) => DbError::Unavailable(e.to_string()),
+                })?;
+                Ok((lines, n))
+            })
+            .await
+    }
+
+    /// The `detail` of the latest successful prefills of a form, at most `limit`.
+    pub async fn prefill_details(&self, form: String, limit: i64) -> Result<Vec<Value>, DbError> {
+        self.flush(READ_AFTER).await;
+        self.db.run(move |c| query::prefill_details(c, &form, limit)).await
+    }
+
+    /// The accesses that released a citizen's data, newest first, older than `before`.
+    pub async fn accesses(&self, subject: String, before: Option<i64>, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+        self.flush(READ_AFTER).await;
+        self.db.run(move |c| query::rows_for_subject(c, &subject, before, limit)).await
+    }
+
     /// True once `shutdown` has run: no record is taken any more and the
     /// writer has stored everything it had.
     pub fn is_closed(&self) -> bool {
@@ -357,6 +407,9 @@ impl Drop for AuditSink {
         self.shutdown();
     }
 }
+
+/// How long a read of the trail waits for the records queued before it.
+const READ_AFTER: Duration = Duration::from_secs(2);
 
 /// How often the writer looks at its queue while it gathers a batch.
 const GATHER_POLL: Duration = Duration::from_millis(1);

@@ -707,8 +707,7 @@ pub async fn search_audit(
         return Err(ApiError::new(ErrorCode::InvalidParameter, "cursor is the next_cursor a page gave, 1 or more."));
     }
     let time = TimeRange { from: parse_time("from", &f.from)?, to: parse_time("to", &f.to)? };
-    state.audit.flush(Duration::from_secs(2)).await;
-    let page = state.db.run(move |c| crate::audit::query::search(c, &f, &time)).await?;
+    let page = state.audit.search(f, time).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -749,21 +748,7 @@ pub async fn export_audit(
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 10000."));
     }
-    state.audit.flush(Duration::from_secs(2)).await;
-    let (body, n) = state
-        .db
-        .run(move |c| {
-            let mut body = Vec::new();
-            let n = crate::audit::export(c, from, Some(from.saturating_add(limit - 1)), &mut body).map_err(
-                |e| match e {
-                    crate::audit::ExportError::Db(e) => e,
-                    // Writing to memory does not fail; kept for completeness.
-                    crate::audit::ExportError::Write(e) => crate::db::DbError::Unavailable(e.to_string()),
-                },
-            )?;
-            Ok((body, n))
-        })
-        .await?;
+    let (body, n) = state.audit.export_page(from, limit).await?;
     let next_from = (n == limit).then(|| from.saturating_add(limit));
     let mut answer = HttpResponse::Ok();
     if let Some(next) = next_from {
@@ -822,8 +807,7 @@ pub async fn verify_audit(
 ) -> Result<HttpResponse, ApiError> {
     let anchors = crate::audit::parse_anchors(q.anchor.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e))?;
-    state.audit.flush(Duration::from_secs(2)).await;
-    let v = state.db.run(move |c| crate::audit::verify_anchored(c, &anchors)).await?;
+    let v = state.audit.verify(anchors).await?;
     Ok(HttpResponse::Ok().json(AuditVerification {
         intact: v.is_intact(),
         records: v.records,

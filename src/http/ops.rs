@@ -1,6 +1,5 @@
 //! Operations endpoints: liveness, readiness, metrics, the OpenAPI document.
 
-use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
@@ -51,7 +50,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             detail: Some("not reachable or not migrated yet".into()),
         }
     } else {
-        match state.db.run(Db::ping).await {
+        match state.database_answers().await {
             Ok(()) => {
                 state.db_failing.answered();
                 CheckResult { name: "database".into(), ok: true, required: true, detail: None }

@@ -584,9 +584,7 @@ pub async fn form_coverage(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let form = visible_form(&req, &state, &path)?;
-    state.audit.flush(Duration::from_secs(2)).await;
-    let id = form.id().to_string();
-    let details = state.db.run(move |c| crate::audit::query::prefill_details(c, &id, 10_000)).await?;
+    let details = state.audit.prefill_details(form.id().to_string(), 10_000).await?;
     Ok(HttpResponse::Ok().json(coverage_of(&form, &details)))
 }
 
@@ -742,9 +740,7 @@ async fn access_log_inner(
     if q.cursor.is_some_and(|c| c < 1) {
         return Err(ApiError::new(ErrorCode::InvalidParameter, "cursor is the one a Link header gave, 1 or more."));
     }
-    state.audit.flush(Duration::from_secs(2)).await;
-    let (subject, before) = (id.to_string(), q.cursor);
-    let mut rows = state.db.run(move |c| crate::audit::query::rows_for_subject(c, &subject, before, limit + 1)).await?;
+    let mut rows = state.audit.accesses(id.to_string(), q.cursor, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = rows.last().filter(|_| more).map(|r| r.seq);
