@@ -136,6 +136,25 @@ pub fn admin_caller(req: &HttpRequest, catalog: &Catalog, role: Role) -> Result<
     Ok(t.clone())
 }
 
+/// A partner's call with a live key, from the partner's networks: a handler
+/// that takes one answers partners only. (Calls that count against the quota
+/// and are audited, refusals included, check the same inside the handler.)
+impl FromRequest for PartnerCaller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(partner_of(req))
+    }
+}
+
+fn partner_of(req: &HttpRequest) -> Result<PartnerCaller, ApiError> {
+    let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("no application state"))?;
+    let caller = partner_caller(req, &state.catalog.get())?;
+    check_network(req, &state.settings.trusted_proxies, &caller.partner)?;
+    Ok(caller)
+}
+
 /// A request made with a live steward token from the admin networks. A
 /// handler that takes one runs for stewards only: the check cannot be left out.
 pub struct Steward(pub AdminCaller);

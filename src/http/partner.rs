@@ -506,17 +506,10 @@ pub fn summary(form: &Form) -> FormSummary {
     }
 }
 
-fn caller_only(req: &HttpRequest, state: &AppState) -> Result<PartnerCaller, ApiError> {
-    let caller = partner_caller(req, &state.catalog.get())?;
-    from_partner_network(req, state, &caller)?;
-    Ok(caller)
-}
-
 /// The forms this partner may prefill.
 #[utoipa::path(tag = "partners", responses((status = 200, body = Vec<FormSummary>), (status = 401, body = crate::error::Problem)), security(("partner_key" = [])))]
 #[get("/v1/forms")]
-pub async fn list_forms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let caller = caller_only(&req, &state)?;
+pub async fn list_forms(caller: PartnerCaller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.get();
     let list: Vec<FormSummary> = catalog
         .forms
@@ -527,8 +520,7 @@ pub async fn list_forms(req: HttpRequest, state: web::Data<AppState>) -> Result<
     Ok(HttpResponse::Ok().json(list))
 }
 
-fn visible_form(req: &HttpRequest, state: &AppState, id: &str) -> Result<std::sync::Arc<Form>, ApiError> {
-    let caller = caller_only(req, state)?;
+fn visible_form(caller: &PartnerCaller, state: &AppState, id: &str) -> Result<std::sync::Arc<Form>, ApiError> {
     let catalog = state.catalog.get();
     let form = catalog.form(id).ok_or_else(|| ApiError::not_found(format!("No enabled form \"{id}\".")))?;
     if !caller.partner.policy.may_use_form(id) {
@@ -544,11 +536,11 @@ fn visible_form(req: &HttpRequest, state: &AppState, id: &str) -> Result<std::sy
 #[utoipa::path(tag = "partners", params(("id" = String, Path)), responses((status = 200, body = crate::schema::openapi::PublishedForm), (status = 404, body = crate::error::Problem)), security(("partner_key" = [])))]
 #[get("/v1/forms/{id}")]
 pub async fn get_form(
-    req: HttpRequest,
+    caller: PartnerCaller,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let form = visible_form(&req, &state, &path)?;
+    let form = visible_form(&caller, &state, &path)?;
     let mut doc = form.definition.clone();
     doc["version"] = json!(form.version);
     Ok(HttpResponse::Ok().json(doc))
@@ -579,11 +571,11 @@ pub struct Measured {
 #[utoipa::path(tag = "partners", params(("id" = String, Path)), responses((status = 200, body = FormCoverage), (status = 404, body = crate::error::Problem)), security(("partner_key" = [])))]
 #[get("/v1/forms/{id}/coverage")]
 pub async fn form_coverage(
-    req: HttpRequest,
+    caller: PartnerCaller,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let form = visible_form(&req, &state, &path)?;
+    let form = visible_form(&caller, &state, &path)?;
     let details = state.audit.prefill_details(form.id().to_string(), 10_000).await?;
     Ok(HttpResponse::Ok().json(coverage_of(&form, &details)))
 }
@@ -643,8 +635,7 @@ pub struct OperationListing {
 /// (in the spirit of X-Road's listMethods and getOpenAPI).
 #[utoipa::path(tag = "partners", responses((status = 200, body = Vec<AdapterListing>), (status = 401, body = crate::error::Problem)), security(("partner_key" = [])))]
 #[get("/v1/adapters")]
-pub async fn list_adapters(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let caller = caller_only(&req, &state)?;
+pub async fn list_adapters(caller: PartnerCaller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.get();
     let policy = &caller.partner.policy;
     let list: Vec<AdapterListing> = catalog
