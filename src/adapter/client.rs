@@ -218,9 +218,7 @@ impl ExchangeError {
             ExchangeError::InvalidResponse { .. } => "invalid_response",
         }
     }
-}
 
-impl ExchangeError {
     /// What this outcome says of the registry's health.
     fn verdict(&self) -> Verdict {
         match self {
@@ -287,8 +285,8 @@ enum Attempt {
 
 /// One call's bookkeeping: its leave from the breaker, and its count and
 /// latency in the metrics. Settled once, when its outcome is known; a call
-/// dropped before that (the prefill's budget ran out) is counted and heard by
-/// the breaker as it was cut off.
+/// dropped before that (whoever awaited it went away) is counted as
+/// `cancelled`, and its leave, dropped with it, tells the breaker nothing.
 struct CallRecord<'a> {
     leave: Option<Leave<'a>>,
     adapter: &'a Adapter,
@@ -320,10 +318,9 @@ impl CallRecord<'_> {
 
 impl Drop for CallRecord<'_> {
     fn drop(&mut self) {
-        // Dropped unsettled: whoever awaited the call went away.
         if let Some(leave) = self.leave.take() {
             self.count("cancelled");
-            leave.settle(Verdict::Neither);
+            drop(leave);
             self.show_breaker();
         }
     }

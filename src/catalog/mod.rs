@@ -108,6 +108,9 @@ pub struct Catalog {
     /// The operations a prefill may call with a citizen ID alone, with the
     /// elements each provides: worked out once per snapshot, not per prefill.
     pub prefill_sources: Vec<(String, BTreeSet<String>)>,
+    /// The procedures the forms serve (their purposes): what a wildcard grant
+    /// of purposes covers. Worked out once per snapshot, not per call.
+    pub purposes: BTreeSet<String>,
     /// The prefill plans made with this snapshot (`prefill::Plan`, which this
     /// layer does not name): at most one per form, partner and set of
     /// relatives named, dropped with the snapshot.
@@ -115,12 +118,6 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Whether `purpose` is a procedure some form of the catalogue serves:
-    /// the procedures a wildcard grant of purposes covers.
-    pub fn knows_purpose(&self, purpose: &str) -> bool {
-        self.forms.values().any(|f| f.form.doc.purposes.iter().any(|p| p == purpose))
-    }
-
     /// An enabled adapter.
     pub fn adapter(&self, id: &str) -> Option<&Arc<Adapter>> {
         self.adapters.get(id).filter(|a| a.enabled).map(|a| &a.adapter)
@@ -289,6 +286,7 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
         }
     }
     cat.prefill_sources = prefill_sources(&cat);
+    cat.purposes = cat.forms.values().flat_map(|f| f.form.doc.purposes.iter().cloned()).collect();
     Ok(cat)
 }
 

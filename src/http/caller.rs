@@ -51,6 +51,17 @@ pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<std::net
     Some(last)
 }
 
+/// Refuses a credential past its expiry, saying when it expired and whom to ask.
+fn refuse_expired(expires_at: Option<i64>, what: &str, ask: &str) -> Result<(), ApiError> {
+    match expires_at.filter(|at| *at <= crate::db::now_micros()) {
+        Some(at) => Err(unauthorized(&format!(
+            "{what} expired at {}; ask {ask} for a new one.",
+            crate::db::micros_to_rfc3339(at)
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The partner behind `Authorization: Bearer <api key>`.
 pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCaller, ApiError> {
     let Some(key) = bearer(req) else {
@@ -60,12 +71,7 @@ pub fn partner_caller(req: &HttpRequest, catalog: &Catalog) -> Result<PartnerCal
     let Some(k) = found else {
         return Err(unauthorized("The API key is unknown or has been revoked."));
     };
-    if let Some(at) = k.expires_at.filter(|at| *at <= crate::db::now_micros()) {
-        return Err(unauthorized(&format!(
-            "The API key expired at {}; ask the data steward for a new one.",
-            crate::db::micros_to_rfc3339(at)
-        )));
-    }
+    refuse_expired(k.expires_at, "The API key", "the data steward")?;
     k.used.used_now();
     let Some(partner) = catalog.partners.get(&k.partner_id) else {
         return Err(unauthorized("The API key is unknown or has been revoked."));
@@ -120,12 +126,7 @@ pub fn admin_caller(req: &HttpRequest, catalog: &Catalog, role: Role) -> Result<
     let Some(t) = catalog.admins.get(&hash_secret(token)) else {
         return Err(unauthorized("The admin token is unknown or has been revoked (partner keys do not open /admin)."));
     };
-    if let Some(at) = t.expires_at.filter(|at| *at <= crate::db::now_micros()) {
-        return Err(unauthorized(&format!(
-            "The admin token expired at {}; ask a steward for a new one.",
-            crate::db::micros_to_rfc3339(at)
-        )));
-    }
+    refuse_expired(t.expires_at, "The admin token", "a steward")?;
     t.used.used_now();
     if t.role != role {
         return Err(ApiError::new(

@@ -59,11 +59,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The document `/openapi.json` serves: the generated one, completed as a
-/// contract (see `contract`).
-pub fn document() -> serde_json::Value {
-    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
-    contract::complete(&mut doc);
-    doc
+/// contract (see `contract`). It depends on the code alone, so it is made
+/// once, on first use.
+pub fn document() -> &'static [u8] {
+    static DOC: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
+        contract::complete(&mut doc);
+        serde_json::to_vec(&doc).unwrap_or_default()
+    })
 }
 
 /// Registers every route and the extractor configuration.
@@ -115,7 +119,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(ops::openapi_json)
     .service(ops::docs)
     .service(ops::redoc_js)
-    .app_data(web::Data::new(MethodTable::build()))
     .default_service(web::route().to(ops::no_route));
 }
 
@@ -128,7 +131,13 @@ pub struct MethodTable(Vec<(actix_web::dev::ResourceDef, Vec<&'static str>)>);
 impl MethodTable {
     const METHODS: [&'static str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"];
 
-    pub fn build() -> MethodTable {
+    /// The table, made once from the document for every worker.
+    pub fn get() -> &'static MethodTable {
+        static TABLE: std::sync::OnceLock<MethodTable> = std::sync::OnceLock::new();
+        TABLE.get_or_init(MethodTable::build)
+    }
+
+    fn build() -> MethodTable {
         let mut rows = Vec::new();
         for (path, item) in openapi().paths.paths {
             let methods: Vec<&'static str> = [

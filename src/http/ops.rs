@@ -142,7 +142,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// The OpenAPI 3.1 description of this API, generated from the code.
 #[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(crate::http::document())
+    HttpResponse::Ok().content_type("application/json").body(crate::http::document())
 }
 
 /// The Redoc release bundled into the binary (MIT licence, `data/vendor/redoc/`),
@@ -176,11 +176,8 @@ pub async fn redoc_js(version: web::Path<String>) -> Result<HttpResponse, ApiErr
 
 /// Fallback for requests no route takes: a known path with a method it
 /// does not answer (405, with `Allow`), or an unknown path (404).
-pub async fn no_route(
-    req: actix_web::HttpRequest,
-    table: web::Data<crate::http::MethodTable>,
-) -> Result<HttpResponse, ApiError> {
-    match table.allowed(req.path()) {
+pub async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    match crate::http::MethodTable::get().allowed(req.path()) {
         Some(methods) => {
             let allow = methods.join(", ");
             Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("This path answers {allow}, not {}.", req.method()))

@@ -9,7 +9,7 @@ use crate::domain::partner::PartnerKind;
 use crate::domain::CitizenId;
 use crate::error::{in_callers_terms, ApiError, ErrorCode, FieldError};
 use crate::form::Form;
-use crate::http::caller::{partner_caller, PartnerCaller};
+use crate::http::caller::{check_network, partner_caller, PartnerCaller};
 use crate::http::middleware::RequestId;
 use crate::prefill::{PrefillAnswer, PrefillInput, PrefillRequest};
 use crate::ratelimit::Decision;
@@ -110,10 +110,6 @@ impl Audit {
     }
 }
 
-fn from_partner_network(req: &HttpRequest, state: &AppState, caller: &PartnerCaller) -> Result<(), ApiError> {
-    crate::http::caller::check_network(req, &state.settings.trusted_proxies, &caller.partner)
-}
-
 /// Authenticates the partner and takes one request from its quota.
 async fn admit(req: &HttpRequest, state: &AppState, audit: &mut Audit) -> Result<PartnerCaller, ApiError> {
     let catalog = state.catalog.get();
@@ -122,7 +118,7 @@ async fn admit(req: &HttpRequest, state: &AppState, audit: &mut Audit) -> Result
     audit.record.key_id = caller.key_id.clone();
     // Refused under the partner's name: a genuine key used from elsewhere
     // is what its security officer looks for.
-    from_partner_network(req, state, &caller)?;
+    check_network(req, &state.settings.trusted_proxies, &caller.partner)?;
     let p = &caller.partner;
     let d = state.limits.check(&p.id, p.rate_per_minute, p.burst).await;
     audit.rate = Some(d);
@@ -161,7 +157,7 @@ fn check_purpose(caller: &PartnerCaller, catalog: &Catalog, purpose: &str) -> Re
             format!("Partner {} is not granted the purpose \"{purpose}\".", caller.partner.id),
         ));
     }
-    if !catalog.knows_purpose(purpose) {
+    if !catalog.purposes.contains(purpose) {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             format!(
