@@ -13,35 +13,46 @@ use crate::error::{json_error, path_error, query_error};
 use actix_web::web;
 use utoipa::OpenApi;
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "lgsp",
-        description = "Provincial data-integration and sharing platform: prefill, schema-checked exchanges with the national registries, partner access policy, and a tamper-evident audit trail. Every error is an RFC 9457 problem document with a stable `code`."
-    ),
-    paths(
-        ops::healthz, ops::readyz, ops::metrics,
-        partner::prefill, partner::exchange, partner::list_forms, partner::get_form, partner::form_coverage,
-        partner::list_adapters, partner::access_log,
-        admin::create_adapter, admin::update_adapter, admin::list_adapters, admin::get_adapter,
-        admin::adapter_versions, admin::adapter_version, admin::adapter_state, admin::test_adapter,
-        admin::create_form, admin::update_form, admin::list_forms, admin::form_versions, admin::form_version,
-        admin::form_state,
-        admin::create_partner, admin::list_partners, admin::get_partner, admin::update_partner,
-        admin::create_key, admin::list_keys, admin::revoke_key, admin::rotate_key,
-        admin::create_token, admin::list_tokens, admin::revoke_token,
-        admin::search_audit, admin::verify_audit, admin::export_audit,
-    ),
-    components(schemas(crate::error::Problem, crate::error::FieldError)),
-    modifiers(&SecuritySchemes),
-    tags(
-        (name = "partners", description = "Prefill and exchange for partner agencies (Authorization: Bearer <API key>)"),
-        (name = "stewards", description = "Adapters, forms and partners (admin token with the steward role)"),
-        (name = "auditors", description = "The audit trail (admin token with the auditor role)"),
-        (name = "operations", description = "Health, readiness, metrics"),
-    )
-)]
-pub struct ApiDoc;
+/// Declares the documented routes once: each handler is both described in the
+/// OpenAPI document (from its `#[utoipa::path]` annotation) and registered
+/// with actix (from its route attribute), so neither list can miss one.
+macro_rules! documented_routes {
+    ($($module:ident::$handler:ident),* $(,)?) => {
+        #[derive(OpenApi)]
+        #[openapi(
+            info(
+                title = "lgsp",
+                description = "Provincial data-integration and sharing platform: prefill, schema-checked exchanges with the national registries, partner access policy, and a tamper-evident audit trail. Every error is an RFC 9457 problem document with a stable `code`."
+            ),
+            paths($($module::$handler),*),
+            components(schemas(crate::error::Problem, crate::error::FieldError)),
+            modifiers(&SecuritySchemes),
+            tags(
+                (name = "partners", description = "Prefill and exchange for partner agencies (Authorization: Bearer <API key>)"),
+                (name = "stewards", description = "Adapters, forms and partners (admin token with the steward role)"),
+                (name = "auditors", description = "The audit trail (admin token with the auditor role)"),
+                (name = "operations", description = "Health, readiness, metrics"),
+            )
+        )]
+        pub struct ApiDoc;
+
+        /// Registers every documented route.
+        fn documented(cfg: &mut web::ServiceConfig) {
+            $(cfg.service($module::$handler);)*
+        }
+    };
+}
+
+documented_routes!(
+    ops::healthz, ops::readyz, ops::metrics, partner::prefill, partner::exchange, partner::list_forms,
+    partner::get_form, partner::form_coverage, partner::list_adapters, partner::access_log, admin::create_adapter,
+    admin::update_adapter, admin::list_adapters, admin::get_adapter, admin::adapter_versions, admin::adapter_version,
+    admin::adapter_state, admin::test_adapter, admin::create_form, admin::update_form, admin::list_forms,
+    admin::form_versions, admin::form_version, admin::form_state, admin::create_partner, admin::list_partners,
+    admin::get_partner, admin::update_partner, admin::create_key, admin::list_keys, admin::revoke_key,
+    admin::rotate_key, admin::create_token, admin::list_tokens, admin::revoke_token, admin::search_audit,
+    admin::verify_audit, admin::export_audit,
+);
 
 struct SecuritySchemes;
 
@@ -78,44 +89,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(&err).into()))
     .app_data(web::QueryConfig::default().error_handler(|err, _req| query_error(&err).into()))
     .app_data(web::PayloadConfig::default().limit(settings.max_body_bytes))
-    .service(partner::prefill)
-    .service(partner::exchange)
-    .service(partner::list_forms)
-    .service(partner::form_coverage)
-    .service(partner::get_form)
-    .service(partner::list_adapters)
-    .service(partner::access_log)
-    .service(admin::create_adapter)
-    .service(admin::list_adapters)
-    .service(admin::adapter_versions)
-    .service(admin::adapter_version)
-    .service(admin::adapter_state)
-    .service(admin::test_adapter)
-    .service(admin::update_adapter)
-    .service(admin::get_adapter)
-    .service(admin::create_form)
-    .service(admin::list_forms)
-    .service(admin::form_versions)
-    .service(admin::form_version)
-    .service(admin::form_state)
-    .service(admin::update_form)
-    .service(admin::create_partner)
-    .service(admin::list_partners)
-    .service(admin::create_key)
-    .service(admin::list_keys)
-    .service(admin::revoke_key)
-    .service(admin::rotate_key)
-    .service(admin::get_partner)
-    .service(admin::update_partner)
-    .service(admin::create_token)
-    .service(admin::list_tokens)
-    .service(admin::revoke_token)
-    .service(admin::verify_audit)
-    .service(admin::export_audit)
-    .service(admin::search_audit)
-    .service(ops::healthz)
-    .service(ops::readyz)
-    .service(ops::metrics)
+    .configure(documented)
     .service(ops::openapi_json)
     .service(ops::docs)
     .service(ops::redoc_js)
