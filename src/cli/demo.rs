@@ -1,0 +1,110 @@
+//! The demo and the forms report: mock registries and a gateway in one process.
+
+use crate::config::Settings;
+use crate::startup::Application;
+use clap::Subcommand;
+use std::process::ExitCode;
+
+use super::registries::PopulationArgs;
+
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// Every form's ceiling and measured cut of declared data over a sample of
+    /// the mock population; exits non-zero if any form is below 20%.
+    Forms {
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Citizens of each kind to prefill for.
+        #[arg(long, default_value_t = 5)]
+        per_kind: usize,
+    },
+}
+
+/// Mock registries on free ports and a gateway on a throw-away database.
+async fn gateway_with_mocks(
+    mut settings: Settings,
+    population: &PopulationArgs,
+    mock_ports: [u16; 3],
+) -> anyhow::Result<(crate::registries::MockRegistries, Application)> {
+    use crate::registries::{MockConfig, MockRegistries};
+    let config =
+        MockConfig { seed: population.seed, citizens: population.citizens, ports: mock_ports, ..Default::default() };
+    let mocks = MockRegistries::start(&config)?;
+    crate::demo::use_mocks(&mut settings, &mocks, &config.tokens);
+    let app = Application::build(settings).await?;
+    Ok((mocks, app))
+}
+
+pub(super) fn report_forms(
+    mut settings: Settings,
+    population: PopulationArgs,
+    per_kind: usize,
+) -> anyhow::Result<ExitCode> {
+    let path = std::env::temp_dir().join(format!("lgsp-report-{}.db", crate::telemetry::new_uuid().simple()));
+    settings.database_url = crate::config::Secret::new(format!("sqlite://{}", path.display()));
+    settings.port = 0;
+    let code = actix_rt::System::new().block_on(async move {
+        let (mocks, app) = gateway_with_mocks(settings, &population, [0, 0, 0]).await?;
+        let state = app.state();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let key = crate::demo::demo_partner(&state).await?;
+        let samples = mocks.population.samples(per_kind);
+        let rows = crate::demo::report(&state, &base, &key.key, &samples).await?;
+        crate::demo::print_report(&rows);
+        mocks.stop().await;
+        anyhow::Ok(if rows.iter().all(|r| r.meets_target()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    });
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    code
+}
+
+pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Result<ExitCode> {
+    actix_rt::System::new().block_on(async move {
+        let steward = crate::domain::partner::new_secret(crate::domain::partner::ADMIN_TOKEN_PREFIX);
+        let auditor = crate::domain::partner::new_secret(crate::domain::partner::ADMIN_TOKEN_PREFIX);
+        let mut settings = settings;
+        settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("steward:{steward}")));
+        settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("auditor:{auditor}")));
+        let started = std::time::Instant::now();
+        let (mocks, app) = gateway_with_mocks(settings, &population, [7101, 7102, 7103]).await?;
+        let state = app.state();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let key = crate::demo::demo_partner(&state).await?;
+        let s = mocks.population.samples(1);
+        let first = |v: &[String]| v.first().cloned().unwrap_or_default();
+        println!("lgsp demo is up in {:.1} s\n", started.elapsed().as_secs_f64());
+        println!("  gateway          {base}   (API docs: {base}/docs)");
+        for kind in crate::registries::RegistryKind::ALL {
+            println!("  mock {:<12} {}", kind.name(), mocks.url(kind));
+        }
+        println!("  partner          {} (the provincial portal), key id {}", crate::demo::DEMO_PARTNER, key.id);
+        println!("\nexport LGSP_KEY={}", key.key);
+        println!("export LGSP_STEWARD={steward}\nexport LGSP_AUDITOR={auditor}\n");
+        let prefill = |form: &str, purpose: &str, id: &str, who: &str| {
+            println!("# {who}");
+            println!(
+                "curl -s {base}/v1/prefill -H \"Authorization: Bearer $LGSP_KEY\" -H 'Content-Type: application/json' \\\n  -d '{{\"form\":\"{form}\",\"citizen_id\":\"{id}\",\"purpose\":\"{purpose}\"}}'\n"
+            );
+        };
+        prefill("ct01", "residence_change", &first(&s.adult_with_household), "CT01 for an adult with a household");
+        prefill("ct01", "residence_change", &first(&s.legacy_address), "CT01 for a citizen whose address is on a merged ward");
+        prefill("birth_registration", "birth_registration", &first(&s.parent_of_newborn), "Birth registration by a parent of a newborn");
+        prefill("tk1_ts", "health_insurance_enrolment", &first(&s.child_under_6), "TK1-TS for a child under 6");
+        prefill("marital_status_certificate", "marital_status_certificate", &first(&s.married), "Marital status of a married citizen");
+        prefill("death_registration", "death_registration", &first(&s.deceased), "Death registration");
+        let adult = first(&s.adult_with_household);
+        println!("# One registry operation, with its purpose");
+        println!("curl -s {base}/v1/exchange/population/citizen -H \"Authorization: Bearer $LGSP_KEY\" -H 'X-Purpose: residence_change' \\\n  -H 'Content-Type: application/json' -d '{{\"citizen_id\":\"{adult}\"}}'\n");
+        println!("# Forms and their cut of declared data\ncurl -s {base}/v1/forms -H \"Authorization: Bearer $LGSP_KEY\"\ncurl -s {base}/v1/forms/ct01/coverage -H \"Authorization: Bearer $LGSP_KEY\"\n");
+        println!("# Who accessed this citizen's data\ncurl -s {base}/v1/subjects/{adult}/access-log -H \"Authorization: Bearer $LGSP_KEY\"\n");
+        println!("# The audit trail and its chain (auditor)\ncurl -s '{base}/admin/v1/audit?limit=5' -H \"Authorization: Bearer $LGSP_AUDITOR\"\ncurl -s {base}/admin/v1/audit/verify -H \"Authorization: Bearer $LGSP_AUDITOR\"\n");
+        println!("# Take a registry down and prefill again (the others still answer)\ncurl -s -X PUT {}/__faults -H 'X-BHXH-Token: {}' -H 'Content-Type: application/json' -d '{{\"error_rate\":1.0}}'\n", mocks.url(crate::registries::RegistryKind::Insurance), crate::registries::default_tokens()[2]);
+        println!("Ctrl-C stops everything.");
+        app.run_until_stopped().await?;
+        mocks.stop().await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
