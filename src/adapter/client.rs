@@ -8,6 +8,7 @@ use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::telemetry::Metrics;
 use parking_lot::Mutex;
 use rand::Rng;
+use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -204,18 +205,64 @@ pub enum ExchangeError {
     },
 }
 
-impl ExchangeError {
-    /// A short word for audit records and prefill source status.
-    pub fn kind(&self) -> &'static str {
+/// How one registry call ended, in the words of audit records, metrics
+/// (`lgsp_upstream_requests_total`), a prefill's sources and a dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    Ok,
+    NoRecord,
+    InvalidRequest,
+    Rejected,
+    Timeout,
+    BudgetExceeded,
+    Unavailable,
+    CircuitOpen,
+    InvalidResponse,
+    /// Whoever awaited the call went away before it ended.
+    Cancelled,
+}
+
+impl CallOutcome {
+    pub fn as_str(self) -> &'static str {
         match self {
-            ExchangeError::InvalidRequest(_) => "invalid_request",
-            ExchangeError::NotFound => "no_record",
-            ExchangeError::Rejected(_) => "rejected",
-            ExchangeError::Timeout => "timeout",
-            ExchangeError::BudgetExceeded => "budget_exceeded",
-            ExchangeError::Unavailable(_) => "unavailable",
-            ExchangeError::CircuitOpen(_) => "circuit_open",
-            ExchangeError::InvalidResponse { .. } => "invalid_response",
+            CallOutcome::Ok => "ok",
+            CallOutcome::NoRecord => "no_record",
+            CallOutcome::InvalidRequest => "invalid_request",
+            CallOutcome::Rejected => "rejected",
+            CallOutcome::Timeout => "timeout",
+            CallOutcome::BudgetExceeded => "budget_exceeded",
+            CallOutcome::Unavailable => "unavailable",
+            CallOutcome::CircuitOpen => "circuit_open",
+            CallOutcome::InvalidResponse => "invalid_response",
+            CallOutcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the registry answered: a missing record is an answer.
+    pub fn answered(self) -> bool {
+        matches!(self, CallOutcome::Ok | CallOutcome::NoRecord)
+    }
+}
+
+impl std::fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ExchangeError {
+    /// How the call ended, for audit records and prefill source status.
+    pub fn kind(&self) -> CallOutcome {
+        match self {
+            ExchangeError::InvalidRequest(_) => CallOutcome::InvalidRequest,
+            ExchangeError::NotFound => CallOutcome::NoRecord,
+            ExchangeError::Rejected(_) => CallOutcome::Rejected,
+            ExchangeError::Timeout => CallOutcome::Timeout,
+            ExchangeError::BudgetExceeded => CallOutcome::BudgetExceeded,
+            ExchangeError::Unavailable(_) => CallOutcome::Unavailable,
+            ExchangeError::CircuitOpen(_) => CallOutcome::CircuitOpen,
+            ExchangeError::InvalidResponse { .. } => CallOutcome::InvalidResponse,
         }
     }
 
@@ -296,10 +343,10 @@ struct CallRecord<'a> {
 }
 
 impl CallRecord<'_> {
-    fn count(&self, outcome: &str) {
+    fn count(&self, outcome: CallOutcome) {
         let labels = [self.adapter.id.as_str(), self.operation];
         self.metrics.upstream_latency.with_label_values(&labels).observe(self.started.elapsed().as_secs_f64());
-        self.metrics.upstream_requests.with_label_values(&[labels[0], labels[1], outcome]).inc();
+        self.metrics.upstream_requests.with_label_values(&[labels[0], labels[1], outcome.as_str()]).inc();
     }
 
     fn show_breaker(&self) {
@@ -307,7 +354,7 @@ impl CallRecord<'_> {
         self.metrics.breaker_open.with_label_values(&[&self.adapter.id]).set(i64::from(open));
     }
 
-    fn settle(mut self, outcome: &str, verdict: Verdict) {
+    fn settle(mut self, outcome: CallOutcome, verdict: Verdict) {
         self.count(outcome);
         if let Some(leave) = self.leave.take() {
             leave.settle(verdict);
@@ -319,7 +366,7 @@ impl CallRecord<'_> {
 impl Drop for CallRecord<'_> {
     fn drop(&mut self) {
         if let Some(leave) = self.leave.take() {
-            self.count("cancelled");
+            self.count(CallOutcome::Cancelled);
             drop(leave);
             self.show_breaker();
         }
@@ -386,10 +433,12 @@ impl Adapter {
             }
         });
         match &result {
-            Ok(_) => record.settle("ok", Verdict::Healthy),
+            Ok(_) => record.settle(CallOutcome::Ok, Verdict::Healthy),
             Err(ExchangeError::BudgetExceeded) => {
                 let verdict = record.leave.as_ref().map_or(Verdict::Neither, Leave::cut_off_verdict);
-                record.settle(if verdict == Verdict::Failing { "timeout" } else { "budget_exceeded" }, verdict);
+                let outcome =
+                    if verdict == Verdict::Failing { CallOutcome::Timeout } else { CallOutcome::BudgetExceeded };
+                record.settle(outcome, verdict);
             }
             Err(e) => record.settle(e.kind(), e.verdict()),
         }

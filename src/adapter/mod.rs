@@ -13,7 +13,7 @@ use crate::domain::admin_units::LegacyCodes;
 use crate::domain::AdminUnits;
 use crate::error::FieldError;
 use crate::schema;
-use client::{Breaker, Upstream};
+use client::{Breaker, CallOutcome, Upstream};
 use jsonschema::Validator;
 use mapping::{ElementMapping, Mapping};
 use serde::Deserialize;
@@ -515,7 +515,8 @@ pub struct DryRunResult {
     /// Whether the registry answered (a missing record counts as an answer).
     pub ok: bool,
     /// `ok`, or how the call failed (as a prefill's source status says).
-    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub status: CallOutcome,
     pub latency_ms: f64,
     /// The canonical elements mapped from the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -549,7 +550,7 @@ impl Adapter {
                 Ok(m) => DryRunResult {
                     operation: op.name.clone(),
                     ok: true,
-                    status: "ok",
+                    status: CallOutcome::Ok,
                     latency_ms,
                     elements: Some(m.elements),
                     notes: m.notes,
@@ -561,7 +562,7 @@ impl Adapter {
                     let problem = crate::error::ApiError::from(e);
                     DryRunResult {
                         operation: op.name.clone(),
-                        ok: status == "no_record",
+                        ok: status.answered(),
                         status,
                         latency_ms,
                         elements: None,

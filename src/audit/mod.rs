@@ -31,6 +31,55 @@ use std::time::{Duration, Instant};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What happened in one prefill or exchange.
+/// What a record is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Prefill,
+    Exchange,
+    /// A partner read a citizen's access log.
+    AccessLog,
+    /// A steward's or auditor's call, a command-line change, or one made at start-up.
+    Admin,
+}
+
+impl Action {
+    /// As stored and searched (`?action=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Prefill => "prefill",
+            Action::Exchange => "exchange",
+            Action::AccessLog => "access_log",
+            Action::Admin => "admin",
+        }
+    }
+}
+
+/// How the call ended, for the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// A prefill some of whose registries did not answer.
+    Partial,
+    /// Refused as the caller's mistake or beyond its grant (a 4xx).
+    Refused,
+    /// lgsp or a registry failed (a 5xx).
+    Failed,
+}
+
+impl Outcome {
+    /// As stored and searched (`?outcome=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Partial => "partial",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
     pub record_id: String,
@@ -38,16 +87,14 @@ pub struct AuditRecord {
     pub request_id: String,
     pub partner_id: String,
     pub key_id: String,
-    /// `prefill` or `exchange`.
-    pub action: String,
+    pub action: Action,
     pub subject: Option<String>,
     pub purpose: Option<String>,
     /// The form, or `adapter.operation`.
     pub resource: String,
     pub adapters: Vec<String>,
     pub elements: Vec<String>,
-    /// `ok`, `partial`, `refused`, `failed`.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub status: u16,
     pub latency_us: i64,
     /// Per-source status, schema violations, the reason of a refusal.
@@ -57,20 +104,20 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// A record of `action` on `resource`, made now, `ok` until the call says
     /// otherwise; the caller fills in who and what.
-    pub fn new(request_id: String, action: &str, resource: String) -> AuditRecord {
+    pub fn new(request_id: String, action: Action, resource: String) -> AuditRecord {
         AuditRecord {
             record_id: crate::telemetry::new_uuid().to_string(),
             ts: crate::db::now_micros(),
             request_id,
             partner_id: String::new(),
             key_id: String::new(),
-            action: action.into(),
+            action,
             subject: None,
             purpose: None,
             resource,
             adapters: Vec::new(),
             elements: Vec::new(),
-            outcome: "ok".into(),
+            outcome: Outcome::Ok,
             status: 200,
             latency_us: 0,
             detail: serde_json::json!({}),
@@ -81,7 +128,7 @@ impl AuditRecord {
     /// command line (`key_id` `cli`), at start-up (`startup`), by the demo
     /// (`demo`). It has no HTTP status.
     pub fn change(by: &str, resource: String, detail: Value) -> AuditRecord {
-        let mut r = AuditRecord::new(String::new(), "admin", resource);
+        let mut r = AuditRecord::new(String::new(), Action::Admin, resource);
         r.key_id = by.into();
         r.status = 0;
         r.detail = detail;
@@ -178,13 +225,13 @@ impl AuditRow {
             request_id: r.request_id,
             partner_id: r.partner_id,
             key_id: r.key_id,
-            action: r.action,
+            action: r.action.as_str().into(),
             subject: r.subject,
             purpose: r.purpose,
             resource: r.resource,
             adapters: serde_json::to_string(&r.adapters).unwrap_or_default(),
             elements: serde_json::to_string(&r.elements).unwrap_or_default(),
-            outcome: r.outcome,
+            outcome: r.outcome.as_str().into(),
             status: i32::from(r.status),
             latency_us: r.latency_us,
             detail: r.detail.to_string(),

@@ -88,7 +88,7 @@ pub(super) async fn record_cli_change(
         record.subject = change.subject;
     }
     if let Err(e) = result {
-        record.outcome = "refused".into();
+        record.outcome = crate::audit::Outcome::Refused;
         record.detail["reason"] = serde_json::json!(e.to_string());
     }
     if let Err(e) = catalog.db.run(move |c| crate::audit::append(c, vec![record])).await {

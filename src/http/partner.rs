@@ -3,7 +3,7 @@
 //! allowed or refused, leaves exactly one audit record.
 
 use crate::audit::query::Access;
-use crate::audit::AuditRecord;
+use crate::audit::{Action, AuditRecord, Outcome};
 use crate::catalog::Catalog;
 use crate::domain::partner::PartnerKind;
 use crate::domain::CitizenId;
@@ -11,7 +11,7 @@ use crate::error::{in_callers_terms, ApiError, ErrorCode, FieldError};
 use crate::form::Form;
 use crate::http::caller::{check_network, partner_caller, PartnerCaller};
 use crate::http::middleware::RequestId;
-use crate::prefill::{PrefillAnswer, PrefillInput, PrefillRequest};
+use crate::prefill::{PrefillAnswer, PrefillInput, PrefillRequest, Unavailable};
 use crate::ratelimit::Decision;
 use crate::state::AppState;
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
@@ -29,7 +29,7 @@ pub struct Audit {
 }
 
 impl Audit {
-    pub fn start(req: &HttpRequest, action: &str, resource: String) -> Audit {
+    pub fn start(req: &HttpRequest, action: Action, resource: String) -> Audit {
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
         Audit { started: Instant::now(), record: AuditRecord::new(request_id, action, resource), rate: None }
     }
@@ -42,7 +42,7 @@ impl Audit {
             Ok(resp) => r.status = resp.status().as_u16(),
             Err(e) => {
                 r.status = e.code.status().as_u16();
-                r.outcome = if r.status < 500 { "refused".into() } else { "failed".into() };
+                r.outcome = if r.status < 500 { Outcome::Refused } else { Outcome::Failed };
                 r.detail["error"] = json!(e.code.as_str());
                 r.detail["reason"] = json!(e.detail);
             }
@@ -85,7 +85,7 @@ impl Audit {
             r.detail["sensitive"] = json!(sensitive);
         }
         let partner = if r.partner_id.is_empty() { "unauthenticated" } else { r.partner_id.as_str() };
-        state.metrics.partner_requests.with_label_values(&[partner, &r.action, &r.outcome]).inc();
+        state.metrics.partner_requests.with_label_values(&[partner, r.action.as_str(), r.outcome.as_str()]).inc();
         state.audit.record(self.record).await;
         let Some(d) = self.rate else { return result };
         match result {
@@ -297,7 +297,7 @@ pub async fn exchange(
 ) -> Result<HttpResponse, ApiError> {
     let (adapter_id, op_name) = path.into_inner();
     let body = compact(body);
-    let mut audit = Audit::start(&req, "exchange", format!("{adapter_id}.{op_name}"));
+    let mut audit = Audit::start(&req, Action::Exchange, format!("{adapter_id}.{op_name}"));
     let result = exchange_inner(&req, &state, &adapter_id, &op_name, &body, &mut audit).await;
     audit.finish(&state, result).await
 }
@@ -380,7 +380,7 @@ async fn exchange_inner(
 #[post("/v1/prefill")]
 pub async fn prefill(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = compact(body);
-    let mut audit = Audit::start(&req, "prefill", String::new());
+    let mut audit = Audit::start(&req, Action::Prefill, String::new());
     let result = prefill_inner(&req, &state, &body, &mut audit).await;
     audit.finish(&state, result).await
 }
@@ -443,12 +443,12 @@ async fn prefill_inner(
     .await;
     audit.record.adapters = answer.operations();
     audit.record.elements = answer.released();
-    audit.record.outcome = answer.outcome().into();
+    audit.record.outcome = if answer.complete() { Outcome::Ok } else { Outcome::Partial };
     audit.record.detail = json!({
         "form_version": answer.form_version,
         "coverage": answer.coverage,
         "sources": answer.sources.iter().map(|s| json!({"operation": s.operation, "person": s.person, "status": s.status})).collect::<Vec<_>>(),
-        "not_permitted": answer.fields.iter().filter(|f| f.reason.as_deref() == Some("not_permitted")).map(|f| &f.id).collect::<Vec<_>>(),
+        "not_permitted": answer.fields.iter().filter(|f| f.reason == Some(Unavailable::NotPermitted)).map(|f| &f.id).collect::<Vec<_>>(),
     });
     Ok(HttpResponse::Ok().json(answer))
 }
@@ -694,7 +694,7 @@ pub async fn access_log(
     q: web::Query<AccessLogQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut audit = Audit::start(&req, "access_log", "access_log".into());
+    let mut audit = Audit::start(&req, Action::AccessLog, "access_log".into());
     let result = access_log_inner(&req, &state, &path, &q, &mut audit).await;
     audit.finish(&state, result).await
 }
@@ -741,7 +741,7 @@ async fn access_log_inner(
                 agency_name: match catalog.partners.get(&r.partner_id) {
                     Some(p) => p.name.clone(),
                     // A steward's dry run of an adapter read the record.
-                    None if r.action == "admin" => "lgsp data steward (adapter test)".into(),
+                    None if r.action == Action::Admin.as_str() => "lgsp data steward (adapter test)".into(),
                     None => String::new(),
                 },
                 agency_id: r.partner_id,

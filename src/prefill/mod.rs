@@ -16,7 +16,7 @@
 //! suggestion instead of read-only. An address whose legacy ward was split is
 //! a suggestion too.
 
-use crate::adapter::client::ExchangeError;
+use crate::adapter::client::{CallOutcome, ExchangeError};
 use crate::catalog::{Catalog, PlanKey};
 use crate::db::micros_to_rfc3339;
 use crate::form::{Form, Person};
@@ -47,12 +47,53 @@ pub struct PrefillRequest {
     pub relatives: BTreeMap<Person, String>,
 }
 
+/// What became of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldStatus {
+    /// A registry gave its value.
+    Prefilled,
+    /// It is bound to an element, but there is no value; `reason` says why.
+    Unavailable,
+    /// No registry holds it: the citizen declares it.
+    Declare,
+}
+
+/// Why a bound field has no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unavailable {
+    /// The registry holds no record, or no value for the element.
+    NoRecord,
+    /// The person the field is about could not be found.
+    NoPerson,
+    /// No enabled adapter provides the element.
+    NoSource,
+    /// The registry did not answer.
+    SourceFailed,
+    /// The partner may not receive the element.
+    NotPermitted,
+    /// The value did not fit the form's transform.
+    TransformFailed,
+}
+
+/// How a portal should show a prefilled value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Read-only: the element's authoritative registry gave it, and no other disagrees.
+    Authoritative,
+    /// Let the citizen edit it: sources disagree, or lgsp chose among several.
+    Suggestion,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldValue {
     pub id: String,
     pub label_vi: String,
     /// `prefilled`, `unavailable`, or `declare` (not held by any registry).
-    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub status: FieldStatus,
     /// The value, shaped as its element's schema says: a string, a number, an
     /// array, an object (an address, a person), or a boolean.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,11 +117,13 @@ pub struct FieldValue {
     pub verified: Option<bool>,
     /// `authoritative` (show read-only) or `suggestion` (let the citizen edit).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<&'static str>,
+    #[schema(value_type = Option<String>)]
+    pub mode: Option<Mode>,
     /// Why there is no value: `no_record`, `no_person`, `no_source`, `source_failed`, `not_permitted`,
     /// `transform_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<Unavailable>,
     /// Other values for the field, from sources other than its authoritative one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<Conflict>,
@@ -102,7 +145,8 @@ pub struct SourceStatus {
     pub person: Person,
     /// `ok`, `no_record`, `timeout`, `unavailable`, `circuit_open`, `invalid_response`, `budget_exceeded`,
     /// `rejected`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: CallOutcome,
     pub latency_ms: f64,
 }
 
@@ -141,7 +185,7 @@ impl PrefillAnswer {
         let set: BTreeSet<String> = self
             .fields
             .iter()
-            .filter(|f| f.status == "prefilled")
+            .filter(|f| f.status == FieldStatus::Prefilled)
             .filter_map(|f| {
                 let e = f.element.as_ref()?;
                 Some(match f.person {
@@ -153,13 +197,9 @@ impl PrefillAnswer {
         set.into_iter().collect()
     }
 
-    /// `ok` when every source answered, `partial` otherwise.
-    pub fn outcome(&self) -> &'static str {
-        if self.sources.iter().all(|s| s.status == "ok" || s.status == "no_record") {
-            "ok"
-        } else {
-            "partial"
-        }
+    /// Whether every source answered (a missing record is an answer).
+    pub fn complete(&self) -> bool {
+        self.sources.iter().all(|s| s.status.answered())
     }
 }
 
@@ -271,7 +311,7 @@ impl Plan {
 /// What one call brought back.
 #[derive(Clone)]
 struct Fetched {
-    result: Result<Value, String>,
+    result: Result<Value, CallOutcome>,
     latency_ms: f64,
     retrieved_at: i64,
 }
@@ -303,16 +343,16 @@ impl Fetcher<'_> {
                 let adapter = catalog.adapter(a)?;
                 Some((adapter, adapter.operations.get(o)?))
             }) {
-                None => Err("unavailable".to_string()),
+                None => Err(CallOutcome::Unavailable),
                 Some((adapter, op)) => {
                     let request = json!({ "citizen_id": id });
                     let wanted = |e: &str| wanted.contains(e);
                     match adapter.exchange(op, &request, http, metrics, &wanted, Some(deadline)).await {
                         Ok(mapped) => Ok(mapped.elements),
-                        Err(ExchangeError::NotFound) => Err("no_record".to_string()),
+                        Err(ExchangeError::NotFound) => Err(CallOutcome::NoRecord),
                         Err(e) => {
-                            tracing::warn!(operation = %op_key, kind = e.kind(), "prefill source failed");
-                            Err(e.kind().to_string())
+                            tracing::warn!(operation = %op_key, kind = e.kind().as_str(), "prefill source failed");
+                            Err(e.kind())
                         }
                     }
                 }
@@ -329,8 +369,8 @@ impl Fetcher<'_> {
                 operation: op.clone(),
                 person,
                 status: match &fetched.result {
-                    Ok(_) => "ok".to_string(),
-                    Err(k) => k.clone(),
+                    Ok(_) => CallOutcome::Ok,
+                    Err(k) => *k,
                 },
                 latency_ms: (fetched.latency_ms * 1000.0).round() / 1000.0,
             });
@@ -470,7 +510,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
         let mut out = FieldValue {
             id: f.id.clone(),
             label_vi: f.label_vi.clone(),
-            status: "declare",
+            status: FieldStatus::Declare,
             value: None,
             element: None,
             classification: None,
@@ -489,32 +529,36 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
         out.element = Some(b.element.clone());
         out.classification = Some(crate::schema::element_classification(&b.element));
         out.person = Some(b.person);
-        out.status = "unavailable";
+        out.status = FieldStatus::Unavailable;
         if !permitted(b.person, &b.element) {
-            out.reason = Some("not_permitted".into());
+            out.reason = Some(Unavailable::NotPermitted);
             fields.push(out);
             continue;
         }
         let Some(id) = ids.get(&b.person) else {
-            out.reason = Some("no_person".into());
+            out.reason = Some(Unavailable::NoPerson);
             fields.push(out);
             continue;
         };
         let Some(op) = plans.get(&b.person).and_then(|m| m.get(&b.element)) else {
-            out.reason = Some("no_source".into());
+            out.reason = Some(Unavailable::NoSource);
             fields.push(out);
             continue;
         };
         out.source = Some(op.clone());
         let Some(fetched) = fetcher.get(op, id) else {
-            out.reason = Some("source_failed".into());
+            out.reason = Some(Unavailable::SourceFailed);
             fields.push(out);
             continue;
         };
         let elements = match &fetched.result {
             Ok(e) => e,
             Err(kind) => {
-                out.reason = Some(if kind == "no_record" { "no_record".into() } else { "source_failed".into() });
+                out.reason = Some(if *kind == CallOutcome::NoRecord {
+                    Unavailable::NoRecord
+                } else {
+                    Unavailable::SourceFailed
+                });
                 fields.push(out);
                 continue;
             }
@@ -522,7 +566,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
         let element_value = elements.get(&b.element).unwrap_or(&NULL);
         let value = pick(element_value, b.path.as_deref());
         if value.is_null() || value.as_array().is_some_and(Vec::is_empty) {
-            out.reason = Some("no_record".into());
+            out.reason = Some(Unavailable::NoRecord);
             fields.push(out);
             continue;
         }
@@ -549,27 +593,27 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
             _ => {
                 // The jq error quotes the value, so only the field is logged.
                 tracing::warn!(form = form.id(), field = %f.id, "field transform failed");
-                out.reason = Some("transform_failed".into());
+                out.reason = Some(Unavailable::TransformFailed);
                 out.conflicts.clear();
                 fields.push(out);
                 continue;
             }
         };
-        out.mode = Some(if out.conflicts.is_empty() && !guessed { "authoritative" } else { "suggestion" });
+        out.mode = Some(if out.conflicts.is_empty() && !guessed { Mode::Authoritative } else { Mode::Suggestion });
         out.verified = Some(out.conflicts.is_empty());
         out.retrieved_at = Some(micros_to_rfc3339(fetched.retrieved_at));
         characters += display_chars(&value);
         out.value = Some(value);
-        out.status = "prefilled";
+        out.status = FieldStatus::Prefilled;
         fields.push(out);
     }
-    let prefilled = fields.iter().filter(|f| f.status == "prefilled").count();
+    let prefilled = fields.iter().filter(|f| f.status == FieldStatus::Prefilled).count();
     let declarable = fields.len();
     for f in &fields {
-        let result = match (f.status, f.reason.as_deref()) {
-            ("prefilled", _) => "prefilled",
-            ("declare", _) => "declared",
-            (_, Some("not_permitted")) => "not_permitted",
+        let result = match (f.status, f.reason) {
+            (FieldStatus::Prefilled, _) => "prefilled",
+            (FieldStatus::Declare, _) => "declared",
+            (_, Some(Unavailable::NotPermitted)) => "not_permitted",
             _ => "unavailable",
         };
         input.metrics.prefill_fields.with_label_values(&[form.id(), result]).inc();
