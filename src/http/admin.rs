@@ -34,7 +34,7 @@ where
     Fut: std::future::Future<Output = Result<HttpResponse, ApiError>>,
 {
     let resource = req.path().trim_start_matches("/admin/v1/").to_string();
-    let audit = crate::http::partner::Audit::start(req, crate::audit::Action::Admin, resource);
+    let audit = crate::http::admission::Audit::start(req, crate::audit::Action::Admin, resource);
     let result = match who {
         Ok(steward) => change(steward).await,
         Err(refused) => Err(refused),

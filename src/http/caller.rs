@@ -139,7 +139,7 @@ pub fn admin_caller(req: &HttpRequest, catalog: &Catalog, role: Role) -> Result<
 
 /// A partner's call with a live key, from the partner's networks: a handler
 /// that takes one answers partners only. (Calls that count against the quota
-/// and are audited, refusals included, check the same inside the handler.)
+/// and are audited, refusals included, take `admission::Admitted` instead.)
 impl FromRequest for PartnerCaller {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;

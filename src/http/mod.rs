@@ -2,6 +2,7 @@
 //! the handlers' annotations.
 
 pub mod admin;
+pub mod admission;
 pub mod caller;
 pub mod contract;
 pub mod middleware;

@@ -3,138 +3,22 @@
 //! allowed or refused, leaves exactly one audit record.
 
 use crate::audit::query::Access;
-use crate::audit::{Action, AuditRecord, Outcome};
+use crate::audit::{Action, Outcome};
 use crate::catalog::Catalog;
 use crate::domain::partner::PartnerKind;
 use crate::domain::CitizenId;
 use crate::error::{in_callers_terms, ApiError, ErrorCode, FieldError};
 use crate::form::Form;
-use crate::http::caller::{check_network, partner_caller, PartnerCaller};
-use crate::http::middleware::RequestId;
+use crate::http::admission::{sensitive_of, AccessLogCall, Admitted, Audit, ExchangeCall, PrefillCall};
+use crate::http::caller::PartnerCaller;
 use crate::prefill::{PrefillAnswer, PrefillInput, PrefillRequest, Unavailable};
-use crate::ratelimit::Decision;
 use crate::state::AppState;
-use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
-use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use utoipa::ToSchema;
-
-/// The audit record of one call, filled in as the call proceeds.
-pub struct Audit {
-    started: Instant,
-    record: AuditRecord,
-    rate: Option<Decision>,
-}
-
-impl Audit {
-    pub fn start(req: &HttpRequest, action: Action, resource: String) -> Audit {
-        let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-        Audit { started: Instant::now(), record: AuditRecord::new(request_id, action, resource), rate: None }
-    }
-
-    /// Sets the status, outcome and latency from the call's result.
-    fn settle(&mut self, result: &Result<HttpResponse, ApiError>) {
-        let r = &mut self.record;
-        r.latency_us = self.started.elapsed().as_micros() as i64;
-        match result {
-            Ok(resp) => r.status = resp.status().as_u16(),
-            Err(e) => {
-                r.status = e.code.status().as_u16();
-                r.outcome = if r.status < 500 { Outcome::Refused } else { Outcome::Failed };
-                r.detail["error"] = json!(e.code.as_str());
-                r.detail["reason"] = json!(e.detail);
-            }
-        }
-    }
-
-    /// Records an admin call (`action` `admin`): the token that made it, if
-    /// any was accepted, what it sent, and the citizen a dry run read.
-    pub async fn finish_admin(
-        mut self,
-        state: &AppState,
-        req: &HttpRequest,
-        body: &[u8],
-        result: Result<HttpResponse, ApiError>,
-    ) -> Result<HttpResponse, ApiError> {
-        self.settle(&result);
-        let r = &mut self.record;
-        if let Some(caller) = req.extensions().get::<crate::catalog::AdminCaller>() {
-            r.key_id = caller.token_id.clone();
-            r.detail["role"] = json!(caller.role.as_str());
-        }
-        r.detail["method"] = json!(req.method().as_str());
-        r.note_sent(body);
-        state.audit.record(self.record).await;
-        result
-    }
-
-    /// Records the call and adds the rate-limit headers to its answer.
-    pub async fn finish(
-        mut self,
-        state: &AppState,
-        result: Result<HttpResponse, ApiError>,
-    ) -> Result<HttpResponse, ApiError> {
-        self.settle(&result);
-        let r = &mut self.record;
-        // Only authenticated partners name a series: a caller's own claims
-        // never add one.
-        let sensitive = sensitive_of(&r.elements);
-        if !sensitive.is_empty() {
-            r.detail["sensitive"] = json!(sensitive);
-        }
-        let partner = if r.partner_id.is_empty() { "unauthenticated" } else { r.partner_id.as_str() };
-        state.metrics.partner_requests.with_label_values(&[partner, r.action.as_str(), r.outcome.as_str()]).inc();
-        state.audit.record(self.record).await;
-        let Some(d) = self.rate else { return result };
-        match result {
-            Ok(mut resp) => {
-                for (name, value) in d.headers() {
-                    if let (Ok(n), Ok(v)) = (
-                        actix_web::http::header::HeaderName::from_bytes(name.as_bytes()),
-                        HeaderValue::from_str(&value),
-                    ) {
-                        resp.headers_mut().insert(n, v);
-                    }
-                }
-                Ok(resp)
-            }
-            Err(mut e) => {
-                for (name, value) in d.headers() {
-                    e = e.with_header(name, value);
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-/// Authenticates the partner and takes one request from its quota.
-async fn admit(req: &HttpRequest, state: &AppState, audit: &mut Audit) -> Result<PartnerCaller, ApiError> {
-    let catalog = state.catalog.get();
-    let caller = partner_caller(req, &catalog)?;
-    audit.record.partner_id = caller.partner.id.clone();
-    audit.record.key_id = caller.key_id.clone();
-    // Refused under the partner's name: a genuine key used from elsewhere
-    // is what its security officer looks for.
-    check_network(req, &state.settings.trusted_proxies, &caller.partner)?;
-    let p = &caller.partner;
-    let d = state.limits.check(&p.id, p.rate_per_minute, p.burst).await;
-    audit.rate = Some(d);
-    if !d.allowed {
-        state.metrics.rate_limited.with_label_values(&[&p.id]).inc();
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "Partner {} may make {} requests per minute (bursts of {}); retry after {} s.",
-                p.id, p.rate_per_minute, p.burst, d.retry_after
-            ),
-        )
-        .with_retry_after(d.retry_after));
-    }
-    Ok(caller)
-}
 
 /// The purpose of a call: checked against the partner's grant.
 /// A purpose the policy names is granted as named; a wildcard grants the
@@ -185,14 +69,6 @@ fn check_consent(req: &HttpRequest, caller: &PartnerCaller, audit: &mut Audit) -
             "This partner needs the citizen's consent for each call: send its reference in X-Consent-Reference.",
         )),
     }
-}
-
-/// The body alone. actix's `Bytes` extractor reads into an 8 KB buffer,
-/// whatever the body's size, and the extracted bytes keep all of it alive;
-/// a request in flight then holds only what it was sent (8 MB less at 1,000
-/// prefills in flight).
-fn compact(body: web::Bytes) -> Vec<u8> {
-    body.to_vec()
 }
 
 /// A JSON body, with a clear error for anything else. JSON is UTF-8 (RFC
@@ -292,25 +168,24 @@ pub struct ExchangeAnswer {
 pub async fn exchange(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    call: Admitted<ExchangeCall>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (adapter_id, op_name) = path.into_inner();
-    let body = compact(body);
-    let mut audit = Audit::start(&req, Action::Exchange, format!("{adapter_id}.{op_name}"));
-    let result = exchange_inner(&req, &state, &adapter_id, &op_name, &body, &mut audit).await;
+    let Admitted { caller, mut audit, body, .. } = call;
+    let result = exchange_inner(&req, &state, &caller, &adapter_id, &op_name, &body, &mut audit).await;
     audit.finish(&state, result).await
 }
 
 async fn exchange_inner(
     req: &HttpRequest,
     state: &AppState,
+    caller: &PartnerCaller,
     adapter_id: &str,
     op_name: &str,
     body: &[u8],
     audit: &mut Audit,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = admit(req, state, audit).await?;
     let catalog = state.catalog.get();
     let adapter = catalog
         .adapter(adapter_id)
@@ -326,8 +201,8 @@ async fn exchange_inner(
     }
     let purpose = req.headers().get("x-purpose").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
     audit.record.purpose = Some(purpose.clone()).filter(|p| !p.is_empty());
-    check_purpose(&caller, &catalog, &purpose)?;
-    check_consent(req, &caller, audit)?;
+    check_purpose(caller, &catalog, &purpose)?;
+    check_consent(req, caller, audit)?;
     let request = json_body(req, body)?;
     if let Some(id) = request["citizen_id"].as_str() {
         audit.record.subject = Some(id.chars().take(12).collect());
@@ -378,20 +253,23 @@ async fn exchange_inner(
     security(("partner_key" = []))
 )]
 #[post("/v1/prefill")]
-pub async fn prefill(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let body = compact(body);
-    let mut audit = Audit::start(&req, Action::Prefill, String::new());
-    let result = prefill_inner(&req, &state, &body, &mut audit).await;
+pub async fn prefill(
+    req: HttpRequest,
+    call: Admitted<PrefillCall>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Admitted { caller, mut audit, body, .. } = call;
+    let result = prefill_inner(&req, &state, &caller, &body, &mut audit).await;
     audit.finish(&state, result).await
 }
 
 async fn prefill_inner(
     req: &HttpRequest,
     state: &AppState,
+    caller: &PartnerCaller,
     body: &[u8],
     audit: &mut Audit,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = admit(req, state, audit).await?;
     let value = json_body(req, body)?;
     if let Some(f) = value["form"].as_str() {
         audit.record.resource = f.chars().take(64).collect();
@@ -421,8 +299,8 @@ async fn prefill_inner(
         )
         .with_errors(vec![FieldError::new("/purpose", "not a purpose of this form")]));
     }
-    check_purpose(&caller, &catalog, &request.purpose)?;
-    check_consent(req, &caller, audit)?;
+    check_purpose(caller, &catalog, &request.purpose)?;
+    check_consent(req, caller, audit)?;
     // The grant as this snapshot holds it, so that the snapshot may keep the
     // plan made with it; the caller's own if the partner is gone from it.
     let current = catalog.partners.get(&caller.partner.id);
@@ -460,17 +338,6 @@ pub fn citizen_id_at(pointer: &str, id: &str) -> Result<CitizenId, ApiError> {
         ApiError::new(ErrorCode::InvalidCitizenId, format!("{at}: {e}"))
             .with_errors(vec![FieldError::new(pointer, e.to_string())])
     })
-}
-
-/// The released elements that are sensitive personal data (a relative's as
-/// `mother.ethnicity`); every audit record names them, so that auditors find
-/// who received such data.
-fn sensitive_of(released: &[String]) -> Vec<String> {
-    released
-        .iter()
-        .filter(|e| crate::schema::is_sensitive_element(e.rsplit('.').next().unwrap_or(e)))
-        .cloned()
-        .collect()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -692,10 +559,11 @@ pub async fn access_log(
     req: HttpRequest,
     path: web::Path<String>,
     q: web::Query<AccessLogQuery>,
+    call: Admitted<AccessLogCall>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut audit = Audit::start(&req, Action::AccessLog, "access_log".into());
-    let result = access_log_inner(&req, &state, &path, &q, &mut audit).await;
+    let Admitted { caller, mut audit, .. } = call;
+    let result = access_log_inner(&req, &state, &caller, &path, &q, &mut audit).await;
     audit.finish(&state, result).await
 }
 
@@ -706,11 +574,11 @@ pub async fn access_log(
 async fn access_log_inner(
     req: &HttpRequest,
     state: &AppState,
+    caller: &PartnerCaller,
     citizen: &str,
     q: &AccessLogQuery,
     audit: &mut Audit,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = admit(req, state, audit).await?;
     if !caller.partner.policy.access_log {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -719,7 +587,7 @@ async fn access_log_inner(
     }
     let id = CitizenId::parse(citizen).map_err(|e| ApiError::new(ErrorCode::InvalidCitizenId, e.to_string()))?;
     audit.record.subject = Some(id.to_string());
-    check_consent(req, &caller, audit)?;
+    check_consent(req, caller, audit)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 500."));
