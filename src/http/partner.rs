@@ -8,7 +8,7 @@ use crate::catalog::Catalog;
 use crate::domain::partner::PartnerKind;
 use crate::domain::CitizenId;
 use crate::error::{in_callers_terms, ApiError, ErrorCode, FieldError};
-use crate::form::Form;
+use crate::form::{Form, Person};
 use crate::http::admission::{sensitive_of, AccessLogCall, Admitted, Audit, ExchangeCall, PrefillCall};
 use crate::http::caller::PartnerCaller;
 use crate::prefill::{PrefillAnswer, PrefillInput, PrefillRequest, Unavailable};
@@ -17,6 +17,7 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use utoipa::ToSchema;
 
@@ -277,11 +278,13 @@ async fn prefill_inner(
     let request: PrefillRequest =
         typed_value(value, ErrorCode::InvalidBody, "The body does not fit a prefill request")?;
     audit.record.purpose = Some(request.purpose.clone());
-    let subject = citizen_id_at("/citizen_id", &request.citizen_id)?.to_string();
-    audit.record.subject = Some(subject.clone());
-    for (person, id) in &request.relatives {
-        citizen_id_at(&format!("/relatives/{}", person.as_str()), id)?;
-    }
+    let subject = citizen_id_at("/citizen_id", &request.citizen_id)?;
+    audit.record.subject = Some(subject.to_string());
+    let relatives = request
+        .relatives
+        .iter()
+        .map(|(person, id)| Ok((*person, citizen_id_at(&format!("/relatives/{}", person.as_str()), id)?)))
+        .collect::<Result<BTreeMap<Person, CitizenId>, ApiError>>()?;
     let catalog = state.catalog.get();
     let form = catalog
         .form(&request.form)
@@ -309,9 +312,9 @@ async fn prefill_inner(
     let answer = crate::prefill::prefill(PrefillInput {
         catalog: &catalog,
         form,
-        citizen_id: &subject,
+        citizen_id: subject,
         purpose: &request.purpose,
-        relatives: &request.relatives,
+        relatives: &relatives,
         partner: current.map(|p| p.id.as_str()),
         may_receive: &may_receive,
         http: &state.http,

@@ -19,6 +19,7 @@
 use crate::adapter::client::{CallOutcome, ExchangeError};
 use crate::catalog::{Catalog, PlanKey};
 use crate::db::micros_to_rfc3339;
+use crate::domain::CitizenId;
 use crate::form::{Form, Person};
 use crate::telemetry::Metrics;
 use futures_util::future::join_all;
@@ -306,6 +307,11 @@ impl Plan {
             .collect();
         Plan { calls, ops, wanted: needed.into_values().flatten().collect() }
     }
+
+    /// The operations called for `person`, each once.
+    fn ops_of(&self, person: Person) -> &[String] {
+        self.ops.get(&person).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// What one call brought back.
@@ -422,9 +428,9 @@ fn pick<'v>(value: &'v Value, path: Option<&str>) -> &'v Value {
 pub struct PrefillInput<'a> {
     pub catalog: &'a Catalog,
     pub form: &'a Form,
-    pub citizen_id: &'a str,
+    pub citizen_id: CitizenId,
     pub purpose: &'a str,
-    pub relatives: &'a BTreeMap<Person, String>,
+    pub relatives: &'a BTreeMap<Person, CitizenId>,
     /// The partner whose grant `may_receive` applies, when that grant is the
     /// one `catalog` holds: the plan made is kept in the snapshot for the
     /// partner's next prefill of the form. `None`: made for this call alone.
@@ -443,43 +449,68 @@ impl PrefillInput<'_> {
     }
 }
 
+/// Prefills `input.form`: plans the calls (or takes the snapshot's plan),
+/// fetches the subject's records, finds the relatives they link to and
+/// fetches theirs, then merges the answers field by field.
 pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
     let form = input.form;
     let permitted =
         |p: Person, el: &str| (input.may_receive)(el) && link_element(p).is_none_or(|l| (input.may_receive)(l));
     let planned = input.catalog.prefill_plan(input.plan_key(), || Plan::new(&input, &permitted));
-    let (plans, wanted) = (&planned.calls, &planned.wanted);
     let mut fetcher = Fetcher {
         catalog: input.catalog,
         http: input.http,
         metrics: input.metrics,
         deadline: tokio::time::Instant::now() + input.budget,
-        wanted,
+        wanted: &planned.wanted,
         cache: Vec::new(),
         sources: Vec::new(),
     };
-    let subject = input.citizen_id.to_string();
-    let ops_of = |p: Person| -> &[String] { planned.ops.get(&p).map_or(&[], Vec::as_slice) };
+    let ids = fetch_people(&mut fetcher, &planned, &input).await;
+    let merge = Merge { form, plan: &planned, fetcher: &fetcher, ids: &ids, permitted: &permitted };
+    let mut notes = Vec::new();
+    let fields: Vec<FieldValue> = form.doc.fields.iter().map(|f| merge.field(f, &mut notes)).collect();
+    count_fields(input.metrics, form, &fields);
+    let prefilled = fields.iter().filter(|f| f.status == FieldStatus::Prefilled).count();
+    let declarable = fields.len();
+    let characters = fields.iter().filter_map(|f| f.value.as_ref()).map(display_chars).sum();
+    PrefillAnswer {
+        form: form.id().to_string(),
+        form_version: form.version,
+        purpose: input.purpose.to_string(),
+        fields,
+        sources: fetcher.sources,
+        coverage: Coverage { declarable, prefilled, cut: ratio(prefilled, declarable), characters_saved: characters },
+        notes,
+    }
+}
 
-    // Phase 1: the subject. Phase 2: the relatives it links to.
+/// Fetches what the plan needs in two phases: the subject's records, then
+/// those of the relatives the request names or the subject's records link
+/// to. Returns each person's ID number; a relative not found has none.
+async fn fetch_people(fetcher: &mut Fetcher<'_>, plan: &Plan, input: &PrefillInput<'_>) -> BTreeMap<Person, String> {
+    let subject = input.citizen_id.to_string();
     fetcher
-        .fetch_all(ops_of(Person::Subject).iter().map(|op| (Person::Subject, op.clone(), subject.clone())).collect())
+        .fetch_all(
+            plan.ops_of(Person::Subject).iter().map(|op| (Person::Subject, op.clone(), subject.clone())).collect(),
+        )
         .await;
     let subject_value = |el: &str| -> Option<Value> {
-        let op = plans.get(&Person::Subject)?.get(el)?;
+        let op = plan.calls.get(&Person::Subject)?.get(el)?;
         let v = fetcher.get(op, &subject)?.result.as_ref().ok()?.get(el)?;
         (!v.is_null()).then(|| v.clone())
     };
     let mut ids: BTreeMap<Person, String> = BTreeMap::new();
     ids.insert(Person::Subject, subject.clone());
     let sex = subject_value("sex");
-    for p in plans.keys().copied().filter(|p| *p != Person::Subject) {
+    for p in plan.calls.keys().copied().filter(|p| *p != Person::Subject) {
         if let Some(id) = input.relatives.get(&p) {
-            ids.insert(p, id.clone());
+            ids.insert(p, id.to_string());
             continue;
         }
         let linked = link_element(p).and_then(subject_value).and_then(|v| v["citizen_id"].as_str().map(String::from));
         let id = match p {
+            // The child's mother or father is the subject, by sex, or the subject's spouse.
             Person::ChildMother | Person::ChildFather => {
                 let subject_is = if p == Person::ChildMother { "female" } else { "male" };
                 match &sex {
@@ -494,19 +525,30 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
             ids.insert(p, id);
         }
     }
-    let phase2: Vec<(Person, String, String)> = plans
+    let relatives: Vec<(Person, String, String)> = plan
+        .calls
         .keys()
         .filter(|p| **p != Person::Subject)
         .filter_map(|p| ids.get(p).map(|id| (*p, id.clone())))
-        .flat_map(|(p, id)| ops_of(p).iter().map(move |op| (p, op.clone(), id.clone())))
+        .flat_map(|(p, id)| plan.ops_of(p).iter().map(move |op| (p, op.clone(), id.clone())))
         .collect();
-    fetcher.fetch_all(phase2).await;
+    fetcher.fetch_all(relatives).await;
+    ids
+}
 
-    // Merge, field by field.
-    let mut fields = Vec::with_capacity(form.doc.fields.len());
-    let mut characters = 0;
-    let mut notes = Vec::new();
-    for f in &form.doc.fields {
+/// What merging a field reads: the plan, what was fetched, and who is who.
+struct Merge<'a> {
+    form: &'a Form,
+    plan: &'a Plan,
+    fetcher: &'a Fetcher<'a>,
+    ids: &'a BTreeMap<Person, String>,
+    permitted: &'a dyn Fn(Person, &str) -> bool,
+}
+
+impl Merge<'_> {
+    /// One field of the answer: its value from its authoritative source,
+    /// with the other sources' differing values, or why it has none.
+    fn field(&self, f: &crate::form::FormField, notes: &mut Vec<String>) -> FieldValue {
         let mut out = FieldValue {
             id: f.id.clone(),
             label_vi: f.label_vi.clone(),
@@ -522,65 +564,35 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
             reason: None,
             conflicts: Vec::new(),
         };
-        let Some(b) = &f.bind else {
-            fields.push(out);
-            continue;
-        };
+        let Some(b) = &f.bind else { return out };
         out.element = Some(b.element.clone());
         out.classification = Some(crate::schema::element_classification(&b.element));
         out.person = Some(b.person);
         out.status = FieldStatus::Unavailable;
-        if !permitted(b.person, &b.element) {
-            out.reason = Some(Unavailable::NotPermitted);
-            fields.push(out);
-            continue;
-        }
-        let Some(id) = ids.get(&b.person) else {
-            out.reason = Some(Unavailable::NoPerson);
-            fields.push(out);
-            continue;
+        let unavailable = |mut out: FieldValue, why: Unavailable| {
+            out.reason = Some(why);
+            out
         };
-        let Some(op) = plans.get(&b.person).and_then(|m| m.get(&b.element)) else {
-            out.reason = Some(Unavailable::NoSource);
-            fields.push(out);
-            continue;
+        if !(self.permitted)(b.person, &b.element) {
+            return unavailable(out, Unavailable::NotPermitted);
+        }
+        let Some(id) = self.ids.get(&b.person) else { return unavailable(out, Unavailable::NoPerson) };
+        let Some(op) = self.plan.calls.get(&b.person).and_then(|m| m.get(&b.element)) else {
+            return unavailable(out, Unavailable::NoSource);
         };
         out.source = Some(op.clone());
-        let Some(fetched) = fetcher.get(op, id) else {
-            out.reason = Some(Unavailable::SourceFailed);
-            fields.push(out);
-            continue;
-        };
+        let Some(fetched) = self.fetcher.get(op, id) else { return unavailable(out, Unavailable::SourceFailed) };
         let elements = match &fetched.result {
             Ok(e) => e,
-            Err(kind) => {
-                out.reason = Some(if *kind == CallOutcome::NoRecord {
-                    Unavailable::NoRecord
-                } else {
-                    Unavailable::SourceFailed
-                });
-                fields.push(out);
-                continue;
-            }
+            Err(CallOutcome::NoRecord) => return unavailable(out, Unavailable::NoRecord),
+            Err(_) => return unavailable(out, Unavailable::SourceFailed),
         };
         let element_value = elements.get(&b.element).unwrap_or(&NULL);
         let value = pick(element_value, b.path.as_deref());
         if value.is_null() || value.as_array().is_some_and(Vec::is_empty) {
-            out.reason = Some(Unavailable::NoRecord);
-            fields.push(out);
-            continue;
+            return unavailable(out, Unavailable::NoRecord);
         }
-        // Other sources called for this person that hold the same element.
-        for other in ops_of(b.person).iter().filter(|o| *o != op) {
-            if let Some(Ok(els)) = fetcher.get(other, id).map(|f| &f.result) {
-                let v = pick(els.get(&b.element).unwrap_or(&NULL), b.path.as_deref());
-                if !v.is_null() && v != value {
-                    // What the form asks for, never more (a year, not the whole date).
-                    let shown = form.release(&f.id, v).unwrap_or(Value::Null);
-                    out.conflicts.push(Conflict { source: other.to_string(), value: shown });
-                }
-            }
-        }
+        out.conflicts = self.conflicts(f, op, id, value);
         let guessed = element_value["is_guess"] == true;
         if guessed {
             notes.push(format!(
@@ -588,44 +600,52 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
                 f.id
             ));
         }
-        let value = match form.release(&f.id, value) {
+        let value = match self.form.release(&f.id, value) {
             Ok(v) if !v.is_null() => v,
             _ => {
                 // The jq error quotes the value, so only the field is logged.
-                tracing::warn!(form = form.id(), field = %f.id, "field transform failed");
-                out.reason = Some(Unavailable::TransformFailed);
+                tracing::warn!(form = self.form.id(), field = %f.id, "field transform failed");
                 out.conflicts.clear();
-                fields.push(out);
-                continue;
+                return unavailable(out, Unavailable::TransformFailed);
             }
         };
         out.mode = Some(if out.conflicts.is_empty() && !guessed { Mode::Authoritative } else { Mode::Suggestion });
         out.verified = Some(out.conflicts.is_empty());
         out.retrieved_at = Some(micros_to_rfc3339(fetched.retrieved_at));
-        characters += display_chars(&value);
         out.value = Some(value);
         out.status = FieldStatus::Prefilled;
-        fields.push(out);
+        out
     }
-    let prefilled = fields.iter().filter(|f| f.status == FieldStatus::Prefilled).count();
-    let declarable = fields.len();
-    for f in &fields {
+
+    /// The values other sources called for the same person give for the
+    /// field, where they differ from the authoritative `value`.
+    fn conflicts(&self, f: &crate::form::FormField, authoritative: &str, id: &str, value: &Value) -> Vec<Conflict> {
+        let Some(b) = &f.bind else { return Vec::new() };
+        let mut conflicts = Vec::new();
+        for other in self.plan.ops_of(b.person).iter().filter(|o| *o != authoritative) {
+            if let Some(Ok(els)) = self.fetcher.get(other, id).map(|f| &f.result) {
+                let v = pick(els.get(&b.element).unwrap_or(&NULL), b.path.as_deref());
+                if !v.is_null() && v != value {
+                    // What the form asks for, never more (a year, not the whole date).
+                    let shown = self.form.release(&f.id, v).unwrap_or(Value::Null);
+                    conflicts.push(Conflict { source: other.to_string(), value: shown });
+                }
+            }
+        }
+        conflicts
+    }
+}
+
+/// Counts each field's fate in `lgsp_prefill_fields_total`.
+fn count_fields(metrics: &Metrics, form: &Form, fields: &[FieldValue]) {
+    for f in fields {
         let result = match (f.status, f.reason) {
             (FieldStatus::Prefilled, _) => "prefilled",
             (FieldStatus::Declare, _) => "declared",
             (_, Some(Unavailable::NotPermitted)) => "not_permitted",
             _ => "unavailable",
         };
-        input.metrics.prefill_fields.with_label_values(&[form.id(), result]).inc();
-    }
-    PrefillAnswer {
-        form: form.id().to_string(),
-        form_version: form.version,
-        purpose: input.purpose.to_string(),
-        fields,
-        sources: fetcher.sources,
-        coverage: Coverage { declarable, prefilled, cut: ratio(prefilled, declarable), characters_saved: characters },
-        notes,
+        metrics.prefill_fields.with_label_values(&[form.id(), result]).inc();
     }
 }
 
