@@ -223,109 +223,8 @@ impl Adapter {
 
         let mut operations = BTreeMap::new();
         for (name, op) in doc.operations {
-            let at = |field: &str| format!("/operations/{name}/{field}");
-            let compile_schema = |field: &str, s: &Value, errors: &mut Vec<FieldError>| match schema::compile(s) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    errors.push(problem(at(field), format!("not a valid JSON Schema: {e}")));
-                    None
-                }
-            };
-            let request = compile_schema("request_schema", &op.request_schema, &mut errors);
-            let response = compile_schema("response_schema", &op.response_schema, &mut errors);
-            let upstream_request = op
-                .upstream_request_schema
-                .as_ref()
-                .and_then(|s| compile_schema("upstream_request_schema", s, &mut errors));
-            if op.body.is_some() && op.upstream_request_schema.is_none() {
-                errors.push(problem(at("upstream_request_schema"), "an operation with a body needs a schema for it"));
-            }
-            let compile_jq = |field: &str, code: Option<&String>, errors: &mut Vec<FieldError>| {
-                code.and_then(|c| match Mapping::compile(c) {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        errors.push(problem(at(field), e));
-                        None
-                    }
-                })
-            };
-            let mapping = match &op.mapping {
-                MappingDoc::Program(code) => {
-                    compile_jq("mapping", Some(code), &mut errors).map(ElementMapping::Program)
-                }
-                MappingDoc::PerElement { root, defs, tables, elements } => {
-                    for name in elements.keys().filter(|k| !op.elements.contains(k)) {
-                        errors.push(problem(
-                            at(&format!("mapping/elements/{name}")),
-                            format!(
-                                "\"{name}\" is not one of the operation's elements; list it in elements or remove it"
-                            ),
-                        ));
-                    }
-                    for name in op.elements.iter().filter(|e| !elements.contains_key(*e)) {
-                        errors.push(problem(
-                            at("mapping/elements"),
-                            format!("element \"{name}\" is listed in elements but has no program here"),
-                        ));
-                    }
-                    ElementMapping::per_element(root, defs, tables, elements)
-                        .map_err(|errs| {
-                            for (element, message) in errs {
-                                let field =
-                                    element.map(|e| format!("mapping/elements/{e}")).unwrap_or("mapping".into());
-                                errors.push(problem(at(&field), message));
-                            }
-                        })
-                        .ok()
-                }
-            };
-            let query = compile_jq("query", op.query.as_ref(), &mut errors);
-            let body = compile_jq("body", op.body.as_ref(), &mut errors);
-            for (i, el) in op.elements.iter().enumerate() {
-                if !schema::is_element(el) {
-                    errors.push(problem(at(&format!("elements/{i}")), format!("unknown data element \"{el}\"")));
-                }
-            }
-            let params = path_params(&op.path);
-            let required: Vec<&str> = op.request_schema["required"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            for p in &params {
-                if !required.contains(&p.as_str()) {
-                    errors.push(problem(
-                        at("path"),
-                        format!("path parameter {{{p}}} must be a required field of request_schema"),
-                    ));
-                }
-            }
-            let output_schema = schema::elements_object_schema(op.elements.iter().map(String::as_str));
-            let output = compile_schema("elements", &output_schema, &mut errors);
-            let method = if op.method == "POST" { reqwest::Method::POST } else { reqwest::Method::GET };
-            if let (Some(request), Some(response), Some(mapping), Some(output)) = (request, response, mapping, output) {
-                operations.insert(
-                    name.clone(),
-                    Operation {
-                        name,
-                        description: op.description,
-                        idempotent: op.idempotent.unwrap_or(method == reqwest::Method::GET),
-                        method,
-                        path: op.path,
-                        path_params: params,
-                        query,
-                        body,
-                        request_schema: op.request_schema,
-                        response_schema: op.response_schema,
-                        output_schema,
-                        request,
-                        upstream_request,
-                        response,
-                        output,
-                        not_found: op.not_found_statuses,
-                        mapping,
-                        elements: op.elements,
-                    },
-                );
+            if let Some(op) = compile_operation(name, op, &mut errors) {
+                operations.insert(op.name.clone(), op);
             }
         }
         if !errors.is_empty() {
@@ -351,6 +250,119 @@ impl Adapter {
             upstream,
             operations,
         })
+    }
+}
+
+/// A JSON Schema of a manifest, compiled; `None`, with the problem added to
+/// `errors` at `pointer`, if it is not one.
+fn json_schema(pointer: String, s: &Value, errors: &mut Vec<FieldError>) -> Option<Validator> {
+    match schema::compile(s) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(problem(pointer, format!("not a valid JSON Schema: {e}")));
+            None
+        }
+    }
+}
+
+/// A jq program of a manifest, compiled, as [`json_schema`] compiles a schema.
+fn jq_program(pointer: String, code: &str, errors: &mut Vec<FieldError>) -> Option<Mapping> {
+    match Mapping::compile(code) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            errors.push(problem(pointer, e));
+            None
+        }
+    }
+}
+
+/// Compiles one operation of a manifest: its schemas, its programs, and the
+/// checks between them; `None`, with every problem added to `errors`, if any
+/// part does not compile.
+fn compile_operation(name: String, op: OperationDoc, errors: &mut Vec<FieldError>) -> Option<Operation> {
+    let at = |field: &str| format!("/operations/{name}/{field}");
+    let request = json_schema(at("request_schema"), &op.request_schema, errors);
+    let response = json_schema(at("response_schema"), &op.response_schema, errors);
+    let upstream_request =
+        op.upstream_request_schema.as_ref().and_then(|s| json_schema(at("upstream_request_schema"), s, errors));
+    if op.body.is_some() && op.upstream_request_schema.is_none() {
+        errors.push(problem(at("upstream_request_schema"), "an operation with a body needs a schema for it"));
+    }
+    let mapping = compile_mapping(&op, &at, errors);
+    let query = op.query.as_ref().and_then(|c| jq_program(at("query"), c, errors));
+    let body = op.body.as_ref().and_then(|c| jq_program(at("body"), c, errors));
+    for (i, el) in op.elements.iter().enumerate() {
+        if !schema::is_element(el) {
+            errors.push(problem(at(&format!("elements/{i}")), format!("unknown data element \"{el}\"")));
+        }
+    }
+    let params = path_params(&op.path);
+    let required: Vec<&str> = op.request_schema["required"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for p in params.iter().filter(|p| !required.contains(&p.as_str())) {
+        errors.push(problem(at("path"), format!("path parameter {{{p}}} must be a required field of request_schema")));
+    }
+    let output_schema = schema::elements_object_schema(op.elements.iter().map(String::as_str));
+    let output = json_schema(at("elements"), &output_schema, errors);
+    let (Some(request), Some(response), Some(mapping), Some(output)) = (request, response, mapping, output) else {
+        return None;
+    };
+    let method = if op.method == "POST" { reqwest::Method::POST } else { reqwest::Method::GET };
+    Some(Operation {
+        name,
+        description: op.description,
+        idempotent: op.idempotent.unwrap_or(method == reqwest::Method::GET),
+        method,
+        path: op.path,
+        path_params: params,
+        query,
+        body,
+        request_schema: op.request_schema,
+        response_schema: op.response_schema,
+        output_schema,
+        request,
+        upstream_request,
+        response,
+        output,
+        not_found: op.not_found_statuses,
+        mapping,
+        elements: op.elements,
+    })
+}
+
+/// An operation's mapping to canonical elements: one jq program for them
+/// all, or one per element, each of the operation's elements mapped once.
+fn compile_mapping(
+    op: &OperationDoc,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<FieldError>,
+) -> Option<ElementMapping> {
+    match &op.mapping {
+        MappingDoc::Program(code) => jq_program(at("mapping"), code, errors).map(ElementMapping::Program),
+        MappingDoc::PerElement { root, defs, tables, elements } => {
+            for name in elements.keys().filter(|k| !op.elements.contains(k)) {
+                errors.push(problem(
+                    at(&format!("mapping/elements/{name}")),
+                    format!("\"{name}\" is not one of the operation's elements; list it in elements or remove it"),
+                ));
+            }
+            for name in op.elements.iter().filter(|e| !elements.contains_key(*e)) {
+                errors.push(problem(
+                    at("mapping/elements"),
+                    format!("element \"{name}\" is listed in elements but has no program here"),
+                ));
+            }
+            ElementMapping::per_element(root, defs, tables, elements)
+                .map_err(|errs| {
+                    for (element, message) in errs {
+                        let field = element.map(|e| format!("mapping/elements/{e}")).unwrap_or("mapping".into());
+                        errors.push(problem(at(&field), message));
+                    }
+                })
+                .ok()
+        }
     }
 }
 
