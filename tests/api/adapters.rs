@@ -1,4 +1,4 @@
-use crate::registries::start_mocks;
+use crate::helpers::start_mocks;
 use lgsp::adapter::client::{BreakerStatus, ExchangeError};
 use lgsp::adapter::{normalise_address, Adapter, SHIPPED};
 use lgsp::config::{Secret, Settings, UpstreamSettings};

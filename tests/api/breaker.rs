@@ -5,7 +5,7 @@
 
 use crate::faults::{breaker, readyz};
 use crate::helpers::assert_problem;
-use crate::platform::{everything, platform, platform_with, source, Platform, STEWARD};
+use crate::helpers::{everything, source, spawn_app, spawn_app_with, TestApp, STEWARD};
 use lgsp::adapter::SHIPPED;
 use lgsp::registries::{Faults, RegistryKind};
 use serde_json::{json, Value};
@@ -14,7 +14,7 @@ use std::time::Duration;
 const INSURANCE: usize = 2;
 
 /// A steward's change of a shipped adapter's upstream settings.
-async fn tune(p: &Platform, which: usize, upstream: Value) {
+async fn tune(p: &TestApp, which: usize, upstream: Value) {
     let (id, text) = SHIPPED[which];
     let mut manifest: Value = serde_json::from_str(text).unwrap();
     for (k, v) in upstream.as_object().unwrap() {
@@ -25,14 +25,14 @@ async fn tune(p: &Platform, which: usize, upstream: Value) {
 }
 
 /// A counter of `/metrics`, 0 when the series is absent.
-async fn counter(p: &Platform, series: &str) -> f64 {
+async fn counter(p: &TestApp, series: &str) -> f64 {
     let text = p.client.get(p.url("/metrics")).send().await.unwrap().text().await.unwrap();
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
 #[tokio::test]
 async fn one_partners_bad_requests_never_open_a_registrys_breaker_for_the_others() {
-    let p = platform().await;
+    let p = spawn_app().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
     let rogue = p.partner("000.00.60.H29", everything(), 60_000, 1_000).await;
     let other = p.partner("000.00.61.H29", everything(), 60_000, 1_000).await;
@@ -77,7 +77,7 @@ async fn one_partners_bad_requests_never_open_a_registrys_breaker_for_the_others
 
 #[tokio::test]
 async fn prefills_alone_open_the_breaker_of_a_hung_registry_and_it_recovers_after_a_probe_cut_off_by_the_budget() {
-    let p = platform_with(|s| s.prefill.budget_ms = 700).await;
+    let p = spawn_app_with(|s| s.prefill.budget_ms = 700).await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
     let key = p.partner("000.00.62.H29", everything(), 60_000, 1_000).await;
     tune(&p, INSURANCE, json!({"retries": 0, "circuit_breaker": {"failure_threshold": 2, "open_ms": 400}})).await;
@@ -110,7 +110,7 @@ async fn prefills_alone_open_the_breaker_of_a_hung_registry_and_it_recovers_afte
 
 #[tokio::test]
 async fn a_probe_whose_caller_went_away_does_not_hold_the_breaker_open() {
-    let p = platform().await;
+    let p = spawn_app().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
     let key = p.partner("000.00.63.H29", everything(), 60_000, 1_000).await;
     tune(
@@ -148,7 +148,7 @@ async fn a_probe_whose_caller_went_away_does_not_hold_the_breaker_open() {
 
 #[tokio::test]
 async fn answers_out_of_schema_open_the_breaker() {
-    let p = platform().await;
+    let p = spawn_app().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
     let key = p.partner("000.00.64.H29", everything(), 60_000, 1_000).await;
     tune(&p, INSURANCE, json!({"circuit_breaker": {"failure_threshold": 3, "open_ms": 60_000}})).await;

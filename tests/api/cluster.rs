@@ -4,13 +4,13 @@
 //! `redis-server` named by LGSP_TEST_REDIS_SERVER (`.ci/run` sets both).
 
 use crate::helpers::assert_problem;
-use crate::platform::{everything, platform_with, Platform};
+use crate::helpers::{everything, spawn_app_with, TestApp};
 use lgsp::config::{RateLimitBackend, Secret};
 use serde_json::json;
 
-async fn node(redis_url: &str, prefix: &str) -> Platform {
+async fn node(redis_url: &str, prefix: &str) -> TestApp {
     let (url, prefix) = (redis_url.to_string(), prefix.to_string());
-    platform_with(move |s| {
+    spawn_app_with(move |s| {
         s.rate_limits.backend = RateLimitBackend::Redis;
         s.rate_limits.redis_url = Secret::new(url);
         s.rate_limits.key_prefix = prefix;
@@ -19,7 +19,7 @@ async fn node(redis_url: &str, prefix: &str) -> Platform {
     .await
 }
 
-async fn call(p: &Platform, key: &str, id: &str) -> reqwest::Response {
+async fn call(p: &TestApp, key: &str, id: &str) -> reqwest::Response {
     p.exchange(key, "population", "citizen", json!({"citizen_id": id})).await
 }
 
@@ -61,7 +61,7 @@ async fn two_nodes_share_one_bucket_per_partner_through_redis() {
         .admin(
             reqwest::Method::PATCH,
             "/admin/v1/partners/000.00.61.H29",
-            crate::platform::STEWARD,
+            crate::helpers::STEWARD,
             Some(json!({"burst": 10})),
         )
         .await;
@@ -100,7 +100,7 @@ async fn with_redis_down_each_node_keeps_limiting_on_its_own() {
 }
 
 /// The Redis check of a ready node's /readyz.
-async fn redis_check(p: &Platform) -> serde_json::Value {
+async fn redis_check(p: &TestApp) -> serde_json::Value {
     let r = p.client.get(p.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200, "Redis is not required for readiness");
     let body: serde_json::Value = r.json().await.unwrap();
@@ -196,7 +196,7 @@ async fn rate_limits_reach_redis_over_tls_trusting_the_configured_authority() {
     let redis = tls_redis(&server);
     let url = format!("rediss://127.0.0.1:{}", redis.port);
     let (tls_url, ca_file) = (url.clone(), redis.ca_file.clone());
-    let p = platform_with(move |s| {
+    let p = spawn_app_with(move |s| {
         s.rate_limits.backend = RateLimitBackend::Redis;
         s.rate_limits.redis_url = Secret::new(tls_url);
         s.rate_limits.redis_ca_file = Some(ca_file);

@@ -1,14 +1,14 @@
 //! Registry faults seen through the gateway: down, slow past the budget,
 //! failing, answering out of schema, recovering, and flapping under load.
 
-use crate::platform::{everything, field, platform_with, source, Platform, STARTUP, STEWARD};
+use crate::helpers::{everything, field, source, spawn_app_with, TestApp, STARTUP, STEWARD};
 use lgsp::registries::{Faults, RegistryKind};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const BUDGET_MS: u64 = 700;
 
-pub async fn readyz(p: &Platform) -> Value {
+pub async fn readyz(p: &TestApp) -> Value {
     let r = p.client.get(p.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200, "a failing registry never takes lgsp out of rotation");
     r.json().await.unwrap()
@@ -22,7 +22,7 @@ pub fn breaker(ready: &Value, adapter: &str) -> String {
 
 #[tokio::test]
 async fn each_registry_fault_leaves_a_partial_prefill_within_the_budget_never_a_500() {
-    let p = platform_with(|s| s.prefill.budget_ms = BUDGET_MS).await;
+    let p = spawn_app_with(|s| s.prefill.budget_ms = BUDGET_MS).await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
     let key = p.partner("000.00.50.H29", everything(), 60_000, 1_000).await;
     let cases = [
@@ -74,7 +74,7 @@ async fn each_registry_fault_leaves_a_partial_prefill_within_the_budget_never_a_
 
 #[tokio::test]
 async fn the_breaker_opens_on_a_dead_registry_shows_in_readyz_and_closes_when_it_recovers() {
-    let p = platform_with(|s| s.prefill.budget_ms = BUDGET_MS).await;
+    let p = spawn_app_with(|s| s.prefill.budget_ms = BUDGET_MS).await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
     let key = p.partner("000.00.51.H29", everything(), 60_000, 1_000).await;
     // A steward shortens the breaker's open time for this registry.
@@ -104,7 +104,7 @@ async fn the_breaker_opens_on_a_dead_registry_shows_in_readyz_and_closes_when_it
 
 #[tokio::test]
 async fn under_load_with_a_flapping_registry_every_request_is_audited_once_and_no_quota_is_exceeded() {
-    let p = platform_with(|s| s.prefill.budget_ms = BUDGET_MS).await;
+    let p = spawn_app_with(|s| s.prefill.budget_ms = BUDGET_MS).await;
     let ids = p.mocks.population.samples(10).adult_with_household;
     // Three partners: two with room, one whose quota is far below what it sends.
     let roomy = [
@@ -204,7 +204,7 @@ async fn a_redirect_from_a_registry_is_not_followed() {
             let _ = stream.write_all(answer.as_bytes());
         }
     });
-    let p = platform_with(|s| s.upstreams.get_mut("population").expect("population credential").url = registry).await;
+    let p = spawn_app_with(|s| s.upstreams.get_mut("population").expect("population credential").url = registry).await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
     let key = p.partner("000.00.51.H29", everything(), 60_000, 1_000).await;
 

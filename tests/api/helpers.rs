@@ -1,12 +1,14 @@
 use lgsp::config::{Secret, Settings};
+use lgsp::registries::{default_tokens, MockConfig, MockRegistries};
 use lgsp::startup::Application;
+use lgsp::state::AppState;
+use serde_json::{json, Value};
 use std::sync::OnceLock;
 
-/// A running gateway with its own database.
-pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
-    _dir: tempfile::TempDir,
+/// The three mock registries on free ports, with a population of `citizens`.
+pub fn start_mocks(citizens: usize) -> MockRegistries {
+    let config = MockConfig { ports: [0, 0, 0], citizens, seed: 11, ..Default::default() };
+    MockRegistries::start(&config).expect("mock registries start")
 }
 
 /// The PostgreSQL server the suite runs against, if any
@@ -46,32 +48,6 @@ pub fn test_settings(database_url: &str) -> Settings {
         database_url: Secret::new(database_url),
         shutdown_timeout_secs: 1,
         ..Default::default()
-    }
-}
-
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
-}
-
-pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
-    init_logs();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = fresh_database_url(dir.path());
-    let mut settings = test_settings(&database_url);
-    customise(&mut settings);
-    let app = Application::build(settings).await.expect("application builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), _dir: dir }
-}
-
-impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.address, path)
-    }
-
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request sent")
     }
 }
 
@@ -149,4 +125,197 @@ pub fn fire_prefills(
 /// any request: one per shipped adapter and form, and per bootstrap admin token.
 pub const fn startup_records(bootstrap_tokens: usize) -> i64 {
     (lgsp::adapter::SHIPPED.len() + lgsp::form::SHIPPED.len() + bootstrap_tokens) as i64
+}
+
+pub const STEWARD: &str = "steward-token-for-tests-0001";
+pub const AUDITOR: &str = "auditor-token-for-tests-0001";
+/// The records of the platform's first start: its shipped adapters and forms,
+/// and its two bootstrap tokens.
+pub const STARTUP: i64 = startup_records(2);
+
+/// A running gateway with its own database, in front of the mock registries,
+/// with a steward's and an auditor's token: the suite's one harness. Its
+/// methods call the endpoints as a portal, a steward or an auditor would.
+pub struct TestApp {
+    pub mocks: MockRegistries,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: actix_web::web::Data<AppState>,
+    pub database_url: String,
+    handle: actix_web::dev::ServerHandle,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut lgsp::config::Settings)) -> TestApp {
+    init_logs();
+    let mocks = start_mocks(3_000);
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path());
+    let mut settings = test_settings(&database_url);
+    lgsp::demo::use_mocks(&mut settings, &mocks, &default_tokens());
+    settings.bootstrap_admin_tokens = vec![
+        lgsp::config::Secret::new(format!("steward:{STEWARD}")),
+        lgsp::config::Secret::new(format!("auditor:{AUDITOR}")),
+    ];
+    customise(&mut settings);
+    let app = Application::build(settings).await.expect("gateway builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let handle = app.handle();
+    let running = Some(tokio::spawn(app.run_until_stopped()));
+    TestApp { mocks, base, client: reqwest::Client::new(), state, database_url, handle, running, _dir: dir }
+}
+
+impl TestApp {
+    /// A graceful stop, as on SIGTERM: in-flight requests finish, pending
+    /// audit records are stored, then the server task ends.
+    pub async fn stop(&mut self) {
+        self.handle.stop(true).await;
+        if let Some(running) = self.running.take() {
+            running.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET path`, without credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Registers a partner through the steward API and returns its first key.
+    pub async fn partner(&self, id: &str, policy: Value, per_minute: u32, burst: u32) -> String {
+        register_partner(&self.client, &self.base, STEWARD, id, policy, per_minute, burst).await
+    }
+
+    /// A new key: (key id, secret).
+    pub async fn key(&self, partner: &str) -> (String, String) {
+        new_key(&self.client, &self.base, STEWARD, partner).await
+    }
+
+    pub async fn exchange(&self, key: &str, adapter: &str, op: &str, body: Value) -> reqwest::Response {
+        self.exchange_for("residence_change", key, adapter, op, body).await
+    }
+
+    /// An exchange stating `purpose`.
+    pub async fn exchange_for(
+        &self,
+        purpose: &str,
+        key: &str,
+        adapter: &str,
+        op: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/exchange/{adapter}/{op}")))
+            .bearer_auth(key)
+            .header("X-Purpose", purpose)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn prefill(&self, key: &str, form: &str, purpose: &str, id: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/prefill"))
+            .bearer_auth(key)
+            .json(&json!({"form": form, "citizen_id": id, "purpose": purpose}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// How many records of the trail are stewards' changes (`action` `admin`,
+    /// not those of the first start): registering a partner and making its
+    /// key are two.
+    pub async fn admin_records(&self) -> i64 {
+        let mut count = 0;
+        let mut cursor = String::new();
+        loop {
+            let page = self.audit(&format!("action=admin&limit=500{cursor}")).await;
+            count += page["items"].as_array().map_or(0, Vec::len) as i64;
+            match page["next_cursor"].as_i64() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => return count - STARTUP,
+            }
+        }
+    }
+
+    /// An operation as `GET /v1/adapters` describes it to the partner with `key`.
+    pub async fn listed_operation(&self, key: &str, adapter: &str, operation: &str) -> Value {
+        let r = self.client.get(self.url("/v1/adapters")).bearer_auth(key).send().await.unwrap();
+        let adapters: Value = r.json().await.unwrap();
+        let a = adapters.as_array().unwrap().iter().find(|a| a["id"] == adapter).unwrap();
+        a["operations"].as_array().unwrap().iter().find(|o| o["name"] == operation).unwrap().clone()
+    }
+
+    /// A citizen's access log, first page, as the portal with `key` sees it.
+    pub async fn access_log(&self, key: &str, citizen: &str) -> Value {
+        let r = self.client.get(self.url(&format!("/v1/subjects/{citizen}/access-log"))).bearer_auth(key).send().await;
+        let r = r.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub async fn audit(&self, query: &str) -> Value {
+        let r = self.admin(reqwest::Method::GET, &format!("/admin/v1/audit?{query}"), AUDITOR, None).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+}
+
+pub fn everything() -> Value {
+    json!({"forms": ["*"], "purposes": ["*"], "operations": ["*"], "elements": ["*"], "access_log": true})
+}
+
+/// A prefill answer's field by id.
+pub fn field<'a>(answer: &'a Value, id: &str) -> &'a Value {
+    answer["fields"].as_array().unwrap().iter().find(|f| f["id"] == id).unwrap_or_else(|| panic!("no field {id}"))
+}
+
+/// A prefill answer's source status by `adapter.operation`.
+pub fn source<'a>(answer: &'a Value, op: &str) -> &'a Value {
+    answer["sources"].as_array().unwrap().iter().find(|s| s["operation"] == op).unwrap_or_else(|| panic!("no {op}"))
+}
+
+pub fn new_registry_manifest(url: &str) -> Value {
+    json!({
+        "id": "residence_lookup",
+        "name": "Residence lookup (registered at run time)",
+        "upstream": {"base_url": url, "credential": "population", "auth": {"header": "Authorization", "prefix": "Bearer "}},
+        "operations": {
+            "whereabouts": {
+                "method": "GET",
+                "path": "/api/v1/cong-dan/{citizen_id}",
+                "request_schema": {"type": "object", "required": ["citizen_id"], "additionalProperties": false,
+                                   "properties": {"citizen_id": {"type": "string", "pattern": "^[0-9]{12}$"}}},
+                "response_schema": {"type": "object", "required": ["du_lieu"],
+                                    "properties": {"du_lieu": {"type": "object", "required": ["ho_ten"]}}},
+                "mapping": "{full_name: .du_lieu.ho_ten, phone: .du_lieu.so_dien_thoai}",
+                "elements": ["full_name", "phone"]
+            }
+        }
+    })
 }

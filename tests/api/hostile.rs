@@ -1,7 +1,7 @@
 //! Hostile input: every request below gets a clear 4xx problem, none reaches a
 //! registry, and the database is as it was (the audit chain included).
 
-use crate::platform::{everything, platform, Platform, AUDITOR, STEWARD};
+use crate::helpers::{everything, spawn_app, TestApp, AUDITOR, STEWARD};
 use serde_json::{json, Value};
 
 const INJECTIONS: [&str; 8] = [
@@ -16,7 +16,7 @@ const INJECTIONS: [&str; 8] = [
 ];
 
 /// Registry calls made so far, from lgsp's own upstream histogram.
-fn upstream_calls(p: &Platform) -> u64 {
+fn upstream_calls(p: &TestApp) -> u64 {
     p.state
         .metrics
         .registry
@@ -52,7 +52,7 @@ fn nested(depth: usize) -> String {
 
 #[tokio::test]
 async fn hostile_bodies_ids_paths_and_headers_get_problems_and_touch_nothing() {
-    let p = platform().await;
+    let p = spawn_app().await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
     let key = p.partner("000.00.60.H29", everything(), 600_000, 10_000).await;
     let before = upstream_calls(&p);
@@ -238,7 +238,7 @@ async fn hostile_bodies_ids_paths_and_headers_get_problems_and_touch_nothing() {
 
 #[tokio::test]
 async fn hostile_steward_documents_are_refused_with_pointers() {
-    let p = platform().await;
+    let p = spawn_app().await;
     let cases: Vec<(&str, &str, Value)> = vec![
         ("/admin/v1/adapters", "off the allow-list", {
             let mut m: Value = serde_json::from_str(lgsp::adapter::SHIPPED[0].1).unwrap();

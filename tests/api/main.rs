@@ -5,13 +5,17 @@
 
 mod adapters;
 mod breaker;
+mod catalog;
 mod cluster;
+mod credentials;
 mod faults;
 mod helpers;
 mod hostile;
 mod ops;
-mod platform;
+mod policy;
+mod prefill;
 mod process;
 mod registries;
 mod storage;
 mod tls;
+mod trail;

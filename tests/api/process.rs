@@ -2,9 +2,9 @@
 //! what is in flight and stores every audit record; killed with SIGKILL under
 //! load it restarts on the same database with an intact chain.
 
+use crate::helpers::everything;
+use crate::helpers::start_mocks;
 use crate::helpers::{fire_prefills, fresh_database_url, register_partner, startup_records};
-use crate::platform::everything;
-use crate::registries::start_mocks;
 use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
 use serde_json::json;
 use std::path::Path;

@@ -1,10 +1,7 @@
-use lgsp::registries::{default_tokens, Faults, MockConfig, MockRegistries, RegistryKind};
+use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
 use serde_json::{json, Value};
 
-pub fn start_mocks(citizens: usize) -> MockRegistries {
-    let config = MockConfig { ports: [0, 0, 0], citizens, seed: 11, ..Default::default() };
-    MockRegistries::start(&config).expect("mock registries start")
-}
+use crate::helpers::start_mocks;
 
 struct Calls<'a> {
     mocks: &'a MockRegistries,

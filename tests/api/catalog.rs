@@ -1,0 +1,233 @@
+//! Stewards change what lgsp serves at run time: adapters registered, versioned,
+//! disabled and tested, seen by every node without a restart.
+
+use crate::helpers::*;
+use lgsp::registries::{default_tokens, RegistryKind};
+use lgsp::startup::Application;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_partner_exchanges_through_an_adapter_and_only_gets_its_granted_elements() {
+    let p = spawn_app().await;
+    let s = p.mocks.population.samples(1);
+    let id = &s.adult_with_household[0];
+    let person = p.mocks.population.find(id).unwrap();
+    let key = p
+        .partner(
+            "000.00.20.H29",
+            json!({"operations": ["population.citizen"], "purposes": ["residence_change"],
+                                          "elements": ["full_name", "date_of_birth"]}),
+            600,
+            100,
+        )
+        .await;
+    let r = p.exchange(&key, "population", "citizen", json!({"citizen_id": id})).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("ratelimit") && r.headers().contains_key("ratelimit-policy"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["elements"]["full_name"], person.name.full());
+    assert_eq!(body["elements"]["date_of_birth"], person.dob.to_string());
+    assert!(body["elements"].get("phone").is_none() && body["elements"].get("permanent_residence").is_none());
+    // Withheld names every element of the operation outside the grant, whether or not this
+    // citizen's record holds it: a living citizen's date of death is named too.
+    let withheld: Vec<&str> = body["withheld"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(withheld.contains(&"permanent_residence") && withheld.contains(&"date_of_death"), "{body}");
+    assert!(person.death.is_none() && !withheld.contains(&"full_name"), "{body}");
+    assert_eq!(body["elements"].as_object().unwrap().len(), 2, "{body}");
+
+    // Outside the grant: another operation, an unknown one, a wrong purpose, no key.
+    let r = p.exchange(&key, "population", "household", json!({"citizen_id": id})).await;
+    let problem = assert_problem(r, 403, "forbidden").await;
+    assert!(problem["detail"].as_str().unwrap().contains("population.household"), "{problem}");
+    assert_problem(p.exchange(&key, "population", "nope", json!({"citizen_id": id})).await, 404, "not_found").await;
+    let r = p.exchange_for("marketing", &key, "population", "citizen", json!({"citizen_id": id})).await;
+    assert_problem(r, 403, "forbidden").await;
+    let r =
+        p.client.post(p.url("/v1/exchange/population/citizen")).json(&json!({"citizen_id": id})).send().await.unwrap();
+    assert_problem(r, 401, "unauthorized").await;
+    // Checkpoint 1: the partner's request breaks the operation's schema.
+    let r = p.exchange(&key, "population", "citizen", json!({"citizen_id": id, "extra": 1})).await;
+    let problem = assert_problem(r, 422, "invalid_body").await;
+    assert_eq!(problem["errors"][0]["pointer"], "", "{problem}");
+    // A personal ID number is checked as a prefill checks it.
+    let r = p.exchange(&key, "population", "citizen", json!({"citizen_id": "12ab"})).await;
+    let problem = assert_problem(r, 400, "invalid_citizen_id").await;
+    assert_eq!(problem["errors"][0]["pointer"], "/citizen_id");
+
+    // The list of what it may call carries the schemas.
+    let list: Value = p.client.get(p.url("/v1/adapters")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["operations"][0]["name"], "citizen");
+    assert!(list[0]["operations"][0]["request_schema"]["required"].is_array());
+
+    // Every one of those calls is in the audit trail, the refusals too.
+    let page = p.audit("partner_id=000.00.20.H29&action=exchange").await;
+    let outcomes: Vec<&str> =
+        page["items"].as_array().unwrap().iter().map(|i| i["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes.len(), 6, "{page}");
+    assert_eq!(outcomes.iter().filter(|o| **o == "ok").count(), 1);
+    assert_eq!(page["items"].as_array().unwrap().last().unwrap()["elements"], json!(["date_of_birth", "full_name"]));
+    let all = p.audit("action=exchange").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 7, "the call without a key is recorded too");
+}
+
+#[tokio::test]
+async fn a_steward_registers_versions_disables_and_tests_an_adapter_without_a_restart() {
+    let p = spawn_app().await;
+    let s = p.mocks.population.samples(1);
+    let id = &s.adult_with_household[0];
+    let person = p.mocks.population.find(id).unwrap();
+    let key = p.partner("000.00.21.H29", everything(), 600, 100).await;
+    let url = p.mocks.url(RegistryKind::Population);
+
+    // Refused, with every problem listed: a schema that is not one, a mapping
+    // that does not compile, an unknown element, a host off the allow-list.
+    let mut bad = new_registry_manifest(&url);
+    bad["upstream"]["base_url"] = json!("http://198.51.100.7:80");
+    bad["upstream"]["credential"] = json!("not_configured");
+    bad["operations"]["whereabouts"]["response_schema"] = json!({"type": "nonsense"});
+    bad["operations"]["whereabouts"]["mapping"] = json!("{full_name: .hoTen");
+    bad["operations"]["whereabouts"]["elements"] = json!(["full_name", "shoe_size"]);
+    let r = p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(bad)).await;
+    let problem = assert_problem(r, 422, "invalid_manifest").await;
+    let pointers: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    for expected in [
+        "/upstream/base_url",
+        "/operations/whereabouts/response_schema",
+        "/operations/whereabouts/mapping",
+        "/operations/whereabouts/elements/1",
+    ] {
+        assert!(pointers.contains(&expected), "{expected} missing from {pointers:?}");
+    }
+    // A partner key never opens /admin; an auditor token cannot change adapters.
+    let r = p.admin(reqwest::Method::POST, "/admin/v1/adapters", &key, Some(new_registry_manifest(&url))).await;
+    assert_problem(r, 401, "unauthorized").await;
+    let r = p.admin(reqwest::Method::POST, "/admin/v1/adapters", AUDITOR, Some(new_registry_manifest(&url))).await;
+    assert_problem(r, 403, "forbidden").await;
+
+    // Dry run of the unpublished manifest, then registration, then use.
+    let r = p
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/adapters/residence_lookup/test",
+            STEWARD,
+            Some(json!({"citizen_id": id, "manifest": new_registry_manifest(&url)})),
+        )
+        .await;
+    let run: Value = r.json().await.unwrap();
+    assert_eq!(run["ok"], true, "{run}");
+    assert_eq!(run["results"][0]["elements"]["full_name"], person.name.full());
+    assert_problem(
+        p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let r = p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(new_registry_manifest(&url))).await;
+    assert_eq!(r.status(), 201);
+    let r = p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["elements"]["full_name"], person.name.full());
+    assert_eq!(body["adapter_version"], 1);
+    let again = p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(new_registry_manifest(&url))).await;
+    assert_problem(again, 409, "conflict").await;
+
+    // Version 2 changes the mapping; it takes effect at once.
+    let mut v2 = new_registry_manifest(&url);
+    v2["operations"]["whereabouts"]["mapping"] = json!("{full_name: (.du_lieu.ho_ten | ascii_upcase)}");
+    let r = p.admin(reqwest::Method::PUT, "/admin/v1/adapters/residence_lookup", STEWARD, Some(v2)).await;
+    assert_eq!(r.status(), 200);
+    let body: Value =
+        p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await.json().await.unwrap();
+    assert_eq!(body["adapter_version"], 2);
+    assert_eq!(body["elements"]["full_name"], person.name.full().to_ascii_uppercase());
+    let versions: Value = p
+        .admin(reqwest::Method::GET, "/admin/v1/adapters/residence_lookup/versions", STEWARD, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    assert_eq!(versions[1]["current"], true);
+    // Each version can be read as it was published, to compare before a rollback.
+    let path = "/admin/v1/adapters/residence_lookup/versions";
+    let first: Value = p.admin(reqwest::Method::GET, &format!("{path}/1"), STEWARD, None).await.json().await.unwrap();
+    assert_eq!((first["id"].as_str(), first["version"].as_i64()), (Some("residence_lookup"), Some(1)));
+    assert_eq!(first["document"], new_registry_manifest(&url));
+    let second: Value = p.admin(reqwest::Method::GET, &format!("{path}/2"), STEWARD, None).await.json().await.unwrap();
+    assert_eq!(
+        second["document"]["operations"]["whereabouts"]["mapping"],
+        "{full_name: (.du_lieu.ho_ten | ascii_upcase)}"
+    );
+    assert_problem(p.admin(reqwest::Method::GET, &format!("{path}/3"), STEWARD, None).await, 404, "not_found").await;
+    assert_problem(
+        p.admin(reqwest::Method::GET, &format!("{path}/two"), STEWARD, None).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    assert_problem(p.admin(reqwest::Method::GET, &format!("{path}/1"), AUDITOR, None).await, 403, "forbidden").await;
+
+    // Disabled: gone for partners; enabled again: back.
+    let off = p
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/adapters/residence_lookup/state",
+            STEWARD,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(off.status(), 204);
+    assert_problem(
+        p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await,
+        404,
+        "not_found",
+    )
+    .await;
+    p.admin(
+        reqwest::Method::POST,
+        "/admin/v1/adapters/residence_lookup/state",
+        STEWARD,
+        Some(json!({"enabled": true, "current_version": 1})),
+    )
+    .await;
+    let body: Value =
+        p.exchange(&key, "residence_lookup", "whereabouts", json!({"citizen_id": id})).await.json().await.unwrap();
+    assert_eq!(body["adapter_version"], 1, "rolled back");
+}
+
+#[tokio::test]
+async fn another_node_sees_a_change_without_a_restart() {
+    // Two gateways on one database: a change made through one is live on the other.
+    let p = spawn_app_with(|s| s.catalog_refresh_ms = 100).await;
+    let mut settings = test_settings(&p.database_url);
+    lgsp::demo::use_mocks(&mut settings, &p.mocks, &default_tokens());
+    settings.catalog_refresh_ms = 100;
+    let other = Application::build(settings).await.unwrap();
+    let other_base = format!("http://127.0.0.1:{}", other.port());
+    tokio::spawn(other.run_until_stopped());
+
+    let key = p.partner("000.00.22.H29", everything(), 600, 100).await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let url = p.mocks.url(RegistryKind::Population);
+    p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(new_registry_manifest(&url))).await;
+    let call = || {
+        p.client
+            .post(format!("{other_base}/v1/exchange/residence_lookup/whereabouts"))
+            .bearer_auth(&key)
+            .header("X-Purpose", "residence_change")
+            .json(&json!({"citizen_id": id}))
+            .send()
+    };
+    let mut status = 0;
+    for _ in 0..50 {
+        status = call().await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the other node picked up the new adapter and the new key");
+}
