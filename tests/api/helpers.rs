@@ -279,6 +279,13 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
+    /// The auditor's verification of the whole chain (`intact`, `records`, …).
+    pub async fn verify_trail(&self) -> Value {
+        let r = self.admin(reqwest::Method::GET, "/admin/v1/audit/verify", AUDITOR, None).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
     pub async fn audit(&self, query: &str) -> Value {
         let r = self.admin(reqwest::Method::GET, &format!("/admin/v1/audit?{query}"), AUDITOR, None).await;
         assert_eq!(r.status(), 200);

@@ -147,8 +147,7 @@ async fn stewards_changes_are_in_the_audit_trail_allowed_or_refused() {
     let entry = log.as_array().unwrap().iter().find(|e| e["action"] == "admin").unwrap();
     assert!(entry["agency_name"].as_str().unwrap().contains("steward"), "{entry}");
     // And the chain holds them all.
-    let verify: Value =
-        p.admin(reqwest::Method::GET, "/admin/v1/audit/verify", AUDITOR, None).await.json().await.unwrap();
+    let verify = p.verify_trail().await;
     assert_eq!(verify["intact"], true, "{verify}");
 }
 
@@ -171,8 +170,7 @@ async fn a_full_audit_queue_slows_requests_down_and_loses_no_record() {
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let page = p.audit("limit=500&action=prefill").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 80, "one record per request");
-    let verify: Value =
-        p.admin(reqwest::Method::GET, "/admin/v1/audit/verify", AUDITOR, None).await.json().await.unwrap();
+    let verify = p.verify_trail().await;
     assert_eq!(verify["intact"], true, "{verify}");
     assert_eq!(p.state.metrics.audit_queue.get(), 0);
 }
@@ -207,8 +205,7 @@ async fn the_audit_trail_holds_one_record_per_request_under_load_and_detects_tam
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 60, "one record per request, refusals included");
     assert_eq!(items.iter().filter(|i| i["outcome"] == "refused").count(), 6);
-    let verify: Value =
-        p.admin(reqwest::Method::GET, "/admin/v1/audit/verify", AUDITOR, None).await.json().await.unwrap();
+    let verify = p.verify_trail().await;
     assert_eq!(verify["intact"], true, "{verify}");
     assert_eq!(verify["records"], STARTUP + p.admin_records().await + 60);
     // Stewards do not read the audit trail.
