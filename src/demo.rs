@@ -131,7 +131,7 @@ pub async fn report(state: &AppState, base: &str, key: &str, samples: &Samples) 
             form: form.id().to_string(),
             form_code: form.doc.form_code.clone(),
             fields: total,
-            ceiling: crate::http::partner::ratio(bound, total),
+            ceiling: crate::prefill::ratio(bound, total),
             prefills: n,
             measured: if n == 0 { 0.0 } else { (cuts.iter().sum::<f64>() / n as f64 * 1000.0).round() / 1000.0 },
             characters_saved: if n == 0 { 0.0 } else { (chars / n as f64 * 10.0).round() / 10.0 },

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod body;
 pub mod caller;
 pub mod contract;
 pub mod middleware;
