@@ -32,7 +32,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn population_adapter() -> Adapter {
     let (_, text) = lgsp::adapter::SHIPPED.iter().find(|(id, _)| *id == "population").expect("shipped");
     let manifest: Value = serde_json::from_str(text).expect("manifest is JSON");
-    Adapter::compile(&manifest, 1, &Settings::default()).expect("the shipped adapter compiles")
+    Adapter::compile(&manifest, 1, &Settings::default(), &lgsp::elements::Elements::shipped())
+        .expect("the shipped adapter compiles")
 }
 
 fn registry_answers() -> (Value, Value) {

@@ -50,6 +50,7 @@ error_codes! {
     InvalidManifest => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest", "The adapter manifest is invalid"),
     InvalidForm => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_form", "The form definition is invalid"),
     InvalidPartner => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", "The partner definition is invalid"),
+    InvalidElement => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_element", "The data element definition is invalid"),
     RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded"),
     UpstreamRejected => (StatusCode::UNPROCESSABLE_ENTITY, "upstream_rejected", "The registry refused the request as invalid"),
     UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable", "A registry could not be reached or failed"),

@@ -2,6 +2,7 @@
 //! bound to a canonical data element about one person, or declared only.
 
 use crate::adapter::mapping::Mapping;
+use crate::elements::Elements;
 use crate::error::FieldError;
 use crate::schema;
 use serde::{Deserialize, Serialize};
@@ -111,6 +112,7 @@ impl Form {
         definition: &Value,
         version: i32,
         operations: &BTreeMap<String, BTreeSet<String>>,
+        elements: &Elements,
     ) -> Result<Form, Vec<FieldError>> {
         schema::check(schema::form_validator(), definition)?;
         let doc: FormDoc =
@@ -124,12 +126,12 @@ impl Form {
                 errors.push(FieldError::new(at("/id"), format!("field id \"{}\" is used twice", f.id)));
             }
             let Some(b) = &f.bind else { continue };
-            if !schema::is_element(&b.element) {
+            if !elements.is_element(&b.element) {
                 errors.push(FieldError::new(at("/bind/element"), format!("unknown data element \"{}\"", b.element)));
                 continue;
             }
             if let Some(p) = &b.path {
-                if !schema::element_has_path(&b.element, p) {
+                if !elements.has_path(&b.element, p) {
                     errors.push(FieldError::new(
                         at("/bind/path"),
                         format!("element \"{}\" has nothing at \"{p}\"", b.element),
@@ -208,6 +210,7 @@ mod tests {
             &form(json!({"element": "date_of_birth", "person": "mother", "transform": ".[0:4] | tonumber"})),
             1,
             &BTreeMap::new(),
+            &Elements::shipped(),
         )
         .unwrap();
         assert_eq!(f.release("yob", &json!("1990-07-14")).unwrap(), json!(1990));
@@ -216,6 +219,7 @@ mod tests {
             &form(json!({"element": "date_of_birth", "person": "mother", "transform": ".[0:4 | tonumber"})),
             1,
             &BTreeMap::new(),
+            &Elements::shipped(),
         )
         .unwrap_err();
         assert_eq!(errors[0].pointer, "/fields/0/bind/transform");

@@ -15,6 +15,8 @@ pub const FORM_ID: &str = "https://lgsp.local/schemas/form.json";
 const ELEMENTS: &str = include_str!("../schemas/elements.json");
 const MANIFEST: &str = include_str!("../schemas/adapter-manifest.json");
 const FORM: &str = include_str!("../schemas/form.json");
+const ELEMENT: &str = include_str!("../schemas/element.json");
+pub const ELEMENT_ID: &str = "https://lgsp.local/schemas/element.json";
 
 /// Names the OpenAPI document gives schemas that the Rust types cannot
 /// derive: each stands in for a schema that `http::contract` puts in the
@@ -67,8 +69,9 @@ fn parse(text: &str) -> Value {
     serde_json::from_str(text).expect("embedded schema is JSON")
 }
 
-/// The canonical element catalogue (`schemas/elements.json`).
-pub fn elements() -> &'static Value {
+/// The shipped element catalogue (`schemas/elements.json`): the seed set of
+/// `elements::Elements`, and what the OpenAPI document describes.
+pub fn shipped_elements() -> &'static Value {
     static E: OnceLock<Value> = OnceLock::new();
     E.get_or_init(|| parse(ELEMENTS))
 }
@@ -83,66 +86,27 @@ pub fn form_schema() -> &'static Value {
     F.get_or_init(|| parse(FORM))
 }
 
+pub fn element_schema() -> &'static Value {
+    static E: OnceLock<Value> = OnceLock::new();
+    E.get_or_init(|| parse(ELEMENT))
+}
+
+/// lgsp's own schemas, with `elements` (a document whose `$id` is
+/// `ELEMENTS_ID`) as the elements `$ref`s resolve to.
+pub fn registry_with(elements: Value) -> Result<Registry<'static>, String> {
+    Registry::new()
+        .add(ELEMENTS_ID, elements)
+        .and_then(|b| b.add(MANIFEST_ID, manifest_schema().clone()))
+        .and_then(|b| b.add(FORM_ID, form_schema().clone()))
+        .and_then(|b| b.add(ELEMENT_ID, element_schema().clone()))
+        .and_then(|b| b.prepare())
+        .map_err(|e| e.to_string())
+}
+
 #[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]
 fn registry() -> &'static Registry<'static> {
     static R: OnceLock<Registry<'static>> = OnceLock::new();
-    R.get_or_init(|| {
-        Registry::new()
-            .add(ELEMENTS_ID, elements().clone())
-            .and_then(|b| b.add(MANIFEST_ID, manifest_schema().clone()))
-            .and_then(|b| b.add(FORM_ID, form_schema().clone()))
-            .and_then(|b| b.prepare())
-            .expect("embedded schemas form a valid registry")
-    })
-}
-
-/// Whether `id` names a canonical element.
-pub fn is_element(id: &str) -> bool {
-    id != "address" && id != "person_ref" && elements()["$defs"].get(id).is_some()
-}
-
-/// The elements whose definition has `key` set to `value`, worked out once:
-/// asked for every element an answer carries. They are a handful, so a list
-/// compared by length first is cheaper to search than a hashed set.
-fn elements_with(cell: &'static OnceLock<Vec<&'static str>>, key: &str, value: &str) -> &'static [&'static str] {
-    cell.get_or_init(|| {
-        elements()["$defs"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(_, d)| d[key] == value)
-            .map(|(k, _)| k.as_str())
-            .collect()
-    })
-}
-
-/// Whether an element holds an address to be normalised to the 2025 units.
-pub fn is_address_element(id: &str) -> bool {
-    static ADDRESSES: OnceLock<Vec<&'static str>> = OnceLock::new();
-    elements_with(&ADDRESSES, "x-kind", "address").contains(&id)
-}
-
-/// Whether an element is sensitive personal data (Decree 13/2023/NĐ-CP,
-/// art. 2.4: ethnic origin, religious views), as `x-classification` says;
-/// every other element is basic personal data.
-pub fn is_sensitive_element(id: &str) -> bool {
-    static SENSITIVE: OnceLock<Vec<&'static str>> = OnceLock::new();
-    elements_with(&SENSITIVE, "x-classification", "sensitive").contains(&id)
-}
-
-/// `sensitive` or `basic`.
-pub fn element_classification(id: &str) -> &'static str {
-    if is_sensitive_element(id) {
-        "sensitive"
-    } else {
-        "basic"
-    }
-}
-
-/// The English and Vietnamese labels of an element.
-pub fn element_labels(id: &str) -> (String, String) {
-    let d = &elements()["$defs"][id];
-    (d["title"].as_str().unwrap_or(id).to_string(), d["x-label-vi"].as_str().unwrap_or(id).to_string())
+    R.get_or_init(|| registry_with(shipped_elements().clone()).expect("embedded schemas form a valid registry"))
 }
 
 /// A schema for an object holding (some of) these canonical elements.
@@ -152,7 +116,8 @@ pub fn elements_object_schema<'a>(ids: impl IntoIterator<Item = &'a str>) -> Val
     json!({ "type": "object", "properties": props, "additionalProperties": false })
 }
 
-/// Compiles a schema; the error says why it is not a valid schema.
+/// Compiles one of lgsp's own schemas (against the shipped elements); the
+/// error says why it is not a valid schema.
 pub fn compile(schema: &Value) -> Result<Validator, String> {
     jsonschema::options()
         .with_draft(Draft::Draft202012)
@@ -184,6 +149,13 @@ pub fn manifest_validator() -> &'static Validator {
     V.get_or_init(|| compile(&json!({ "$ref": MANIFEST_ID })).expect("manifest schema compiles"))
 }
 
+/// The compiled element-document schema.
+#[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]
+pub fn element_validator() -> &'static Validator {
+    static V: OnceLock<Validator> = OnceLock::new();
+    V.get_or_init(|| compile(&json!({ "$ref": ELEMENT_ID })).expect("element schema compiles"))
+}
+
 /// The compiled form-definition schema.
 #[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]
 pub fn form_validator() -> &'static Validator {
@@ -191,47 +163,12 @@ pub fn form_validator() -> &'static Validator {
     V.get_or_init(|| compile(&json!({ "$ref": FORM_ID })).expect("form schema compiles"))
 }
 
-/// Whether `pointer` (like `/name`) names a property inside the element's
-/// schema (following `$ref`s within the catalogue).
-pub fn element_has_path(element: &str, pointer: &str) -> bool {
-    let defs = &elements()["$defs"];
-    let mut node = &defs[element];
-    for part in pointer.split('/').skip(1) {
-        while let Some(r) = node["$ref"].as_str() {
-            node = &defs[r.trim_start_matches("#/$defs/")];
-        }
-        node = if node["type"] == "array" { &node["items"]["properties"][part] } else { &node["properties"][part] };
-        if node.is_null() {
-            return false;
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn element_schemas_compile_and_enforce_formats() {
-        let v = compile(&elements_object_schema(["date_of_birth", "permanent_residence", "citizen_id"])).unwrap();
-        assert!(check(&v, &json!({"date_of_birth": "1990-05-12", "citizen_id": "001090012345"})).is_ok());
-        let errs = check(&v, &json!({"date_of_birth": "1990-13-45", "citizen_id": "12", "extra": 1})).unwrap_err();
-        let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();
-        assert!(pointers.contains(&"/date_of_birth"), "{errs:?}");
-        assert!(pointers.contains(&"/citizen_id"), "{errs:?}");
-        assert!(errs.len() >= 3, "{errs:?}");
-    }
-
-    #[test]
     fn remote_refs_are_never_fetched() {
         assert!(compile(&json!({"$ref": "https://example.com/schema.json"})).is_err());
-    }
-
-    #[test]
-    fn catalogue_labels() {
-        assert!(is_element("full_name") && !is_element("address") && !is_element("nope"));
-        assert!(is_address_element("permanent_residence") && !is_address_element("full_name"));
-        assert_eq!(element_labels("full_name").1, "Họ, chữ đệm và tên");
     }
 }

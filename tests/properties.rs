@@ -59,7 +59,15 @@ fn shipped(id: &str) -> &'static Adapter {
     let all = ADAPTERS.get_or_init(|| {
         lgsp::adapter::SHIPPED
             .iter()
-            .map(|(_, text)| Adapter::compile(&serde_json::from_str(text).unwrap(), 1, &Settings::default()).unwrap())
+            .map(|(_, text)| {
+                Adapter::compile(
+                    &serde_json::from_str(text).unwrap(),
+                    1,
+                    &Settings::default(),
+                    &lgsp::elements::Elements::shipped(),
+                )
+                .unwrap()
+            })
             .collect()
     });
     all.iter().find(|a| a.id == id).unwrap()

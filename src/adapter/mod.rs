@@ -11,6 +11,7 @@ pub mod mapping;
 use crate::config::Settings;
 use crate::domain::admin_units::LegacyCodes;
 use crate::domain::AdminUnits;
+use crate::elements::Elements;
 use crate::error::FieldError;
 use crate::schema;
 use client::{Breaker, CallOutcome, Upstream};
@@ -18,7 +19,7 @@ use jsonschema::Validator;
 use mapping::{ElementMapping, Mapping};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,6 +148,8 @@ pub struct Operation {
     not_found: Vec<u16>,
     mapping: ElementMapping,
     pub elements: Vec<String>,
+    /// Those of `elements` that are addresses, normalised when mapped.
+    pub addresses: BTreeSet<String>,
 }
 
 /// A compiled, live adapter.
@@ -190,7 +193,12 @@ fn path_params(path: &str) -> Vec<String> {
 impl Adapter {
     /// Validates and compiles a manifest. Every problem found is listed, each
     /// with the JSON pointer of the part of the manifest it concerns.
-    pub fn compile(manifest: &Value, version: i32, settings: &Settings) -> Result<Adapter, Vec<FieldError>> {
+    pub fn compile(
+        manifest: &Value,
+        version: i32,
+        settings: &Settings,
+        elements: &Elements,
+    ) -> Result<Adapter, Vec<FieldError>> {
         schema::check(schema::manifest_validator(), manifest)?;
         let doc: ManifestDoc =
             serde_json::from_value(manifest.clone()).map_err(|e| vec![problem("", e.to_string())])?;
@@ -223,7 +231,7 @@ impl Adapter {
 
         let mut operations = BTreeMap::new();
         for (name, op) in doc.operations {
-            if let Some(op) = compile_operation(name, op, &mut errors) {
+            if let Some(op) = compile_operation(name, op, elements, &mut errors) {
                 operations.insert(op.name.clone(), op);
             }
         }
@@ -255,8 +263,8 @@ impl Adapter {
 
 /// A JSON Schema of a manifest, compiled; `None`, with the problem added to
 /// `errors` at `pointer`, if it is not one.
-fn json_schema(pointer: String, s: &Value, errors: &mut Vec<FieldError>) -> Option<Validator> {
-    match schema::compile(s) {
+fn json_schema(elements: &Elements, pointer: String, s: &Value, errors: &mut Vec<FieldError>) -> Option<Validator> {
+    match elements.compile(s) {
         Ok(v) => Some(v),
         Err(e) => {
             errors.push(problem(pointer, format!("not a valid JSON Schema: {e}")));
@@ -279,12 +287,19 @@ fn jq_program(pointer: String, code: &str, errors: &mut Vec<FieldError>) -> Opti
 /// Compiles one operation of a manifest: its schemas, its programs, and the
 /// checks between them; `None`, with every problem added to `errors`, if any
 /// part does not compile.
-fn compile_operation(name: String, op: OperationDoc, errors: &mut Vec<FieldError>) -> Option<Operation> {
+fn compile_operation(
+    name: String,
+    op: OperationDoc,
+    elements: &Elements,
+    errors: &mut Vec<FieldError>,
+) -> Option<Operation> {
     let at = |field: &str| format!("/operations/{name}/{field}");
-    let request = json_schema(at("request_schema"), &op.request_schema, errors);
-    let response = json_schema(at("response_schema"), &op.response_schema, errors);
-    let upstream_request =
-        op.upstream_request_schema.as_ref().and_then(|s| json_schema(at("upstream_request_schema"), s, errors));
+    let request = json_schema(elements, at("request_schema"), &op.request_schema, errors);
+    let response = json_schema(elements, at("response_schema"), &op.response_schema, errors);
+    let upstream_request = op
+        .upstream_request_schema
+        .as_ref()
+        .and_then(|s| json_schema(elements, at("upstream_request_schema"), s, errors));
     if op.body.is_some() && op.upstream_request_schema.is_none() {
         errors.push(problem(at("upstream_request_schema"), "an operation with a body needs a schema for it"));
     }
@@ -292,7 +307,7 @@ fn compile_operation(name: String, op: OperationDoc, errors: &mut Vec<FieldError
     let query = op.query.as_ref().and_then(|c| jq_program(at("query"), c, errors));
     let body = op.body.as_ref().and_then(|c| jq_program(at("body"), c, errors));
     for (i, el) in op.elements.iter().enumerate() {
-        if !schema::is_element(el) {
+        if !elements.is_element(el) {
             errors.push(problem(at(&format!("elements/{i}")), format!("unknown data element \"{el}\"")));
         }
     }
@@ -305,7 +320,7 @@ fn compile_operation(name: String, op: OperationDoc, errors: &mut Vec<FieldError
         errors.push(problem(at("path"), format!("path parameter {{{p}}} must be a required field of request_schema")));
     }
     let output_schema = schema::elements_object_schema(op.elements.iter().map(String::as_str));
-    let output = json_schema(at("elements"), &output_schema, errors);
+    let output = json_schema(elements, at("elements"), &output_schema, errors);
     let (Some(request), Some(response), Some(mapping), Some(output)) = (request, response, mapping, output) else {
         return None;
     };
@@ -328,6 +343,7 @@ fn compile_operation(name: String, op: OperationDoc, errors: &mut Vec<FieldError
         output,
         not_found: op.not_found_statuses,
         mapping,
+        addresses: op.elements.iter().filter(|e| elements.is_address(e)).cloned().collect(),
         elements: op.elements,
     })
 }
@@ -429,7 +445,7 @@ impl Operation {
         let mut elements = Map::new();
         let mut notes = Vec::new();
         for (k, v) in mapped {
-            if schema::is_address_element(&k) {
+            if self.addresses.contains(&k) {
                 match normalise_address(&v) {
                     Ok(a) => {
                         elements.insert(k, a);

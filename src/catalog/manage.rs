@@ -9,15 +9,18 @@ use crate::db::now_micros;
 use crate::domain::partner::{
     check_agency_code, hash_secret, new_secret, PartnerKind, Policy, Role, ADMIN_TOKEN_PREFIX, KEY_PREFIX,
 };
+use crate::elements::{Element, ElementDoc, Elements};
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::form::Form;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocKind {
     Adapter,
     Form,
+    Element,
 }
 
 impl DocKind {
@@ -25,6 +28,7 @@ impl DocKind {
         match self {
             DocKind::Adapter => "adapter",
             DocKind::Form => "form",
+            DocKind::Element => "element",
         }
     }
     /// As the command line and the admin API name the collection.
@@ -32,12 +36,14 @@ impl DocKind {
         match self {
             DocKind::Adapter => "adapters",
             DocKind::Form => "forms",
+            DocKind::Element => "elements",
         }
     }
     fn invalid(self) -> ErrorCode {
         match self {
             DocKind::Adapter => ErrorCode::InvalidManifest,
             DocKind::Form => ErrorCode::InvalidForm,
+            DocKind::Element => ErrorCode::InvalidElement,
         }
     }
 }
@@ -191,10 +197,7 @@ impl LiveCatalog {
             )
             .with_errors(errors)
         };
-        match kind {
-            DocKind::Adapter => Adapter::compile(&doc, 0, &self.settings).map(drop).map_err(invalid)?,
-            DocKind::Form => Form::compile(&doc, 0, &self.get().operations()).map(drop).map_err(invalid)?,
-        }
+        self.check_document(kind, &doc, 0).await.map_err(invalid)?;
         let id = doc["id"].as_str().unwrap_or_default().to_string();
         if let Some(p) = path_id {
             if p != id {
@@ -212,6 +215,7 @@ impl LiveCatalog {
             .run(move |c| match kind {
                 DocKind::Adapter => store::adapters::publish(c, &id2, &text, &by, mode),
                 DocKind::Form => store::forms::publish(c, &id2, &text, &by, mode),
+                DocKind::Element => store::elements::publish(c, &id2, &text, &by, mode),
             })
             .await?;
         let Some(version) = stored else {
@@ -234,6 +238,9 @@ impl LiveCatalog {
             .run(move |c| match kind {
                 DocKind::Adapter => store::adapters::set_enabled(c, &id2, enabled),
                 DocKind::Form => store::forms::set_enabled(c, &id2, enabled),
+                // Adapters and forms name elements: one that disappeared
+                // would break them.
+                DocKind::Element => Ok(false),
             })
             .await?;
         if !found {
@@ -249,6 +256,7 @@ impl LiveCatalog {
             .run(move |c| match kind {
                 DocKind::Adapter => store::adapters::versions(c, &id2),
                 DocKind::Form => store::forms::versions(c, &id2),
+                DocKind::Element => store::elements::versions(c, &id2),
             })
             .await?
             .ok_or_else(|| ApiError::not_found(format!("No {} \"{id}\".", kind.noun())))
@@ -263,8 +271,10 @@ impl LiveCatalog {
             .run(move |c| match (kind, version) {
                 (DocKind::Adapter, None) => Ok(store::adapters::current(c, &id2)?.map(|e| (e.version, e.document))),
                 (DocKind::Form, None) => Ok(store::forms::current(c, &id2)?.map(|e| (e.version, e.document))),
+                (DocKind::Element, None) => Ok(store::elements::current(c, &id2)?.map(|e| (e.version, e.document))),
                 (DocKind::Adapter, Some(v)) => Ok(store::adapters::document(c, &id2, v)?.map(|d| (v, d))),
                 (DocKind::Form, Some(v)) => Ok(store::forms::document(c, &id2, v)?.map(|d| (v, d))),
+                (DocKind::Element, Some(v)) => Ok(store::elements::document(c, &id2, v)?.map(|d| (v, d))),
             })
             .await?;
         let (version, text) = found.ok_or_else(|| match version {
@@ -280,19 +290,91 @@ impl LiveCatalog {
         let refuse = |e: Vec<FieldError>| {
             ApiError::new(kind.invalid(), format!("Version {version} no longer validates; see errors.")).with_errors(e)
         };
-        match kind {
-            DocKind::Adapter => Adapter::compile(&doc, version, &self.settings).map(drop).map_err(refuse)?,
-            DocKind::Form => Form::compile(&doc, version, &self.get().operations()).map(drop).map_err(refuse)?,
-        }
+        self.check_document(kind, &doc, version).await.map_err(refuse)?;
         let id2 = id.to_string();
         self.db
             .run(move |c| match kind {
                 DocKind::Adapter => store::adapters::set_current(c, &id2, version),
                 DocKind::Form => store::forms::set_current(c, &id2, version),
+                DocKind::Element => store::elements::set_current(c, &id2, version),
             })
             .await?;
         self.reload().await?;
         Ok(())
+    }
+
+    /// Every problem with a document about to be published (or made current
+    /// again), against what the catalogue holds.
+    async fn check_document(&self, kind: DocKind, doc: &Value, version: i32) -> Result<(), Vec<FieldError>> {
+        let catalog = self.get();
+        match kind {
+            DocKind::Adapter => Adapter::compile(doc, version, &self.settings, &catalog.elements).map(drop),
+            DocKind::Form => Form::compile(doc, version, &catalog.operations(), &catalog.elements).map(drop),
+            DocKind::Element => self.check_element(doc).await,
+        }
+    }
+
+    /// An element, checked on its own and with the other elements, and then
+    /// every stored adapter and form compiled against the elements it would
+    /// make: a change that would break one is refused, naming each.
+    async fn check_element(&self, doc: &Value) -> Result<(), Vec<FieldError>> {
+        crate::schema::check(crate::schema::element_validator(), doc)?;
+        let new: ElementDoc =
+            serde_json::from_value(doc.clone()).map_err(|e| vec![FieldError::new("", e.to_string())])?;
+        let id = new.id.clone();
+        let (mut stored, adapters, forms) = self
+            .db
+            .run(|c| Ok((super::stored_elements(c)?, store::adapters::all_current(c)?, store::forms::all_current(c)?)))
+            .await
+            .map_err(|e| vec![FieldError::new("", format!("the stored catalogue could not be read: {e}"))])?;
+        stored.retain(|e| e.doc.id != id);
+        stored.push(Element { doc: new, version: 0 });
+        let candidate = Elements::build(stored).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| match e.pointer.strip_prefix(&format!("/{id}")) {
+                    Some(own) => FieldError::new(own, e.message),
+                    None => {
+                        FieldError::new("", format!("element {}: {}", e.pointer.trim_start_matches('/'), e.message))
+                    }
+                })
+                .collect::<Vec<_>>()
+        })?;
+        let mut errors = Vec::new();
+        let mut broken = |what: &str, at: &str, problems: Vec<FieldError>| {
+            for p in problems {
+                errors.push(FieldError::new(
+                    "",
+                    format!("{what} \"{at}\" would no longer validate ({}: {}); change it first", p.pointer, p.message),
+                ));
+            }
+        };
+        // What is broken already (for another reason, such as the allow-list)
+        // is not this change's doing.
+        let already: BTreeSet<String> = self.get().broken.iter().map(|(id, _)| id.clone()).collect();
+        let mut operations = BTreeMap::new();
+        for cur in adapters.into_iter().filter(|a| !already.contains(&a.id)) {
+            let Ok(manifest) = serde_json::from_str::<Value>(&cur.document) else { continue };
+            match Adapter::compile(&manifest, cur.version, &self.settings, &candidate) {
+                Ok(a) => {
+                    operations.extend(a.operations.values().map(|op| {
+                        (format!("{}.{}", a.id, op.name), op.elements.iter().cloned().collect::<BTreeSet<_>>())
+                    }))
+                }
+                Err(problems) => broken("adapter", &cur.id, problems),
+            }
+        }
+        for cur in forms.into_iter().filter(|f| !already.contains(&f.id)) {
+            let Ok(definition) = serde_json::from_str::<Value>(&cur.document) else { continue };
+            if let Err(problems) = Form::compile(&definition, cur.version, &operations, &candidate) {
+                broken("form", &cur.id, problems);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     fn check_partner(&self, p: &PartnerInput) -> Result<(), ApiError> {
@@ -562,7 +644,7 @@ pub struct NewAdminToken {
 pub fn policy_references(policy: &Policy, catalog: &super::Catalog) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for e in &policy.elements {
-        if e != "*" && !crate::schema::is_element(e) {
+        if e != "*" && !catalog.elements.is_element(e) {
             errors.push(FieldError::new("/policy/elements", format!("unknown data element \"{e}\"")));
         }
     }

@@ -11,6 +11,7 @@ use crate::adapter::Adapter;
 use crate::config::Settings;
 use crate::db::{catalog_version, Db, DbConnection, DbError};
 use crate::domain::partner::{hash_secret, Partner, PartnerKind, Policy, Role};
+use crate::elements::{Element, ElementDoc, Elements};
 use crate::form::Form;
 use parking_lot::{Mutex, RwLock};
 use std::any::Any;
@@ -92,9 +93,11 @@ pub struct AdminCaller {
 }
 
 /// One consistent snapshot.
-#[derive(Default)]
 pub struct Catalog {
     pub version: i64,
+    /// The canonical data elements, compiled: every schema of this snapshot
+    /// is compiled against them.
+    pub elements: Arc<Elements>,
     pub adapters: BTreeMap<String, LiveAdapter>,
     pub forms: BTreeMap<String, LiveForm>,
     pub partners: HashMap<String, Arc<Partner>>,
@@ -115,6 +118,24 @@ pub struct Catalog {
     /// layer does not name): at most one per form, partner and set of
     /// relatives named, dropped with the snapshot.
     prefill_plans: Mutex<HashMap<PlanKey, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Default for Catalog {
+    fn default() -> Catalog {
+        Catalog {
+            version: 0,
+            elements: Elements::shipped(),
+            adapters: BTreeMap::new(),
+            forms: BTreeMap::new(),
+            partners: HashMap::new(),
+            keys: HashMap::new(),
+            admins: HashMap::new(),
+            broken: Vec::new(),
+            prefill_sources: Vec::new(),
+            purposes: BTreeSet::new(),
+            prefill_plans: Mutex::default(),
+        }
+    }
 }
 
 impl Catalog {
@@ -222,16 +243,52 @@ impl LiveCatalog {
     }
 }
 
+/// The stored elements, compiled; the previous snapshot's when none changed.
+/// Elements that no longer compile together leave the previous set in place.
+fn load_elements(c: &mut DbConnection, previous: &Catalog) -> Result<Arc<Elements>, DbError> {
+    let stored = stored_elements(c)?;
+    if stored.is_empty() {
+        return Ok(previous.elements.clone());
+    }
+    let stamp: Vec<(&str, i32)> = stored.iter().map(|e| (e.doc.id.as_str(), e.version)).collect();
+    if stamp == previous.elements.stamp() {
+        return Ok(previous.elements.clone());
+    }
+    match Elements::build(stored) {
+        Ok(elements) => Ok(Arc::new(elements)),
+        Err(why) => {
+            tracing::error!(?why, "the stored elements do not compile; the previous ones stay");
+            Ok(previous.elements.clone())
+        }
+    }
+}
+
+/// The current version of every stored element.
+pub fn stored_elements(c: &mut DbConnection) -> Result<Vec<Element>, DbError> {
+    let mut out = Vec::new();
+    for cur in store::elements::all_current(c)? {
+        match serde_json::from_str::<ElementDoc>(&cur.document) {
+            Ok(doc) => out.push(Element { doc, version: cur.version }),
+            Err(e) => tracing::error!(element = %cur.id, version = cur.version, %e, "stored element is not readable"),
+        }
+    }
+    Ok(out)
+}
+
 fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result<Catalog, DbError> {
     let version = catalog_version(c)?;
-    let mut cat = Catalog { version, ..Default::default() };
+    let elements = load_elements(c, previous)?;
+    // Compiled adapters are kept across a reload only while the elements
+    // they were compiled against are the same.
+    let same_elements = Arc::ptr_eq(&elements, &previous.elements);
+    let mut cat = Catalog { version, elements, ..Default::default() };
     for cur in store::adapters::all_current(c)? {
-        let reuse = previous.adapters.get(&cur.id).filter(|a| a.adapter.version == cur.version);
+        let reuse = previous.adapters.get(&cur.id).filter(|a| same_elements && a.adapter.version == cur.version);
         let adapter = match reuse {
             Some(a) => Ok(a.adapter.clone()),
             None => serde_json::from_str(&cur.document)
                 .map_err(|e| e.to_string())
-                .and_then(|m| Adapter::compile(&m, cur.version, settings).map_err(|e| format!("{e:?}")))
+                .and_then(|m| Adapter::compile(&m, cur.version, settings, &cat.elements).map_err(|e| format!("{e:?}")))
                 .map(Arc::new),
         };
         match adapter {
@@ -248,7 +305,7 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
     for cur in store::forms::all_current(c)? {
         let form = serde_json::from_str(&cur.document)
             .map_err(|e| e.to_string())
-            .and_then(|d| Form::compile(&d, cur.version, &operations).map_err(|e| format!("{e:?}")));
+            .and_then(|d| Form::compile(&d, cur.version, &operations, &cat.elements).map_err(|e| format!("{e:?}")));
         match form {
             Ok(f) => {
                 cat.forms.insert(cur.id, LiveForm { form: Arc::new(f), enabled: cur.enabled });
@@ -290,8 +347,8 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
     Ok(cat)
 }
 
-/// First start: stores the shipped adapters and forms that the database does
-/// not hold yet, and the bootstrap admin tokens from the settings, and notes
+/// First start: stores the shipped elements (in one record of the trail),
+/// adapters and forms that the database does not hold yet, and the bootstrap admin tokens from the settings, and notes
 /// each in the audit trail (action `admin`, key `startup`) in the same
 /// transaction, so that every change of what may be called, and by whom, is
 /// in the trail, this one too. Returns how many things it stored.
@@ -314,6 +371,19 @@ pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<usize> 
         // Looked for first: publishing takes the catalogue's version (and
         // with it the write lock) even when the id exists, and every node
         // would reload at each start.
+        let mut elements = Vec::new();
+        for doc in ElementDoc::shipped() {
+            if store::elements::exists(c, &doc.id)? {
+                continue;
+            }
+            let text = serde_json::to_string(&doc).unwrap_or_default();
+            if store::elements::publish(c, &doc.id, &text, "shipped", Publish::Create)?.is_some() {
+                elements.push(doc.id);
+            }
+        }
+        if !elements.is_empty() {
+            note("elements", serde_json::json!({"shipped": elements, "version": 1}));
+        }
         for (id, text) in crate::adapter::SHIPPED {
             if store::adapters::exists(c, id)? {
                 continue;

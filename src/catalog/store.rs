@@ -1,4 +1,5 @@
-//! Stored catalogue entries: versioned adapter manifests and form definitions,
+//! Stored catalogue entries: versioned adapter manifests, form definitions
+//! and data elements,
 //! partners, their API keys, and admin tokens. Every write bumps
 //! `catalog_version` in the same transaction, so every node reloads.
 
@@ -193,6 +194,7 @@ macro_rules! versioned_store {
 
 versioned_store!(adapters, adapters, adapter_versions, adapter_id, manifest);
 versioned_store!(forms, forms, form_versions, form_id, definition);
+versioned_store!(elements, elements, element_versions, element_id, definition);
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = partners)]

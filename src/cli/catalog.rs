@@ -40,6 +40,41 @@ pub enum DocCommand {
     },
 }
 
+/// Data elements: versioned like adapters and forms, never disabled (the
+/// adapters and forms that name them would break).
+#[derive(Subcommand)]
+pub enum ElementsCommand {
+    /// Validate an element (JSON: id, label_en, label_vi, class, schema) and register it.
+    Register { file: PathBuf },
+    /// Publish a new version of an element; refused if a stored adapter or form would break.
+    Update { file: PathBuf },
+    /// List every element: version, class, labels.
+    List,
+    /// Print a stored version as JSON (the current one without --version).
+    Show {
+        id: String,
+        #[arg(long)]
+        version: Option<i32>,
+    },
+    /// Every stored version: when, by whom, and which is current.
+    Versions { id: String },
+    /// Make an earlier version current again (it must still validate).
+    Rollback { id: String, version: i32 },
+}
+
+impl From<ElementsCommand> for DocCommand {
+    fn from(c: ElementsCommand) -> DocCommand {
+        match c {
+            ElementsCommand::Register { file } => DocCommand::Register { file },
+            ElementsCommand::Update { file } => DocCommand::Update { file },
+            ElementsCommand::List => DocCommand::List,
+            ElementsCommand::Show { id, version } => DocCommand::Show { id, version },
+            ElementsCommand::Versions { id } => DocCommand::Versions { id },
+            ElementsCommand::Rollback { id, version } => DocCommand::Rollback { id, version },
+        }
+    }
+}
+
 pub(super) fn documents(settings: Settings, kind: DocKind, command: DocCommand) -> anyhow::Result<ExitCode> {
     use crate::catalog::store::Publish;
     runtime()?.block_on(async move {
@@ -89,6 +124,13 @@ pub(super) fn documents(settings: Settings, kind: DocKind, command: DocCommand) 
                                     t,
                                     f.form.doc.title
                                 );
+                            }
+                        }
+                        DocKind::Element => {
+                            for e in c.elements.all() {
+                                let d = &e.doc;
+                                let note = if d.shared { "shared type" } else { d.class.as_str() };
+                                println!("{:<28} v{:<3} {:<11} {} / {}", d.id, e.version, note, d.label_en, d.label_vi);
                             }
                         }
                     }

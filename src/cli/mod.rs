@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use audit::AuditCommand;
-pub use catalog::DocCommand;
+pub use catalog::{DocCommand, ElementsCommand};
 pub use demo::ReportCommand;
 pub use partners::PartnersCommand;
 pub use registries::{PopulationArgs, RegistriesCommand};
@@ -62,6 +62,11 @@ pub enum Command {
     Adapters {
         #[command(subcommand)]
         command: DocCommand,
+    },
+    /// Register, version, list and show canonical data elements.
+    Elements {
+        #[command(subcommand)]
+        command: ElementsCommand,
     },
     /// Register, version, list and disable forms.
     Forms {
@@ -139,6 +144,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Adapters { command } => catalog::documents(settings, DocKind::Adapter, command),
         Command::Forms { command } => catalog::documents(settings, DocKind::Form, command),
+        Command::Elements { command } => catalog::documents(settings, DocKind::Element, command.into()),
         Command::Partners { command } => partners::run(settings, command),
         Command::Tokens { command } => tokens::run(settings, command),
         Command::Audit { command } => audit::run(settings, command),

@@ -48,6 +48,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    elements (id) {
+        id -> Text,
+        current_version -> Integer,
+        enabled -> Integer,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    element_versions (element_id, version) {
+        element_id -> Text,
+        version -> Integer,
+        definition -> Text,
+        created_at -> BigInt,
+        created_by -> Text,
+    }
+}
+
+diesel::table! {
     partners (id) {
         id -> Text,
         name -> Text,
@@ -118,4 +137,13 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(adapters, adapter_versions, forms, form_versions, partners, api_keys);
+diesel::allow_tables_to_appear_in_same_query!(
+    adapters,
+    adapter_versions,
+    forms,
+    form_versions,
+    elements,
+    element_versions,
+    partners,
+    api_keys
+);

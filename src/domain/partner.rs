@@ -76,6 +76,11 @@ impl PartnerKind {
     }
 }
 
+/// Which elements are sensitive personal data: the catalogue's elements say.
+pub trait Sensitivity {
+    fn is_sensitive(&self, element: &str) -> bool;
+}
+
 /// What a partner may receive. `"*"` in a list grants everything of that kind,
 /// except in `elements`: there it grants the basic personal data, and each
 /// element of sensitive personal data (Decree 13/2023/NĐ-CP: ethnic origin,
@@ -148,8 +153,8 @@ impl Policy {
     /// Whether the partner may receive an element. A wildcard never covers
     /// sensitive personal data: a steward grants it by name, for the partners
     /// whose procedures need it.
-    pub fn may_receive(&self, element: &str) -> bool {
-        if self.elements.contains("*") && !crate::schema::is_sensitive_element(element) {
+    pub fn may_receive(&self, element: &str, elements: &dyn Sensitivity) -> bool {
+        if self.elements.contains("*") && !elements.is_sensitive(element) {
             return true;
         }
         self.elements.contains(element)
@@ -249,6 +254,15 @@ mod tests {
         assert_ne!(hash_secret(&a), a);
     }
 
+    /// Ethnicity and religion, as the shipped elements class them.
+    struct Shipped;
+
+    impl Sensitivity for Shipped {
+        fn is_sensitive(&self, element: &str) -> bool {
+            element == "ethnicity" || element == "religion"
+        }
+    }
+
     #[test]
     fn policy_wildcards() {
         let p: Policy = serde_json::from_value(serde_json::json!({
@@ -257,7 +271,7 @@ mod tests {
         .unwrap();
         assert!(p.may_call("population", "household") && p.may_call("insurance", "card"));
         assert!(!p.may_call("civil_status", "birth"));
-        assert!(p.may_receive("full_name") && !p.may_receive("phone"));
+        assert!(p.may_receive("full_name", &Shipped) && !p.may_receive("phone", &Shipped));
         assert!(p.may_use_form("ct01"));
     }
 
@@ -267,12 +281,13 @@ mod tests {
             serde_json::from_value(serde_json::json!({ "elements": elements })).unwrap()
         };
         let all = policy(serde_json::json!(["*"]));
-        assert!(all.may_receive("full_name") && all.may_receive("permanent_residence"));
-        assert!(!all.may_receive("ethnicity") && !all.may_receive("religion"));
+        let may = |p: &Policy, e: &str| p.may_receive(e, &Shipped);
+        assert!(may(&all, "full_name") && may(&all, "permanent_residence"));
+        assert!(!may(&all, "ethnicity") && !may(&all, "religion"));
         let named = policy(serde_json::json!(["*", "ethnicity"]));
-        assert!(named.may_receive("full_name") && named.may_receive("ethnicity"));
-        assert!(!named.may_receive("religion"));
+        assert!(may(&named, "full_name") && may(&named, "ethnicity"));
+        assert!(!may(&named, "religion"));
         let only = policy(serde_json::json!(["religion"]));
-        assert!(only.may_receive("religion") && !only.may_receive("full_name"));
+        assert!(may(&only, "religion") && !may(&only, "full_name"));
     }
 }

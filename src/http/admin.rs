@@ -52,7 +52,7 @@ pub struct Published {
     pub version: i32,
 }
 
-async fn publish(
+pub(super) async fn publish(
     req: HttpRequest,
     who: Result<Steward, ApiError>,
     state: &AppState,
@@ -181,7 +181,7 @@ pub struct FormVersion {
     pub document: Value,
 }
 
-async fn versions(state: &AppState, kind: DocKind, id: &str) -> Result<HttpResponse, ApiError> {
+pub(super) async fn versions(state: &AppState, kind: DocKind, id: &str) -> Result<HttpResponse, ApiError> {
     let list: Vec<VersionInfo> = state.catalog.versions(kind, id).await?;
     Ok(HttpResponse::Ok().json(list))
 }
@@ -209,7 +209,7 @@ pub struct StateChange {
     pub current_version: Option<i32>,
 }
 
-async fn change_state(
+pub(super) async fn change_state(
     req: HttpRequest,
     who: Result<Steward, ApiError>,
     state: &AppState,
@@ -223,6 +223,14 @@ async fn change_state(
             typed_body(req, body, ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}")?;
         if change.enabled.is_none() && change.current_version.is_none() {
             return Err(ApiError::new(ErrorCode::InvalidBody, "Send {\"enabled\": bool} or {\"current_version\": n}."));
+        }
+        if kind == DocKind::Element && change.enabled.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                "Elements are never disabled: the adapters and forms that name them would break. \
+                 Send {\"current_version\": n} to roll one back.",
+            )
+            .with_errors(vec![crate::error::FieldError::new("/enabled", "not accepted for an element")]));
         }
         if let Some(v) = change.current_version {
             state.catalog.rollback(kind, id, v).await?;
@@ -301,13 +309,17 @@ pub async fn test_adapter(
     audited(req, state, body, who, move |_steward| async move {
         let run: DryRun = typed_body(req, body, ErrorCode::InvalidBody, "The body does not fit a test request")?;
         let adapter = match &run.manifest {
-            Some(m) => std::sync::Arc::new(crate::adapter::Adapter::compile(m, 0, &state.settings).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidManifest,
-                    "The manifest was refused; fix every problem listed in errors.",
-                )
-                .with_errors(e)
-            })?),
+            Some(m) => std::sync::Arc::new(
+                crate::adapter::Adapter::compile(m, 0, &state.settings, &state.catalog.get().elements).map_err(
+                    |e| {
+                        ApiError::new(
+                            ErrorCode::InvalidManifest,
+                            "The manifest was refused; fix every problem listed in errors.",
+                        )
+                        .with_errors(e)
+                    },
+                )?,
+            ),
             None => state
                 .catalog
                 .get()
@@ -380,7 +392,7 @@ pub async fn form_versions(
     versions(&state, DocKind::Form, &path).await
 }
 
-async fn version_document(
+pub(super) async fn version_document(
     state: &AppState,
     kind: DocKind,
     (id, version): (String, i32),

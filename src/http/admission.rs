@@ -5,6 +5,7 @@
 //! handler is reached, so neither the check nor its record can be left out.
 
 use crate::audit::{Action, AuditRecord, Outcome};
+use crate::elements::Elements;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::caller::{check_network, partner_caller, PartnerCaller};
 use crate::http::middleware::RequestId;
@@ -117,7 +118,7 @@ impl Audit {
         let partner = if r.partner_id.is_empty() { "unauthenticated" } else { r.partner_id.as_str() };
         state.metrics.partner_requests.with_label_values(&[partner, r.action.as_str(), r.outcome.as_str()]).inc();
         let mut record = self.record;
-        let sensitive = sensitive_of(&record.elements);
+        let sensitive = sensitive_of(&record.elements, &state.catalog.get().elements);
         if !sensitive.is_empty() {
             record.detail["sensitive"] = json!(sensitive);
         }
@@ -249,10 +250,6 @@ impl<M: Metered> FromRequest for Admitted<M> {
 /// The released elements that are sensitive personal data (a relative's as
 /// `mother.ethnicity`); every audit record names them, so that auditors find
 /// who received such data.
-pub fn sensitive_of(released: &[String]) -> Vec<String> {
-    released
-        .iter()
-        .filter(|e| crate::schema::is_sensitive_element(e.rsplit('.').next().unwrap_or(e)))
-        .cloned()
-        .collect()
+pub fn sensitive_of(released: &[String], elements: &Elements) -> Vec<String> {
+    released.iter().filter(|e| elements.is_sensitive(e.rsplit('.').next().unwrap_or(e))).cloned().collect()
 }

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod body;
 pub mod caller;
 pub mod contract;
+pub mod elements;
 pub mod middleware;
 pub mod ops;
 pub mod partner;
@@ -56,6 +57,7 @@ documented_routes!(
     partner::form_coverage,
     partner::list_adapters,
     partner::access_log,
+    elements::partner_elements,
     admin::create_adapter,
     admin::update_adapter,
     admin::list_adapters,
@@ -70,6 +72,13 @@ documented_routes!(
     admin::form_versions,
     admin::form_version,
     admin::form_state,
+    elements::create_element,
+    elements::update_element,
+    elements::list_elements,
+    elements::get_element,
+    elements::element_versions,
+    elements::element_version,
+    elements::element_state,
     admin::create_partner,
     admin::list_partners,
     admin::get_partner,

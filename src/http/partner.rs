@@ -154,7 +154,7 @@ async fn exchange_inner(
     audit.record.adapters = vec![format!("{adapter_id}.{op_name}")];
     // Elements the partner is not granted are never mapped; they are named as withheld.
     let policy = &caller.partner.policy;
-    let granted = |e: &str| policy.may_receive(e);
+    let granted = |e: &str| policy.may_receive(e, &*catalog.elements);
     let mapped = adapter.exchange(op, &request, &state.http, &state.metrics, &granted, None).await.map_err(|e| {
         audit.record.detail["source"] = json!(e.kind());
         if let crate::adapter::client::ExchangeError::InvalidResponse { point, .. } = &e {
@@ -162,13 +162,14 @@ async fn exchange_inner(
         }
         ApiError::from(e)
     })?;
-    let withheld: Vec<String> = op.elements.iter().filter(|e| !policy.may_receive(e)).cloned().collect();
+    let withheld: Vec<String> =
+        op.elements.iter().filter(|e| !policy.may_receive(e, &*catalog.elements)).cloned().collect();
     let elements = mapped.elements;
     audit.record.elements = elements.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
     if !withheld.is_empty() {
         audit.record.detail["withheld"] = json!(withheld);
     }
-    let sensitive = sensitive_of(&audit.record.elements);
+    let sensitive = sensitive_of(&audit.record.elements, &catalog.elements);
     Ok(HttpResponse::Ok().json(ExchangeAnswer {
         adapter: adapter.id.clone(),
         operation: op.name.clone(),
@@ -249,7 +250,7 @@ async fn prefill_inner(
     // plan made with it; the caller's own if the partner is gone from it.
     let current = catalog.partners.get(&caller.partner.id);
     let partner = current.unwrap_or(&caller.partner);
-    let may_receive = |e: &str| partner.policy.may_receive(e);
+    let may_receive = |e: &str| partner.policy.may_receive(e, &*catalog.elements);
     let answer = crate::prefill::prefill(PrefillInput {
         catalog: &catalog,
         form,
@@ -452,11 +453,16 @@ pub async fn list_adapters(caller: PartnerCaller, state: web::Data<AppState>) ->
                     call: format!("POST /v1/exchange/{}/{}", a.adapter.id, op.name),
                     request_schema: op.request_schema.clone(),
                     response_schema: op.output_schema.clone(),
-                    elements: op.elements.iter().filter(|e| policy.may_receive(e)).cloned().collect(),
+                    elements: op
+                        .elements
+                        .iter()
+                        .filter(|e| policy.may_receive(e, &*catalog.elements))
+                        .cloned()
+                        .collect(),
                     sensitive: op
                         .elements
                         .iter()
-                        .filter(|e| policy.may_receive(e) && crate::schema::is_sensitive_element(e))
+                        .filter(|e| policy.may_receive(e, &*catalog.elements) && catalog.elements.is_sensitive(e))
                         .cloned()
                         .collect(),
                 })
@@ -551,7 +557,7 @@ async fn access_log_inner(
                 purpose: r.purpose,
                 action: r.action,
                 resource: r.resource,
-                sensitive: sensitive_of(&elements),
+                sensitive: sensitive_of(&elements, &catalog.elements),
                 elements,
                 outcome: r.outcome,
             }

@@ -566,7 +566,7 @@ impl Merge<'_> {
         };
         let Some(b) = &f.bind else { return out };
         out.element = Some(b.element.clone());
-        out.classification = Some(crate::schema::element_classification(&b.element));
+        out.classification = Some(self.fetcher.catalog.elements.class(&b.element).as_str());
         out.person = Some(b.person);
         out.status = FieldStatus::Unavailable;
         let unavailable = |mut out: FieldValue, why: Unavailable| {

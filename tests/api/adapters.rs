@@ -19,7 +19,8 @@ fn settings_for(mocks: &MockRegistries) -> Settings {
 
 fn shipped(name: &str, settings: &Settings) -> Adapter {
     let text = SHIPPED.iter().find(|(n, _)| *n == name).unwrap().1;
-    Adapter::compile(&serde_json::from_str(text).unwrap(), 1, settings).unwrap_or_else(|e| panic!("{name}: {e:?}"))
+    Adapter::compile(&serde_json::from_str(text).unwrap(), 1, settings, &lgsp::elements::Elements::shipped())
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"))
 }
 
 async fn call(a: &Adapter, op: &str, req: Value) -> Result<Value, ExchangeError> {
@@ -118,7 +119,7 @@ async fn each_checkpoint_catches_its_violation() {
     // 4. lgsp's own answer: a mapping that produces a value its element forbids.
     let mut doc: Value = serde_json::from_str(SHIPPED[0].1).unwrap();
     doc["operations"]["citizen"]["mapping"] = json!(r#"{sex: "unknown"}"#);
-    let broken = Adapter::compile(&doc, 2, &settings).unwrap();
+    let broken = Adapter::compile(&doc, 2, &settings, &lgsp::elements::Elements::shipped()).unwrap();
     let metrics = Metrics::new();
     match broken
         .exchange(
@@ -157,7 +158,7 @@ async fn per_element_mappings_run_only_the_wanted_programs() {
     // A program that would fail is not run unless its element is wanted.
     let mut doc: Value = serde_json::from_str(SHIPPED[0].1).unwrap();
     doc["operations"]["citizen"]["mapping"]["elements"]["phone"] = json!(r#"error("the phone program ran")"#);
-    let a = Adapter::compile(&doc, 2, &settings).unwrap();
+    let a = Adapter::compile(&doc, 2, &settings, &lgsp::elements::Elements::shipped()).unwrap();
     let full_name_only = call_for(&a, "citizen", json!({"citizen_id": id}), &|e| e == "full_name").await.unwrap();
     assert_eq!(full_name_only, json!({"full_name": person.name.full()}));
     match call_for(&a, "citizen", json!({"citizen_id": id}), &|e| e == "phone").await {
@@ -178,7 +179,7 @@ async fn per_element_mappings_run_only_the_wanted_programs() {
         m["elements"]["ethnicity"] = json!("$no_such_table[.dan_toc]");
         m["elements"].as_object_mut().unwrap().remove("phone");
         edit(m);
-        Adapter::compile(&doc, 1, &settings).err().expect("refused")
+        Adapter::compile(&doc, 1, &settings, &lgsp::elements::Elements::shipped()).err().expect("refused")
     };
     // A table name that cannot be a jq variable is refused by the manifest's own schema.
     let errs = refused(&|m| m["tables"]["bad name"] = json!({}));
@@ -204,7 +205,7 @@ async fn refused_manifests_list_every_problem() {
     doc["operations"]["citizen"]["mapping"] = json!("{full_name: .ho_ten");
     doc["operations"]["household"]["response_schema"] = json!({"type": "no-such-type"});
     doc["operations"]["household"]["path"] = json!("/api/v1/cong-dan/{so}/ho-gia-dinh");
-    let errs = Adapter::compile(&doc, 1, &settings).err().expect("refused");
+    let errs = Adapter::compile(&doc, 1, &settings, &lgsp::elements::Elements::shipped()).err().expect("refused");
     let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();
     for p in [
         "/upstream/base_url",
@@ -216,15 +217,18 @@ async fn refused_manifests_list_every_problem() {
         assert!(pointers.contains(&p), "{p} missing from {errs:?}");
     }
     // Structural errors are caught by the manifest's own schema.
-    let errs = Adapter::compile(&json!({"id": "X Y", "operations": {}}), 1, &settings).err().unwrap();
+    let errs =
+        Adapter::compile(&json!({"id": "X Y", "operations": {}}), 1, &settings, &lgsp::elements::Elements::shipped())
+            .err()
+            .unwrap();
     assert!(errs.iter().any(|e| e.pointer == "/id"), "{errs:?}");
     // An allow-listed host is accepted.
     let mut allowed = Settings { upstream_allow_list: vec!["registry.gov.vn".into()], ..Default::default() };
     let mut ok: Value = serde_json::from_str(SHIPPED[2].1).unwrap();
     ok["upstream"]["base_url"] = json!("https://registry.gov.vn/bhxh");
-    assert!(Adapter::compile(&ok, 1, &allowed).is_ok());
+    assert!(Adapter::compile(&ok, 1, &allowed, &lgsp::elements::Elements::shipped()).is_ok());
     allowed.upstream_allow_list = vec!["other.gov.vn:443".into()];
-    assert!(Adapter::compile(&ok, 1, &allowed).is_err());
+    assert!(Adapter::compile(&ok, 1, &allowed, &lgsp::elements::Elements::shipped()).is_err());
     // The node's own URL for the credential replaces the manifest's, and a
     // refusal says that this is the URL refused, not the manifest's.
     allowed.upstream_allow_list = vec!["registry.gov.vn".into()];
@@ -232,7 +236,9 @@ async fn refused_manifests_list_every_problem() {
         "insurance".into(),
         lgsp::config::UpstreamSettings { url: "https://elsewhere.example/bhxh".into(), token: Default::default() },
     );
-    let errs = Adapter::compile(&ok, 1, &allowed).err().expect("the configured host is not allowed");
+    let errs = Adapter::compile(&ok, 1, &allowed, &lgsp::elements::Elements::shipped())
+        .err()
+        .expect("the configured host is not allowed");
     assert_eq!(errs[0].pointer, "/upstream/base_url");
     assert!(
         errs[0].message.contains("elsewhere.example") && errs[0].message.contains("upstreams.insurance.url"),
@@ -247,7 +253,7 @@ async fn the_breaker_opens_under_faults_and_recovers() {
     let mut doc: Value = serde_json::from_str(SHIPPED[2].1).unwrap();
     doc["upstream"]["circuit_breaker"] = json!({"failure_threshold": 3, "open_ms": 200});
     doc["upstream"]["retries"] = json!(0);
-    let ins = Adapter::compile(&doc, 1, &settings).unwrap();
+    let ins = Adapter::compile(&doc, 1, &settings, &lgsp::elements::Elements::shipped()).unwrap();
     let id = mocks.population.people[0].id.to_string();
     mocks.set_faults(RegistryKind::Insurance, Faults { error_rate: 1.0, ..Default::default() });
     for _ in 0..3 {
@@ -263,7 +269,7 @@ async fn the_breaker_opens_under_faults_and_recovers() {
     // Slow past the timeout: a timeout, not a hang.
     let mut doc2 = doc.clone();
     doc2["upstream"]["timeout_ms"] = json!(100);
-    let slow = Adapter::compile(&doc2, 1, &settings).unwrap();
+    let slow = Adapter::compile(&doc2, 1, &settings, &lgsp::elements::Elements::shipped()).unwrap();
     mocks.set_faults(RegistryKind::Insurance, Faults { latency_ms: 400, ..Default::default() });
     assert!(matches!(call(&slow, "card", json!({"citizen_id": id})).await, Err(ExchangeError::Timeout)));
 }

@@ -122,9 +122,10 @@ pub fn fire_prefills(
 }
 
 /// The records a node stores in the audit trail at its first start, before
-/// any request: one per shipped adapter and form, and per bootstrap admin token.
+/// any request: one for the shipped elements, one per shipped adapter and
+/// form, and one per bootstrap admin token.
 pub const fn startup_records(bootstrap_tokens: usize) -> i64 {
-    (lgsp::adapter::SHIPPED.len() + lgsp::form::SHIPPED.len() + bootstrap_tokens) as i64
+    (1 + lgsp::adapter::SHIPPED.len() + lgsp::form::SHIPPED.len() + bootstrap_tokens) as i64
 }
 
 pub const STEWARD: &str = "steward-token-for-tests-0001";

@@ -1,0 +1,2 @@
+DROP TABLE element_versions;
+DROP TABLE elements;
