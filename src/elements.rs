@@ -160,6 +160,9 @@ impl Elements {
                 ));
             }
         }
+        if errors.is_empty() {
+            errors.extend(cycles(&by_id));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -312,6 +315,39 @@ fn check_references(doc: &ElementDoc, known: &BTreeMap<String, Element>) -> Vec<
         .collect()
 }
 
+/// Elements that refer to themselves, directly or through others: a value
+/// of such an element could never be checked to the end.
+fn cycles(by_id: &BTreeMap<String, Element>) -> Vec<FieldError> {
+    let refers = |id: &str| -> Vec<String> {
+        let mut refs = Vec::new();
+        if let Some(e) = by_id.get(id) {
+            collect_refs(&e.doc.schema, &mut refs);
+        }
+        refs.iter()
+            .filter_map(|r| r.strip_prefix(ELEMENTS_ID).unwrap_or(r).strip_prefix("#/$defs/").map(String::from))
+            .collect()
+    };
+    let mut errors = Vec::new();
+    for start in by_id.keys() {
+        // Every element reachable from `start`; a cycle through it comes back to it.
+        let mut seen = BTreeSet::new();
+        let mut todo = refers(start);
+        while let Some(next) = todo.pop() {
+            if next == *start {
+                errors.push(FieldError::new(
+                    format!("/{start}/schema"),
+                    "the element refers to itself, directly or through other elements; elements may not be recursive",
+                ));
+                break;
+            }
+            if seen.insert(next.clone()) {
+                todo.extend(refers(&next));
+            }
+        }
+    }
+    errors
+}
+
 fn collect_refs(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(o) => {
@@ -373,6 +409,12 @@ mod tests {
         let errors = Elements::build(docs.clone()).err().unwrap();
         let at: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
         assert_eq!(at, ["/owner/schema", "/remote/schema"], "{errors:?}");
+        docs.truncate(docs.len() - 2);
+        docs.push(doc("loop_a", json!({"type": "array", "items": {"$ref": "#/$defs/loop_b"}})));
+        docs.push(doc("loop_b", json!({"$ref": "#/$defs/loop_a"})));
+        let errors = Elements::build(docs.clone()).err().unwrap();
+        let at: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(at, ["/loop_a/schema", "/loop_b/schema"], "{errors:?}");
         docs.truncate(docs.len() - 2);
         docs.push(doc("bad", json!({"type": "no-such-type"})));
         let errors = Elements::build(docs).err().unwrap();

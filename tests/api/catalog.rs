@@ -231,3 +231,142 @@ async fn another_node_sees_a_change_without_a_restart() {
     }
     assert_eq!(status, 200, "the other node picked up the new adapter and the new key");
 }
+
+#[tokio::test]
+async fn a_steward_registers_elements_at_run_time_and_every_node_uses_them() {
+    let p = spawn_app_with(|s| s.catalog_refresh_ms = 100).await;
+    let mut settings = test_settings(&p.database_url);
+    lgsp::demo::use_mocks(&mut settings, &p.mocks, &default_tokens());
+    settings.catalog_refresh_ms = 100;
+    let other = Application::build(settings).await.unwrap();
+    let other_base = format!("http://127.0.0.1:{}", other.port());
+    tokio::spawn(other.run_until_stopped());
+    let post = |path: &'static str, body: Value| p.admin(reqwest::Method::POST, path, STEWARD, Some(body));
+    let element = |id: &str, class: &str, schema: Value| json!({"id": id, "label_en": format!("{id} (en)"), "label_vi": format!("{id} (vi)"), "class": class, "schema": schema});
+
+    // An adapter naming elements nobody registered is refused.
+    let url = p.mocks.url(RegistryKind::Population);
+    let mut manifest = new_registry_manifest(&url);
+    manifest["operations"]["whereabouts"]["mapping"] = json!(
+        "{full_name: .du_lieu.ho_ten, household_head_name: .du_lieu.chu_ho.ho_ten, faith_code: .du_lieu.ton_giao}"
+    );
+    manifest["operations"]["whereabouts"]["elements"] = json!(["full_name", "household_head_name", "faith_code"]);
+    let body = assert_problem(post("/admin/v1/adapters", manifest.clone()).await, 422, "invalid_manifest").await;
+    assert!(body.to_string().contains("unknown data element \\\"household_head_name\\\""), "{body}");
+
+    // Bad elements: each refused at the pointer to fix, nothing stored.
+    let bad = assert_problem(
+        post("/admin/v1/elements", element("faith_code", "sensitive", json!({"type": "no-such-type"}))).await,
+        422,
+        "invalid_element",
+    )
+    .await;
+    assert_eq!(bad["errors"][0]["pointer"], "/schema", "{bad}");
+    let bad = assert_problem(
+        post("/admin/v1/elements", element("faith_code", "sensitive", json!({"$ref": "#/$defs/nobody"}))).await,
+        422,
+        "invalid_element",
+    )
+    .await;
+    assert!(bad["errors"][0]["message"].as_str().unwrap().contains("nobody"), "{bad}");
+    let bad =
+        assert_problem(post("/admin/v1/elements", json!({"id": "Bad Id", "schema": {}})).await, 422, "invalid_element")
+            .await;
+    let pointers: Vec<&str> =
+        bad["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert!(pointers.contains(&"/id") && pointers.contains(&""), "{bad}");
+
+    // Two new elements, one of them sensitive personal data.
+    let r =
+        post("/admin/v1/elements", element("household_head_name", "basic", json!({"$ref": "#/$defs/full_name"}))).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = post("/admin/v1/elements", element("faith_code", "sensitive", json!({"type": "string", "maxLength": 10})))
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = post("/admin/v1/adapters", manifest).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // The other node: the partners' catalogue lists them, and an exchange
+    // maps to them; the sensitive one only for the partner granted it by name.
+    let everything_key = p.partner("000.00.23.H29", everything(), 600, 100).await;
+    let mut named = everything();
+    named["elements"] = json!(["*", "faith_code"]);
+    let named_key = p.partner("000.00.24.H29", named, 600, 100).await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let exchange = |key: String| {
+        let (client, url, id) =
+            (p.client.clone(), format!("{other_base}/v1/exchange/residence_lookup/whereabouts"), id.clone());
+        async move {
+            for _ in 0..60 {
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("X-Purpose", "residence_change")
+                    .json(&json!({"citizen_id": id}))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 200 {
+                    return r.json::<Value>().await.unwrap();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the other node never served the new adapter");
+        }
+    };
+    let answer = exchange(everything_key.clone()).await;
+    assert!(answer["elements"]["household_head_name"].is_string(), "{answer}");
+    assert!(answer["elements"].get("faith_code").is_none(), "a wildcard does not cover sensitive data: {answer}");
+    assert_eq!(answer["withheld"], json!(["faith_code"]), "{answer}");
+    let answer = exchange(named_key).await;
+    assert!(answer["elements"]["faith_code"].is_string(), "{answer}");
+    assert_eq!(answer["sensitive"], json!(["faith_code"]), "{answer}");
+    let listed: Value = p
+        .client
+        .get(format!("{other_base}/v1/elements"))
+        .bearer_auth(&everything_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let find = |id: &str| listed.as_array().unwrap().iter().find(|e| e["id"] == id).cloned().unwrap();
+    assert_eq!(find("faith_code")["class"], "sensitive");
+    assert_eq!(find("household_head_name")["schema"], json!({"$ref": "#/$defs/full_name"}));
+    assert_eq!(find("full_name")["label_vi"], "Họ, chữ đệm và tên", "the shipped elements are the seed set");
+
+    // A change that would break the stored adapter is refused, naming it.
+    let put =
+        |body: Value| p.admin(reqwest::Method::PUT, "/admin/v1/elements/household_head_name", STEWARD, Some(body));
+    let mut shared = element("household_head_name", "basic", json!({"$ref": "#/$defs/full_name"}));
+    shared["shared"] = json!(true);
+    let refused = assert_problem(put(shared).await, 422, "invalid_element").await;
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("adapter \"residence_lookup\""), "{refused}");
+    // A compatible change is a new version, and can be rolled back; an element is never disabled.
+    let mut relabelled = element("household_head_name", "basic", json!({"$ref": "#/$defs/full_name"}));
+    relabelled["label_vi"] = json!("Họ tên chủ hộ");
+    let r = put(relabelled).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["version"], 2);
+    let versions: Value = p
+        .admin(reqwest::Method::GET, "/admin/v1/elements/household_head_name/versions", STEWARD, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions.as_array().unwrap().len(), 2, "{versions}");
+    let state = "/admin/v1/elements/household_head_name/state";
+    assert_problem(post(state, json!({"enabled": false})).await, 422, "invalid_body").await;
+    assert_eq!(post(state, json!({"current_version": 1})).await.status(), 204);
+    let current: Value = p
+        .admin(reqwest::Method::GET, "/admin/v1/elements/household_head_name", STEWARD, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (current["version"].as_i64(), current["document"]["label_vi"].as_str()),
+        (Some(1), Some("household_head_name (vi)"))
+    );
+}
