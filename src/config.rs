@@ -84,6 +84,13 @@ pub struct Settings {
     /// from elsewhere are refused before their token is looked at.
     #[serde(deserialize_with = "crate::domain::partner::networks")]
     pub admin_networks: Vec<ipnet::IpNet>,
+    /// The key upstream credentials are sealed with in the database: 64
+    /// hexadecimal digits (`lgsp credentials key` makes one). The same on
+    /// every node; a node without it refuses to start once the database
+    /// holds a credential.
+    pub credentials_key: Secret,
+    /// A file holding the key instead (its only content).
+    pub credentials_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +216,8 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             trusted_proxies: Vec::new(),
             admin_networks: Vec::new(),
+            credentials_key: Secret::default(),
+            credentials_key_file: None,
         }
     }
 }

@@ -51,6 +51,7 @@ error_codes! {
     InvalidForm => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_form", "The form definition is invalid"),
     InvalidPartner => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", "The partner definition is invalid"),
     InvalidElement => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_element", "The data element definition is invalid"),
+    InvalidCredential => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_credential", "The upstream credential is invalid"),
     RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded"),
     UpstreamRejected => (StatusCode::UNPROCESSABLE_ENTITY, "upstream_rejected", "The registry refused the request as invalid"),
     UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable", "A registry could not be reached or failed"),

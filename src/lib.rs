@@ -20,6 +20,7 @@ pub mod prefill;
 pub mod ratelimit;
 pub mod registries;
 pub mod schema;
+pub mod sealing;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

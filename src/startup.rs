@@ -35,12 +35,54 @@ pub struct Application {
     state: web::Data<AppState>,
 }
 
+/// A node that cannot open the credentials its database holds.
+#[derive(Debug)]
+pub struct KeyMismatch(String);
+
+impl std::fmt::Display for KeyMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KeyMismatch {}
+
+/// Refuses to start a node that could not open the credentials the database
+/// holds: without a key, or with another key than they were sealed with.
+fn check_credentials_key(conn: &mut crate::db::DbConnection, settings: &Settings) -> anyhow::Result<()> {
+    let key = crate::sealing::SealingKey::from_settings(settings).map_err(anyhow::Error::msg)?;
+    let rows = crate::catalog::store::all_credentials(conn)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    let Some(key) = key else {
+        return Err(KeyMismatch(format!(
+            "the database holds {} upstream credential(s) ({}) sealed with a key this node lacks: set credentials_key \
+             (LGSP_CREDENTIALS_KEY) or credentials_key_file to the key the other nodes use",
+            rows.len(),
+            names.join(", ")
+        ))
+        .into());
+    };
+    for r in &rows {
+        key.open(&r.name, &r.sealed).map_err(|e| {
+            KeyMismatch(format!(
+                "the stored credential {} does not open: {e}; set credentials_key to the key it was sealed with",
+                r.name
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Migrates, stores what ships with lgsp if absent, and loads the catalogue.
 pub async fn prepare(db: &Db, settings: &Arc<Settings>, catalog: &LiveCatalog) -> anyhow::Result<()> {
     let (db2, s) = (db.clone(), settings.clone());
     let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         let applied = db2.migrate()?;
         let mut conn = db2.conn()?;
+        check_credentials_key(&mut conn, &s)?;
         let stored = crate::catalog::seed(&mut conn, &s)?;
         if stored > 0 {
             tracing::info!(
@@ -72,18 +114,27 @@ impl Application {
 
         // Prepare now if the database is there; otherwise keep trying in the
         // background while /healthz says alive and /readyz says not ready.
+        crate::sealing::SealingKey::from_settings(&settings).map_err(anyhow::Error::msg)?;
         match prepare(&db, &settings, &catalog).await {
             Ok(()) => db_ready.store(true, Ordering::Release),
+            // Waiting would not help: the node must be given the right key.
+            Err(e) if e.downcast_ref::<KeyMismatch>().is_some() => return Err(e),
             Err(e) => {
                 tracing::error!(error = %e, "database not ready; retrying in the background");
                 let (db, ready, settings, catalog) = (db.clone(), db_ready.clone(), settings.clone(), catalog.clone());
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        if prepare(&db, &settings, &catalog).await.is_ok() {
-                            tracing::info!("database is ready");
-                            ready.store(true, Ordering::Release);
-                            break;
+                        match prepare(&db, &settings, &catalog).await {
+                            Ok(()) => {
+                                tracing::info!("database is ready");
+                                ready.store(true, Ordering::Release);
+                                break;
+                            }
+                            Err(e) if e.downcast_ref::<KeyMismatch>().is_some() => {
+                                tracing::error!(error = %e, "the stored credentials do not open; not ready");
+                            }
+                            Err(_) => {}
                         }
                     }
                 });

@@ -6,7 +6,7 @@
 use super::{Adapter, BodyError, MapError, MappedElements, Operation};
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::telemetry::Metrics;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::Value;
@@ -171,8 +171,16 @@ fn secs_until(since: Instant, span: Duration) -> u64 {
 
 pub struct Upstream {
     pub base_url: String,
+    /// The name of the credential the manifest's calls present.
+    pub credential: String,
+    /// The manifest's auth header and the prefix before a static token.
     pub auth_header: reqwest::header::HeaderName,
-    pub auth_value: String,
+    pub auth_prefix: String,
+    /// The header the calls present now: set from the node's configuration
+    /// or the stored credential at each catalogue load, so that a rotated
+    /// credential takes effect without recompiling the adapter (and without
+    /// resetting its breaker).
+    pub auth: RwLock<Arc<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>>,
     pub timeout: Duration,
     pub retries: u32,
     pub backoff: Duration,
@@ -496,6 +504,7 @@ impl Adapter {
         body: Option<&Value>,
     ) -> Attempt {
         let up = &self.upstream;
+        let auth = up.auth.read().clone();
         let target = if query.is_empty() {
             url.to_string()
         } else {
@@ -506,7 +515,7 @@ impl Adapter {
         let mut req = http
             .request(op.method.clone(), target)
             .timeout(up.timeout)
-            .header(up.auth_header.clone(), up.auth_value.as_str())
+            .header(auth.0.clone(), auth.1.clone())
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(b) = body {
             req = req.json(b);

@@ -10,6 +10,7 @@ pub mod mapping;
 
 use crate::config::Settings;
 use crate::domain::admin_units::LegacyCodes;
+use crate::domain::credential::Credential;
 use crate::domain::AdminUnits;
 use crate::elements::Elements;
 use crate::error::FieldError;
@@ -17,6 +18,7 @@ use crate::schema;
 use client::{Breaker, CallOutcome, Upstream};
 use jsonschema::Validator;
 use mapping::{ElementMapping, Mapping};
+use parking_lot::RwLock;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -238,18 +240,20 @@ impl Adapter {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let token = credential.map(|u| u.token.clone()).unwrap_or_default();
+        let auth_header = header.map_err(|_| vec![problem("/upstream/auth/header", "invalid")])?;
         let upstream = Upstream {
             base_url: base_url.trim_end_matches('/').to_string(),
-            auth_header: header.map_err(|_| vec![problem("/upstream/auth/header", "invalid")])?,
-            auth_value: format!("{}{}", doc.upstream.auth.prefix, token.expose()),
+            credential: doc.upstream.credential.clone(),
+            auth: RwLock::new(Arc::new((auth_header.clone(), reqwest::header::HeaderValue::from_static("")))),
+            auth_header,
+            auth_prefix: doc.upstream.auth.prefix.clone(),
             timeout: Duration::from_millis(doc.upstream.timeout_ms),
             retries: doc.upstream.retries,
             backoff: Duration::from_millis(doc.upstream.backoff_ms),
             limit: Arc::new(tokio::sync::Semaphore::new(doc.upstream.concurrency)),
             breaker: Breaker::new(doc.upstream.circuit_breaker.failure_threshold, doc.upstream.circuit_breaker.open_ms),
         };
-        Ok(Adapter {
+        let adapter = Adapter {
             id: doc.id,
             version,
             name: doc.name,
@@ -257,7 +261,37 @@ impl Adapter {
             manifest: manifest.clone(),
             upstream,
             operations,
-        })
+        };
+        adapter.authenticate(settings, None);
+        Ok(adapter)
+    }
+}
+
+impl Adapter {
+    /// Sets the credential the calls present: the node's configuration
+    /// (`upstreams.NAME.token`) first, then the stored credential of that
+    /// name; with neither, the manifest's prefix alone.
+    pub fn authenticate(&self, settings: &Settings, stored: Option<&Credential>) {
+        use base64::Engine as _;
+        use reqwest::header::{HeaderValue, AUTHORIZATION};
+        let up = &self.upstream;
+        let configured = settings.upstreams.get(&up.credential).map(|u| u.token.expose()).filter(|t| !t.is_empty());
+        let (name, value) = match (configured, stored) {
+            (Some(token), _) => (up.auth_header.clone(), format!("{}{token}", up.auth_prefix)),
+            (None, Some(Credential::Static { token })) => {
+                (up.auth_header.clone(), format!("{}{token}", up.auth_prefix))
+            }
+            (None, Some(Credential::Basic { username, password })) => {
+                let pair = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+                (AUTHORIZATION, format!("Basic {pair}"))
+            }
+            (None, None) => (up.auth_header.clone(), up.auth_prefix.clone()),
+        };
+        let value = HeaderValue::from_str(&value).unwrap_or_else(|_| {
+            tracing::error!(credential = %up.credential, "the credential does not fit in a header; calls go without it");
+            HeaderValue::from_static("")
+        });
+        *up.auth.write() = Arc::new((name, value));
     }
 }
 

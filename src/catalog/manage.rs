@@ -6,6 +6,7 @@ use super::store::{self, PartnerRow, Publish};
 use super::LiveCatalog;
 use crate::adapter::Adapter;
 use crate::db::now_micros;
+use crate::domain::credential::Credential;
 use crate::domain::partner::{
     check_agency_code, hash_secret, new_secret, PartnerKind, Policy, Role, ADMIN_TOKEN_PREFIX, KEY_PREFIX,
 };
@@ -668,4 +669,79 @@ pub fn policy_references(policy: &Policy, catalog: &super::Catalog) -> Vec<Field
         }
     }
     errors
+}
+
+/// An upstream credential as stewards see it: never its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CredentialInfo {
+    pub name: String,
+    /// `static` or `basic`.
+    pub kind: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Who set it last: `steward:{token id}` or `cli`.
+    pub updated_by: String,
+    /// Whether this node's calls present it: `false` where the node's
+    /// configuration names a token for it (`upstreams.NAME.token`, which
+    /// overrides), or where it does not open with this node's key.
+    pub in_use: bool,
+    /// The adapters whose manifests name it.
+    pub used_by: Vec<String>,
+}
+
+impl LiveCatalog {
+    /// Stores (or replaces) an upstream credential, sealed; every node's
+    /// calls present it from their next catalogue load.
+    pub async fn set_credential(&self, name: &str, credential: Credential, by: &str) -> Result<(), ApiError> {
+        let mut errors: Vec<FieldError> = credential.check();
+        if let Err(e) = crate::domain::credential::check_name(name) {
+            errors.insert(0, FieldError::new("", e));
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidCredential,
+                "The credential was refused; fix every problem listed in errors.",
+            )
+            .with_errors(errors));
+        }
+        let Some(key) = self.sealing.clone() else {
+            return Err(ApiError::new(
+                ErrorCode::NotReady,
+                "This node has no credentials key to seal credentials with; set credentials_key (or \
+                 credentials_key_file) on every node, then set the credential again.",
+            ));
+        };
+        let plain = serde_json::to_vec(&credential).map_err(ApiError::internal)?;
+        let sealed = key.seal(name, &plain).map_err(ApiError::internal)?;
+        let (name, kind, by) = (name.to_string(), credential.kind(), by.to_string());
+        self.db.run(move |c| store::set_credential(c, &name, kind, &sealed, &by)).await?;
+        self.reload().await?;
+        Ok(())
+    }
+
+    /// Every stored credential, and how this node uses it.
+    pub fn credentials(&self) -> Vec<CredentialInfo> {
+        let catalog = self.get();
+        catalog
+            .credentials
+            .iter()
+            .map(|(name, c)| {
+                let configured = self.settings.upstreams.get(name).is_some_and(|u| !u.token.is_empty());
+                CredentialInfo {
+                    name: name.clone(),
+                    kind: c.kind.clone(),
+                    created_at: crate::db::micros_to_rfc3339(c.created_at),
+                    updated_at: crate::db::micros_to_rfc3339(c.updated_at),
+                    updated_by: c.updated_by.clone(),
+                    in_use: c.value.is_some() && !configured,
+                    used_by: catalog
+                        .adapters
+                        .values()
+                        .filter(|a| a.adapter.upstream.credential == *name)
+                        .map(|a| a.adapter.id.clone())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
 }

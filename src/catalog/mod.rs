@@ -10,9 +10,11 @@ pub mod store;
 use crate::adapter::Adapter;
 use crate::config::Settings;
 use crate::db::{catalog_version, Db, DbConnection, DbError};
+use crate::domain::credential::Credential;
 use crate::domain::partner::{hash_secret, Partner, PartnerKind, Policy, Role};
 use crate::elements::{Element, ElementDoc, Elements};
 use crate::form::Form;
+use crate::sealing::SealingKey;
 use parking_lot::{Mutex, RwLock};
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -92,12 +94,24 @@ pub struct AdminCaller {
     pub used: Arc<KeyUse>,
 }
 
+/// A stored upstream credential, opened with this node's key.
+pub struct LiveCredential {
+    pub kind: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub updated_by: String,
+    /// `None` when it does not open with this node's key.
+    pub value: Option<Credential>,
+}
+
 /// One consistent snapshot.
 pub struct Catalog {
     pub version: i64,
     /// The canonical data elements, compiled: every schema of this snapshot
     /// is compiled against them.
     pub elements: Arc<Elements>,
+    /// Upstream credentials by name, opened.
+    pub credentials: BTreeMap<String, LiveCredential>,
     pub adapters: BTreeMap<String, LiveAdapter>,
     pub forms: BTreeMap<String, LiveForm>,
     pub partners: HashMap<String, Arc<Partner>>,
@@ -125,6 +139,7 @@ impl Default for Catalog {
         Catalog {
             version: 0,
             elements: Elements::shipped(),
+            credentials: BTreeMap::new(),
             adapters: BTreeMap::new(),
             forms: BTreeMap::new(),
             partners: HashMap::new(),
@@ -178,14 +193,19 @@ pub struct LiveCatalog {
     current: RwLock<Arc<Catalog>>,
     pub settings: Arc<Settings>,
     pub db: Db,
+    /// The key stored credentials are sealed with; `None` without one (the
+    /// start-up checks refuse a database that holds credentials then).
+    pub sealing: Option<Arc<SealingKey>>,
     reloading: tokio::sync::Mutex<()>,
 }
 
 impl LiveCatalog {
     pub fn new(settings: Arc<Settings>, db: Db) -> LiveCatalog {
+        let sealing = SealingKey::from_settings(&settings).ok().flatten().map(Arc::new);
         LiveCatalog {
             current: RwLock::new(Arc::new(Catalog::default())),
             settings,
+            sealing,
             db,
             reloading: tokio::sync::Mutex::new(()),
         }
@@ -200,7 +220,8 @@ impl LiveCatalog {
         let _one_at_a_time = self.reloading.lock().await;
         let previous = self.get();
         let settings = self.settings.clone();
-        let next = self.db.run(move |c| load(c, &settings, &previous)).await?;
+        let sealing = self.sealing.clone();
+        let next = self.db.run(move |c| load(c, &settings, sealing.as_deref(), &previous)).await?;
         *self.current.write() = Arc::new(next);
         Ok(())
     }
@@ -275,13 +296,48 @@ pub fn stored_elements(c: &mut DbConnection) -> Result<Vec<Element>, DbError> {
     Ok(out)
 }
 
-fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result<Catalog, DbError> {
+/// The stored credentials, opened with `sealing`.
+pub fn open_credentials(
+    c: &mut DbConnection,
+    sealing: Option<&SealingKey>,
+) -> Result<BTreeMap<String, LiveCredential>, DbError> {
+    let mut out = BTreeMap::new();
+    for row in store::all_credentials(c)? {
+        let value = match sealing.map(|k| k.open(&row.name, &row.sealed)) {
+            Some(Ok(bytes)) => serde_json::from_slice::<Credential>(&bytes).ok(),
+            Some(Err(why)) => {
+                tracing::error!(credential = %row.name, %why, "stored credential does not open; calls go without it");
+                None
+            }
+            None => None,
+        };
+        out.insert(
+            row.name,
+            LiveCredential {
+                kind: row.kind,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                updated_by: row.updated_by,
+                value,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn load(
+    c: &mut DbConnection,
+    settings: &Settings,
+    sealing: Option<&SealingKey>,
+    previous: &Catalog,
+) -> Result<Catalog, DbError> {
     let version = catalog_version(c)?;
     let elements = load_elements(c, previous)?;
+    let credentials = open_credentials(c, sealing)?;
     // Compiled adapters are kept across a reload only while the elements
     // they were compiled against are the same.
     let same_elements = Arc::ptr_eq(&elements, &previous.elements);
-    let mut cat = Catalog { version, elements, ..Default::default() };
+    let mut cat = Catalog { version, elements, credentials, ..Default::default() };
     for cur in store::adapters::all_current(c)? {
         let reuse = previous.adapters.get(&cur.id).filter(|a| same_elements && a.adapter.version == cur.version);
         let adapter = match reuse {
@@ -293,6 +349,8 @@ fn load(c: &mut DbConnection, settings: &Settings, previous: &Catalog) -> Result
         };
         match adapter {
             Ok(adapter) => {
+                let stored = cat.credentials.get(&adapter.upstream.credential).and_then(|c| c.value.as_ref());
+                adapter.authenticate(settings, stored);
                 cat.adapters.insert(cur.id, LiveAdapter { adapter, enabled: cur.enabled });
             }
             Err(why) => {

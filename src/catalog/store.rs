@@ -3,7 +3,7 @@
 //! partners, their API keys, and admin tokens. Every write bumps
 //! `catalog_version` in the same transaction, so every node reloads.
 
-use crate::db::schema::{admin_tokens, api_keys, partners};
+use crate::db::schema::{admin_tokens, api_keys, credentials, partners};
 use crate::db::{bump_catalog, now_micros, DbConnection, DbError};
 use diesel::prelude::*;
 use serde::Serialize;
@@ -499,4 +499,49 @@ pub fn all_admin_tokens(conn: &mut DbConnection) -> Result<Vec<AdminTokenRow>, D
 
 pub fn live_admin_tokens(conn: &mut DbConnection) -> Result<Vec<AdminTokenRow>, DbError> {
     Ok(admin_tokens::table.filter(admin_tokens::revoked_at.is_null()).select(AdminTokenRow::as_select()).load(conn)?)
+}
+
+/// A stored upstream credential, its secret still sealed.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = credentials)]
+pub struct CredentialRow {
+    pub name: String,
+    pub kind: String,
+    pub sealed: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+/// Stores a credential, or replaces the one of that name.
+pub fn set_credential(c: &mut DbConnection, name: &str, kind: &str, sealed: &str, by: &str) -> Result<(), DbError> {
+    c.transaction::<_, DbError, _>(|c| {
+        bump_catalog(c)?;
+        let now = now_micros();
+        let updated = diesel::update(credentials::table.filter(credentials::name.eq(name)))
+            .set((
+                credentials::kind.eq(kind),
+                credentials::sealed.eq(sealed),
+                credentials::updated_at.eq(now),
+                credentials::updated_by.eq(by),
+            ))
+            .execute(c)?;
+        if updated == 0 {
+            diesel::insert_into(credentials::table)
+                .values((
+                    credentials::name.eq(name),
+                    credentials::kind.eq(kind),
+                    credentials::sealed.eq(sealed),
+                    credentials::created_at.eq(now),
+                    credentials::updated_at.eq(now),
+                    credentials::updated_by.eq(by),
+                ))
+                .execute(c)?;
+        }
+        Ok(())
+    })
+}
+
+pub fn all_credentials(c: &mut DbConnection) -> Result<Vec<CredentialRow>, DbError> {
+    Ok(credentials::table.order(credentials::name.asc()).select(CredentialRow::as_select()).load(c)?)
 }

@@ -36,7 +36,7 @@ impl CliChange {
         let read = std::fs::read(file).ok().map(|bytes| (file.to_path_buf(), bytes));
         Some(CliChange { file: read, subject: None })
     }
-    fn plain() -> Option<CliChange> {
+    pub(super) fn plain() -> Option<CliChange> {
         Some(CliChange { file: None, subject: None })
     }
     pub(super) fn of_document(c: &DocCommand) -> Option<CliChange> {

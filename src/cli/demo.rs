@@ -61,6 +61,33 @@ pub(super) fn report_forms(
     code
 }
 
+/// The demo's credentials key, when the configuration names none: a key
+/// file beside the SQLite database (in the working directory otherwise),
+/// made at the first demo and used by the next, so that the credentials a
+/// steward sets survive a restart. Returns the file when it is the demo's.
+fn demo_credentials_key(settings: &mut Settings) -> anyhow::Result<Option<std::path::PathBuf>> {
+    if !settings.credentials_key.is_empty() || settings.credentials_key_file.is_some() {
+        return Ok(None);
+    }
+    let url = crate::db::DatabaseUrl::parse(settings.database_url.expose()).map_err(anyhow::Error::msg)?;
+    let dir = url
+        .sqlite_file()
+        .and_then(|f| std::path::Path::new(f).parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    let path = dir.join("lgsp-credentials.key");
+    if !path.exists() {
+        let key = crate::sealing::SealingKey::generate().map_err(anyhow::Error::msg)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(|e| anyhow::anyhow!("cannot make {}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut file, key.as_bytes())?;
+    }
+    settings.credentials_key_file = Some(path.clone());
+    Ok(Some(path))
+}
+
 pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Result<ExitCode> {
     actix_rt::System::new().block_on(async move {
         let steward = crate::domain::partner::new_secret(crate::domain::partner::ADMIN_TOKEN_PREFIX);
@@ -68,6 +95,7 @@ pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Re
         let mut settings = settings;
         settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("steward:{steward}")));
         settings.bootstrap_admin_tokens.push(crate::config::Secret::new(format!("auditor:{auditor}")));
+        let key_file = demo_credentials_key(&mut settings)?;
         let started = std::time::Instant::now();
         let (mocks, app) = gateway_with_mocks(settings, &population, [7101, 7102, 7103]).await?;
         let state = app.state();
@@ -83,6 +111,9 @@ pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Re
         println!("  partner          {} (the provincial portal), key id {}", crate::demo::DEMO_PARTNER, key.id);
         println!("\nexport LGSP_KEY={}", key.key);
         println!("export LGSP_STEWARD={steward}\nexport LGSP_AUDITOR={auditor}\n");
+        if let Some(path) = &key_file {
+            println!("  upstream credentials are sealed with the key in {}\n", path.display());
+        }
         let prefill = |form: &str, purpose: &str, id: &str, who: &str| {
             println!("# {who}");
             println!(

@@ -4,6 +4,7 @@
 mod audit;
 mod catalog;
 mod change;
+mod credentials;
 mod demo;
 mod partners;
 mod registries;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 
 pub use audit::AuditCommand;
 pub use catalog::{DocCommand, ElementsCommand};
+pub use credentials::CredentialsCommand;
 pub use demo::ReportCommand;
 pub use partners::PartnersCommand;
 pub use registries::{PopulationArgs, RegistriesCommand};
@@ -62,6 +64,11 @@ pub enum Command {
     Adapters {
         #[command(subcommand)]
         command: DocCommand,
+    },
+    /// Upstream credentials: set or rotate (sealed at rest), list, make a key.
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
     },
     /// Register, version, list and show canonical data elements.
     Elements {
@@ -146,6 +153,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Forms { command } => catalog::documents(settings, DocKind::Form, command),
         Command::Elements { command } => catalog::documents(settings, DocKind::Element, command.into()),
         Command::Partners { command } => partners::run(settings, command),
+        Command::Credentials { command } => credentials::run(settings, command),
         Command::Tokens { command } => tokens::run(settings, command),
         Command::Audit { command } => audit::run(settings, command),
     }

@@ -78,6 +78,11 @@ pub(super) fn check(settings: Settings, unknown_env: &[String]) -> anyhow::Resul
         upstreams.join(", ")
     };
     println!("  upstreams   {upstreams}");
+    let sealing = crate::sealing::SealingKey::from_settings(&settings).map_err(anyhow::Error::msg)?;
+    println!(
+        "  credentials {}",
+        if sealing.is_some() { "stored ones sealed with the credentials key" } else { "no key: none can be stored" }
+    );
     println!("  rate limits {}", format!("{:?}", settings.rate_limits.backend).to_lowercase());
     let nets = |n: &[ipnet::IpNet]| match n {
         [] => "any address".to_string(),

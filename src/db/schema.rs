@@ -67,6 +67,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    credentials (name) {
+        name -> Text,
+        kind -> Text,
+        sealed -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        updated_by -> Text,
+    }
+}
+
+diesel::table! {
     partners (id) {
         id -> Text,
         name -> Text,

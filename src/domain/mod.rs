@@ -2,6 +2,7 @@
 
 pub mod admin_units;
 pub mod citizen_id;
+pub mod credential;
 pub mod json;
 pub mod partner;
 

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 /// against a registry) for a steward, and records it in the audit trail,
 /// allowed or refused, under the path below `/admin/v1/`. The change needs
 /// the steward to run at all.
-async fn audited<F, Fut>(
+pub(super) async fn audited<F, Fut>(
     req: &HttpRequest,
     state: &AppState,
     body: &[u8],
@@ -42,7 +42,7 @@ where
     audit.finish_admin(state, req, body, result).await
 }
 
-fn by(caller: &AdminCaller) -> String {
+pub(super) fn by(caller: &AdminCaller) -> String {
     format!("steward:{}", caller.token_id)
 }
 

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod body;
 pub mod caller;
 pub mod contract;
+pub mod credentials;
 pub mod elements;
 pub mod middleware;
 pub mod ops;
@@ -79,6 +80,8 @@ documented_routes!(
     elements::element_versions,
     elements::element_version,
     elements::element_state,
+    credentials::set_credential,
+    credentials::list_credentials,
     admin::create_partner,
     admin::list_partners,
     admin::get_partner,

@@ -370,3 +370,107 @@ async fn a_steward_registers_elements_at_run_time_and_every_node_uses_them() {
         (Some(1), Some("household_head_name (vi)"))
     );
 }
+
+#[tokio::test]
+async fn a_stored_credential_serves_every_node_and_rotates_without_a_restart() {
+    let p = spawn_app_with(|s| s.catalog_refresh_ms = 100).await;
+    let mut settings = test_settings(&p.database_url);
+    lgsp::demo::use_mocks(&mut settings, &p.mocks, &default_tokens());
+    settings.catalog_refresh_ms = 100;
+    let other = Application::build(settings.clone()).await.unwrap();
+    let other_base = format!("http://127.0.0.1:{}", other.port());
+    tokio::spawn(other.run_until_stopped());
+    let app = &p;
+    let put = |name: &str, body: Value| {
+        let path = format!("/admin/v1/credentials/{name}");
+        async move { app.admin(reqwest::Method::PUT, &path, STEWARD, Some(body)).await }
+    };
+
+    // An adapter whose credential no node's configuration holds.
+    let mut manifest = new_registry_manifest(&p.mocks.url(RegistryKind::Population));
+    manifest["upstream"]["credential"] = json!("population_stored");
+    assert_eq!(p.admin(reqwest::Method::POST, "/admin/v1/adapters", STEWARD, Some(manifest)).await.status(), 201);
+    let key = p.partner("000.00.25.H29", everything(), 6000, 1000).await;
+    let id = p.mocks.population.samples(1).adult_with_household[0].clone();
+    let status_on_other = || async {
+        p.client
+            .post(format!("{other_base}/v1/exchange/residence_lookup/whereabouts"))
+            .bearer_auth(&key)
+            .header("X-Purpose", "residence_change")
+            .json(&json!({"citizen_id": id}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let eventually = |want: u16| async move {
+        let mut last = 0;
+        for _ in 0..60 {
+            last = status_on_other().await;
+            if last == want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the other node answered {last}, not {want}");
+    };
+    eventually(502).await;
+
+    // Set: the other node's calls present it from its next refresh.
+    let token = default_tokens()[0].clone();
+    let r = put("population_stored", json!({"kind": "static", "token": token})).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(&token), "the answer never holds the secret: {text}");
+    let info: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((info["kind"].as_str(), info["in_use"].as_bool()), (Some("static"), Some(true)), "{info}");
+    assert_eq!(info["used_by"], json!(["residence_lookup"]));
+    eventually(200).await;
+
+    // Rotated to a token the registry refuses: the calls follow.
+    assert_eq!(put("population_stored", json!({"kind": "static", "token": "rotated-but-wrong"})).await.status(), 200);
+    eventually(502).await;
+    assert_eq!(put("population_stored", json!({"kind": "static", "token": token})).await.status(), 200);
+    eventually(200).await;
+
+    // Bad credentials are refused without echoing what was sent.
+    assert_problem(
+        put("population_stored", json!({"kind": "kerberos", "ticket": "t"})).await,
+        422,
+        "invalid_credential",
+    )
+    .await;
+    let echoed =
+        assert_problem(put("population_stored", json!("secret-sent-bare")).await, 422, "invalid_credential").await;
+    assert!(!echoed.to_string().contains("secret-sent-bare"), "{echoed}");
+    assert_problem(put("Bad-Name", json!({"kind": "static", "token": "t"})).await, 422, "invalid_credential").await;
+    let bad = assert_problem(
+        put("population_stored", json!({"kind": "basic", "username": "a:b", "password": ""})).await,
+        422,
+        "invalid_credential",
+    )
+    .await;
+    assert_eq!(bad["errors"].as_array().unwrap().len(), 2, "{bad}");
+
+    // Listed and audited, never with a secret.
+    let listed = p.admin(reqwest::Method::GET, "/admin/v1/credentials", STEWARD, None).await.text().await.unwrap();
+    assert!(listed.contains("population_stored") && !listed.contains(&token), "{listed}");
+    let trail = p.audit("resource=credentials/population_stored&limit=50").await;
+    let records = trail["items"].as_array().unwrap();
+    assert_eq!(records.len(), 6, "every change to it, allowed or refused: {trail}");
+    let text = trail.to_string();
+    for secret in [token.as_str(), "rotated-but-wrong", "secret-sent-bare"] {
+        assert!(!text.contains(secret), "the trail holds no secret: {text}");
+    }
+
+    // A node without the key, or with another, refuses to start and says why.
+    let mut keyless = settings.clone();
+    keyless.credentials_key = lgsp::config::Secret::default();
+    let e = Application::build(keyless).await.err().expect("refused").to_string();
+    assert!(e.contains("population_stored") && e.contains("credentials_key"), "{e}");
+    let mut other_key = settings;
+    other_key.credentials_key = lgsp::config::Secret::new("11".repeat(32));
+    let e = Application::build(other_key).await.err().expect("refused").to_string();
+    assert!(e.contains("does not open"), "{e}");
+}
