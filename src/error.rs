@@ -55,6 +55,7 @@ error_codes! {
     RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded"),
     UpstreamRejected => (StatusCode::UNPROCESSABLE_ENTITY, "upstream_rejected", "The registry refused the request as invalid"),
     UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable", "A registry could not be reached or failed"),
+    UpstreamFault => (StatusCode::BAD_GATEWAY, "upstream_fault", "A SOAP registry answered with a fault"),
     UpstreamInvalidResponse => (StatusCode::BAD_GATEWAY, "upstream_invalid_response", "A registry answered with data that breaks its schema"),
     UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "A registry did not answer in time"),
     CircuitOpen => (StatusCode::SERVICE_UNAVAILABLE, "circuit_open", "A registry is failing and calls to it are paused"),

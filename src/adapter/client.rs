@@ -3,6 +3,7 @@
 //! limit and a circuit breaker. Registry faults become 502/503/504 problems,
 //! never 500.
 
+use super::xml::Format;
 use super::{Adapter, BodyError, MapError, MappedElements, Operation};
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::telemetry::Metrics;
@@ -211,6 +212,8 @@ pub enum ExchangeError {
         point: &'static str,
         errors: Vec<FieldError>,
     },
+    /// A SOAP registry answered with a fault.
+    Fault(super::xml::Fault),
 }
 
 /// How one registry call ended, in the words of audit records, metrics
@@ -227,6 +230,8 @@ pub enum CallOutcome {
     Unavailable,
     CircuitOpen,
     InvalidResponse,
+    /// A SOAP registry answered with a fault.
+    Fault,
     /// Whoever awaited the call went away before it ended.
     Cancelled,
 }
@@ -243,6 +248,7 @@ impl CallOutcome {
             CallOutcome::Unavailable => "unavailable",
             CallOutcome::CircuitOpen => "circuit_open",
             CallOutcome::InvalidResponse => "invalid_response",
+            CallOutcome::Fault => "fault",
             CallOutcome::Cancelled => "cancelled",
         }
     }
@@ -271,6 +277,7 @@ impl ExchangeError {
             ExchangeError::Unavailable(_) => CallOutcome::Unavailable,
             ExchangeError::CircuitOpen(_) => CallOutcome::CircuitOpen,
             ExchangeError::InvalidResponse { .. } => CallOutcome::InvalidResponse,
+            ExchangeError::Fault(_) => CallOutcome::Fault,
         }
     }
 
@@ -286,6 +293,9 @@ impl ExchangeError {
             ExchangeError::Timeout | ExchangeError::Unavailable(_) | ExchangeError::InvalidResponse { .. } => {
                 Verdict::Failing
             }
+            // A fault the registry lays on the request says nothing of its health.
+            ExchangeError::Fault(f) if f.is_senders() => Verdict::Neither,
+            ExchangeError::Fault(_) => Verdict::Failing,
             // Decided by how long the call had waited: see `Breaker`.
             ExchangeError::BudgetExceeded => Verdict::Neither,
         }
@@ -319,6 +329,15 @@ impl From<ExchangeError> for ApiError {
                 "The registry has been failing; calls to it are paused. Retry after the indicated time.",
             )
             .with_retry_after(secs),
+            ExchangeError::Fault(f) => {
+                tracing::warn!(code = %f.code, subcode = %f.subcode, "registry answered with a SOAP fault");
+                let whose = if f.is_senders() { "refused the request" } else { "failed" };
+                let own = if f.subcode.is_empty() { String::new() } else { format!(" ({})", f.subcode) };
+                ApiError::new(
+                    ErrorCode::UpstreamFault,
+                    format!("The registry {whose} with a SOAP fault {}{own}.", f.code),
+                )
+            }
             ExchangeError::InvalidResponse { point, errors } => {
                 // Only the pointers: the messages quote the registry's (personal) data.
                 let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
@@ -329,6 +348,16 @@ impl From<ExchangeError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// A fault the operation declares as "no such record", or the fault.
+fn fault_or_not_found(op: &Operation, fault: super::xml::Fault) -> ExchangeError {
+    let declared = |c: &str| !c.is_empty() && op.not_found_faults.iter().any(|f| f == c);
+    if declared(&fault.subcode) || declared(&fault.code) {
+        ExchangeError::NotFound
+    } else {
+        ExchangeError::Fault(fault)
     }
 }
 
@@ -428,7 +457,7 @@ impl Adapter {
         // The outcome is decided once, after the registry's answer has
         // passed its schema (checkpoint 3): an answer out of schema is a
         // failing registry, however well its HTTP went.
-        let call = self.call(op, http, &url, &query, body.as_ref());
+        let call = self.call(op, http, &url, &query, body.as_deref());
         let answered = match deadline {
             Some(at) => tokio::time::timeout_at(at, call).await.unwrap_or(Err(ExchangeError::BudgetExceeded)),
             None => call.await,
@@ -469,7 +498,7 @@ impl Adapter {
         http: &reqwest::Client,
         url: &str,
         query: &[(String, String)],
-        body: Option<&Value>,
+        body: Option<&[u8]>,
     ) -> Result<Value, ExchangeError> {
         let up = &self.upstream;
         let _permit = tokio::time::timeout(up.timeout, up.limit.clone().acquire_owned())
@@ -501,7 +530,7 @@ impl Adapter {
         http: &reqwest::Client,
         url: &str,
         query: &[(String, String)],
-        body: Option<&Value>,
+        body: Option<&[u8]>,
     ) -> Attempt {
         let up = &self.upstream;
         let auth = up.auth.read().clone();
@@ -516,9 +545,13 @@ impl Adapter {
             .request(op.method.clone(), target)
             .timeout(up.timeout)
             .header(auth.0.clone(), auth.1.clone())
-            .header(reqwest::header::ACCEPT, "application/json");
+            .header(reqwest::header::ACCEPT, op.format.accept());
         if let Some(b) = body {
-            req = req.json(b);
+            let content_type = op.format.content_type(op.soap_action.as_deref());
+            req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(b.to_vec());
+            if op.format == Format::Soap11 {
+                req = req.header("SOAPAction", format!("\"{}\"", op.soap_action.as_deref().unwrap_or("")));
+            }
         }
         let resp = match req.send().await {
             Ok(r) => r,
@@ -534,6 +567,17 @@ impl Adapter {
         }
         if status == 408 {
             return Attempt::Retryable(ExchangeError::Timeout);
+        }
+        // A SOAP registry answers a fault with 500 (1.1), or 400 or 500 (1.2).
+        if op.format.is_soap() && matches!(status, 400 | 500) {
+            let Ok(bytes) = resp.bytes().await else {
+                return Attempt::Retryable(ExchangeError::Unavailable(format!("registry answered {status}")));
+            };
+            return match super::xml::read_soap(&bytes, &Value::Null) {
+                Ok(Err(fault)) => Attempt::Failed(fault_or_not_found(op, fault)),
+                _ if status == 400 => Attempt::Failed(ExchangeError::Rejected(status)),
+                _ => Attempt::Retryable(ExchangeError::Unavailable(format!("registry answered {status}"))),
+            };
         }
         if status >= 500 || status == 429 {
             return Attempt::Retryable(ExchangeError::Unavailable(format!("registry answered {status}")));
@@ -563,13 +607,29 @@ impl Adapter {
             Err(e) => {
                 Attempt::Retryable(ExchangeError::Unavailable(format!("reading the body failed: {}", e.without_url())))
             }
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(v) => Attempt::Done(v),
-                Err(e) => Attempt::Failed(ExchangeError::InvalidResponse {
-                    point: "upstream_response",
-                    errors: vec![FieldError { pointer: String::new(), message: format!("not JSON: {e}") }],
-                }),
-            },
+            Ok(bytes) => {
+                let not_readable = |message: String| {
+                    Attempt::Failed(ExchangeError::InvalidResponse {
+                        point: "upstream_response",
+                        errors: vec![FieldError { pointer: String::new(), message }],
+                    })
+                };
+                match op.format {
+                    Format::Json => match serde_json::from_slice(&bytes) {
+                        Ok(v) => Attempt::Done(v),
+                        Err(e) => not_readable(format!("not JSON: {e}")),
+                    },
+                    Format::Xml => match super::xml::read(&bytes, &op.response_schema) {
+                        Ok(v) => Attempt::Done(v),
+                        Err(e) => not_readable(e),
+                    },
+                    Format::Soap11 | Format::Soap12 => match super::xml::read_soap(&bytes, &op.response_schema) {
+                        Ok(Ok(v)) => Attempt::Done(v),
+                        Ok(Err(fault)) => Attempt::Failed(fault_or_not_found(op, fault)),
+                        Err(e) => not_readable(e),
+                    },
+                }
+            }
         }
     }
 }

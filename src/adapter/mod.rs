@@ -7,6 +7,7 @@
 pub mod client;
 pub mod direct;
 pub mod mapping;
+pub mod xml;
 
 use crate::config::Settings;
 use crate::domain::admin_units::LegacyCodes;
@@ -24,6 +25,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use xml::Format;
 
 #[derive(Debug, Deserialize)]
 struct ManifestDoc {
@@ -98,6 +100,11 @@ struct OperationDoc {
     description: String,
     method: String,
     path: String,
+    #[serde(default)]
+    format: Format,
+    soap_action: Option<String>,
+    #[serde(default)]
+    not_found_faults: Vec<String>,
     query: Option<String>,
     body: Option<String>,
     idempotent: Option<bool>,
@@ -150,6 +157,11 @@ pub struct Operation {
     not_found: Vec<u16>,
     mapping: ElementMapping,
     pub elements: Vec<String>,
+    /// What the registry speaks: JSON, XML, or SOAP 1.1 or 1.2.
+    pub format: Format,
+    pub soap_action: Option<String>,
+    /// SOAP fault codes that mean no such record.
+    pub not_found_faults: Vec<String>,
     /// Those of `elements` that are addresses, normalised when mapped.
     pub addresses: BTreeSet<String>,
 }
@@ -337,6 +349,16 @@ fn compile_operation(
     if op.body.is_some() && op.upstream_request_schema.is_none() {
         errors.push(problem(at("upstream_request_schema"), "an operation with a body needs a schema for it"));
     }
+    if op.format.is_soap() && (op.method != "POST" || op.body.is_none()) {
+        errors
+            .push(problem(at("format"), "a SOAP operation is a POST with a body program building the Body's elements"));
+    }
+    if !op.format.is_soap() && (op.soap_action.is_some() || !op.not_found_faults.is_empty()) {
+        errors.push(problem(
+            at("format"),
+            "soap_action and not_found_faults are for SOAP operations (format soap11 or soap12)",
+        ));
+    }
     let mapping = compile_mapping(&op, &at, errors);
     let query = op.query.as_ref().and_then(|c| jq_program(at("query"), c, errors));
     let body = op.body.as_ref().and_then(|c| jq_program(at("body"), c, errors));
@@ -379,6 +401,9 @@ fn compile_operation(
         mapping,
         addresses: op.elements.iter().filter(|e| elements.is_address(e)).cloned().collect(),
         elements: op.elements,
+        format: op.format,
+        soap_action: op.soap_action,
+        not_found_faults: op.not_found_faults,
     })
 }
 
@@ -447,13 +472,20 @@ impl Operation {
     }
 
     /// The upstream body, checked against its schema (checkpoint 2).
-    pub fn render_body(&self, request: &Value) -> Result<Option<Value>, BodyError> {
+    /// The body sent upstream (checkpoint 2 on the JSON the body program
+    /// builds), written as the registry's format wants it.
+    pub fn render_body(&self, request: &Value) -> Result<Option<Vec<u8>>, BodyError> {
         let Some(b) = &self.body else { return Ok(None) };
         let body = b.run(request).map_err(BodyError::Mapping)?;
         if let Some(v) = &self.upstream_request {
             schema::check(v, &body).map_err(BodyError::Invalid)?;
         }
-        Ok(Some(body))
+        let bytes = match self.format {
+            Format::Json => serde_json::to_vec(&body).map_err(|e| BodyError::Mapping(e.to_string()))?,
+            Format::Xml => xml::write(&body).map_err(BodyError::Mapping)?.into_bytes(),
+            soap => xml::envelope(soap, &xml::write(&body).map_err(BodyError::Mapping)?).into_bytes(),
+        };
+        Ok(Some(bytes))
     }
 
     pub fn is_not_found(&self, status: u16) -> bool {

@@ -298,3 +298,107 @@ fn crosswalk_cases_through_address_normalisation() {
     assert!(current["legacy"].is_null());
     assert!(normalise_address(&json!({"scheme": "legacy", "ward_code": "99999"})).is_err());
 }
+
+/// A small SOAP 1.1 service, as an agency's system answers: an enterprise by
+/// its code, a declared not-found fault, a server fault, and answers that
+/// are not XML or nest too deep.
+async fn soap_service() -> String {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    async fn answer(req: HttpRequest, body: String) -> HttpResponse {
+        let action = req.headers().get("SOAPAction").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if action != "\"urn:dkkd#LayThongTin\"" || !content_type.starts_with("text/xml") {
+            return HttpResponse::BadRequest().body("wrong action or content type");
+        }
+        let envelope = |inner: &str| {
+            format!(
+                "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>{inner}</s:Body></s:Envelope>"
+            )
+        };
+        let fault = |code: &str, own: &str| {
+            envelope(&format!(
+                "<s:Fault><faultcode>s:{code}</faultcode><faultstring>loi</faultstring><detail><MaLoi>{own}</MaLoi></detail></s:Fault>"
+            ))
+        };
+        let code = body.split("<MaSoDoanhNghiep>").nth(1).and_then(|r| r.split('<').next()).unwrap_or("");
+        match code {
+            "0101234567" => HttpResponse::Ok().content_type("text/xml").body(envelope(
+                "<d:LayThongTinResponse xmlns:d=\"urn:dkkd\"><DoanhNghiep TrangThai=\"1\"><TenDoanhNghiep>C&#212;NG TY TNHH AN B&#204;NH</TenDoanhNghiep>\
+                 <NganhNghe><Ma>4711</Ma></NganhNghe></DoanhNghiep></d:LayThongTinResponse>",
+            )),
+            "0000000000" => HttpResponse::InternalServerError().content_type("text/xml").body(fault("Client", "DN404")),
+            "9999999999" => HttpResponse::InternalServerError().content_type("text/xml").body(fault("Server", "DB01")),
+            "8888888888" => HttpResponse::Ok().content_type("text/xml").body("{\"not\": \"xml\"}"),
+            _ => HttpResponse::Ok().content_type("text/xml").body(envelope(&"<a>".repeat(100))),
+        }
+    }
+    let server =
+        HttpServer::new(|| App::new().route("/ws", web::post().to(answer))).workers(1).bind(("127.0.0.1", 0)).unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    format!("http://127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn a_soap_registry_is_called_with_an_envelope_and_read_back_as_json() {
+    use lgsp::elements::{Class, Element, ElementDoc, Elements};
+    let mut docs: Vec<Element> = Elements::shipped().all().cloned().collect();
+    for (id, schema) in [
+        ("enterprise_name", json!({"type": "string"})),
+        ("business_lines", json!({"type": "array", "items": {"type": "string", "pattern": "^[0-9]{4}$"}})),
+    ] {
+        let doc = ElementDoc {
+            id: id.into(),
+            label_en: id.into(),
+            label_vi: id.into(),
+            class: Class::Basic,
+            kind: None,
+            shared: false,
+            schema,
+        };
+        docs.push(Element { doc, version: 1 });
+    }
+    let elements = Elements::build(docs).unwrap();
+    let manifest = json!({
+        "id": "business_registry",
+        "name": "Business registration (SOAP)",
+        "upstream": {"base_url": soap_service().await, "credential": "business_registry",
+                     "auth": {"header": "Authorization", "prefix": "Bearer "}, "retries": 0},
+        "operations": {"enterprise": {
+            "method": "POST", "path": "/ws", "format": "soap11", "soap_action": "urn:dkkd#LayThongTin",
+            "body": "{\"tns:LayThongTin\": {\"@xmlns:tns\": \"urn:dkkd\", \"MaSoDoanhNghiep\": .enterprise_code}}",
+            "upstream_request_schema": {"type": "object"},
+            "not_found_faults": ["DN404"],
+            "request_schema": {"type": "object", "required": ["enterprise_code"],
+                               "properties": {"enterprise_code": {"type": "string", "pattern": "^[0-9]{10}$"}}},
+            "response_schema": {"type": "object", "required": ["LayThongTinResponse"], "properties": {
+                "LayThongTinResponse": {"type": "object", "required": ["DoanhNghiep"], "properties": {
+                    "DoanhNghiep": {"type": "object", "properties": {"NganhNghe": {"type": "array"}}}}}}},
+            "mapping": {"root": ".LayThongTinResponse.DoanhNghiep", "elements": {
+                "enterprise_name": ".TenDoanhNghiep", "business_lines": "[.NganhNghe[].Ma]"}},
+            "elements": ["enterprise_name", "business_lines"]
+        }}
+    });
+    let a = Adapter::compile(&manifest, 1, &Settings::default(), &elements).unwrap();
+    let got = call(&a, "enterprise", json!({"enterprise_code": "0101234567"})).await.unwrap();
+    assert_eq!(
+        got,
+        json!({"enterprise_name": "CÔNG TY TNHH AN BÌNH", "business_lines": ["4711"]}),
+        "one line is still a list: the schema says so"
+    );
+    let e = call(&a, "enterprise", json!({"enterprise_code": "0000000000"})).await.unwrap_err();
+    assert!(matches!(e, ExchangeError::NotFound), "a declared fault is no record: {e:?}");
+    let e = call(&a, "enterprise", json!({"enterprise_code": "9999999999"})).await.unwrap_err();
+    let problem = lgsp::error::ApiError::from(e);
+    assert_eq!(problem.code.as_str(), "upstream_fault");
+    assert!(problem.detail.contains("Server") && problem.detail.contains("DB01"), "{}", problem.detail);
+    for code in ["8888888888", "7777777777"] {
+        let e = call(&a, "enterprise", json!({"enterprise_code": code})).await.unwrap_err();
+        assert!(matches!(e, ExchangeError::InvalidResponse { .. }), "not XML, or too deep: {e:?}");
+    }
+    // A SOAP operation must be a POST with a body.
+    let mut get = manifest.clone();
+    get["operations"]["enterprise"]["method"] = json!("GET");
+    let errors = Adapter::compile(&get, 1, &Settings::default(), &elements).err().unwrap();
+    assert_eq!(errors[0].pointer, "/operations/enterprise/format");
+}
