@@ -170,6 +170,109 @@ fn secs_until(since: Instant, span: Duration) -> u64 {
     span.saturating_sub(since.elapsed()).as_secs() + 1
 }
 
+/// A registry's login operation, compiled from the manifest.
+pub struct Login {
+    pub path: String,
+    pub format: Format,
+    pub soap_action: Option<String>,
+    /// From `{username, password}` to the login request.
+    pub body: super::mapping::Mapping,
+    /// From the answer to the token.
+    pub token: super::mapping::Mapping,
+    /// From the answer to the token's lifetime in seconds.
+    pub expires_in: Option<super::mapping::Mapping>,
+}
+
+/// A token is renewed this long before it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(30);
+
+impl Adapter {
+    /// The token to present, logging in when there is none yet, it is about
+    /// to expire, or `fresh` asks (the registry refused the last one).
+    /// `None` when this upstream does not log in.
+    async fn login_token(&self, http: &reqwest::Client, fresh: bool) -> Option<Result<String, ExchangeError>> {
+        let up = &self.upstream;
+        let login = up.login.as_ref()?;
+        let secret = up.login_secret.read().clone()?;
+        let mut held = up.token.lock().await;
+        if let Some((token, renew_at)) = held.as_ref() {
+            if !fresh && Instant::now() < *renew_at {
+                return Some(Ok(token.clone()));
+            }
+        }
+        *held = None;
+        let issued = self.log_in(http, login, &secret).await;
+        Some(issued.map(|(token, lifetime)| {
+            let renew_at = Instant::now() + lifetime.saturating_sub(RENEW_BEFORE).max(Duration::from_secs(1));
+            *held = Some((token.clone(), renew_at));
+            tracing::info!(adapter = %self.id, lifetime_s = lifetime.as_secs(), "logged in to the registry");
+            token
+        }))
+    }
+
+    async fn log_in(
+        &self,
+        http: &reqwest::Client,
+        login: &Login,
+        (username, password): &(String, String),
+    ) -> Result<(String, Duration), ExchangeError> {
+        let failed = |why: String| ExchangeError::Unavailable(format!("login failed: {why}"));
+        let input = serde_json::json!({ "username": username, "password": password });
+        let body = login.body.run(&input).map_err(|e| failed(format!("the login body program: {e}")))?;
+        let bytes = match login.format {
+            Format::Json => serde_json::to_vec(&body).map_err(|e| failed(e.to_string()))?,
+            Format::Xml => super::xml::write(&body).map_err(failed)?.into_bytes(),
+            soap => super::xml::envelope(soap, &super::xml::write(&body).map_err(failed)?).into_bytes(),
+        };
+        let mut req = http
+            .post(format!("{}{}", self.upstream.base_url, login.path))
+            .timeout(self.upstream.timeout)
+            .header(reqwest::header::CONTENT_TYPE, login.format.content_type(login.soap_action.as_deref()))
+            .header(reqwest::header::ACCEPT, login.format.accept())
+            .body(bytes);
+        if login.format == Format::Soap11 {
+            req = req.header("SOAPAction", format!("\"{}\"", login.soap_action.as_deref().unwrap_or("")));
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                ExchangeError::Timeout
+            } else {
+                failed(e.without_url().to_string())
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| failed(e.without_url().to_string()))?;
+        let answer = match login.format {
+            Format::Json if (200..300).contains(&status) => {
+                serde_json::from_slice(&bytes).map_err(|e| failed(format!("not JSON: {e}")))?
+            }
+            Format::Json => return Err(failed(format!("the registry answered {status}"))),
+            Format::Xml => super::xml::read(&bytes, &Value::Null).map_err(failed)?,
+            Format::Soap11 | Format::Soap12 => match super::xml::read_soap(&bytes, &Value::Null).map_err(failed)? {
+                Ok(v) => v,
+                // The registry's own code says why (a wrong password, a locked account).
+                Err(fault) => return Err(failed(format!("SOAP fault {} {}", fault.code, fault.subcode))),
+            },
+        };
+        let token = match login.token.run(&answer) {
+            Ok(Value::String(t)) if !t.is_empty() => t,
+            _ => return Err(failed("the token program found no token in the answer".into())),
+        };
+        let lifetime = match &login.expires_in {
+            Some(p) => match p.run(&answer) {
+                Ok(v) => v
+                    .as_f64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    .filter(|s| *s > 0.0)
+                    .ok_or_else(|| failed("the expires_in program gave no number of seconds".into()))?,
+                Err(e) => return Err(failed(format!("the expires_in program: {e}"))),
+            },
+            None => 300.0,
+        };
+        Ok((token, Duration::from_secs_f64(lifetime.min(86_400.0 * 30.0))))
+    }
+}
+
 pub struct Upstream {
     pub base_url: String,
     /// The name of the credential the manifest's calls present.
@@ -177,6 +280,12 @@ pub struct Upstream {
     /// The manifest's auth header and the prefix before a static token.
     pub auth_header: reqwest::header::HeaderName,
     pub auth_prefix: String,
+    /// How the registry's login operation issues tokens, if it has one.
+    pub login: Option<Login>,
+    /// The login credential, when the stored credential is of that kind.
+    pub login_secret: RwLock<Option<(String, String)>>,
+    /// The last token issued and when to log in again; one login at a time.
+    pub token: tokio::sync::Mutex<Option<(String, Instant)>>,
     /// The header the calls present now: set from the node's configuration
     /// or the stored credential at each catalogue load, so that a rotated
     /// credential takes effect without recompiling the adapter (and without
@@ -533,7 +642,6 @@ impl Adapter {
         body: Option<&[u8]>,
     ) -> Attempt {
         let up = &self.upstream;
-        let auth = up.auth.read().clone();
         let target = if query.is_empty() {
             url.to_string()
         } else {
@@ -541,25 +649,53 @@ impl Adapter {
                 query.iter().map(|(k, v)| format!("{}={}", urlencoding::encode(k), urlencoding::encode(v))).collect();
             format!("{url}?{}", encoded.join("&"))
         };
-        let mut req = http
-            .request(op.method.clone(), target)
-            .timeout(up.timeout)
-            .header(auth.0.clone(), auth.1.clone())
-            .header(reqwest::header::ACCEPT, op.format.accept());
-        if let Some(b) = body {
-            let content_type = op.format.content_type(op.soap_action.as_deref());
-            req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(b.to_vec());
-            if op.format == Format::Soap11 {
-                req = req.header("SOAPAction", format!("\"{}\"", op.soap_action.as_deref().unwrap_or("")));
+        // A registry that issues tokens is logged in to first, and again at
+        // once when it refuses the token it issued (it may have restarted).
+        let mut fresh = false;
+        let resp = loop {
+            let auth = up.auth.read().clone();
+            let value = match self.login_token(http, fresh).await {
+                None => auth.1.clone(),
+                Some(Ok(token)) => {
+                    match reqwest::header::HeaderValue::from_str(&format!("{}{token}", up.auth_prefix)) {
+                        Ok(v) => v,
+                        Err(_) => {
+                            return Attempt::Failed(ExchangeError::Unavailable(
+                                "the login token fits in no header".into(),
+                            ))
+                        }
+                    }
+                }
+                Some(Err(e)) => return Attempt::Failed(e),
+            };
+            let mut req = http
+                .request(op.method.clone(), target.clone())
+                .timeout(up.timeout)
+                .header(auth.0.clone(), value)
+                .header(reqwest::header::ACCEPT, op.format.accept());
+            if let Some(b) = body {
+                let content_type = op.format.content_type(op.soap_action.as_deref());
+                req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(b.to_vec());
+                if op.format == Format::Soap11 {
+                    req = req.header("SOAPAction", format!("\"{}\"", op.soap_action.as_deref().unwrap_or("")));
+                }
             }
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => return Attempt::Retryable(ExchangeError::Timeout),
-            // The URL holds the citizen's ID: never let it reach the log.
-            Err(e) => {
-                return Attempt::Retryable(ExchangeError::Unavailable(format!("request failed: {}", e.without_url())))
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) if e.is_timeout() => return Attempt::Retryable(ExchangeError::Timeout),
+                // The URL holds the citizen's ID: never let it reach the log.
+                Err(e) => {
+                    return Attempt::Retryable(ExchangeError::Unavailable(format!(
+                        "request failed: {}",
+                        e.without_url()
+                    )))
+                }
+            };
+            if resp.status() == 401 && !fresh && up.login.is_some() && up.login_secret.read().is_some() {
+                fresh = true;
+                continue;
             }
+            break resp;
         };
         let status = resp.status().as_u16();
         if op.is_not_found(status) {

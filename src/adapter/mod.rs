@@ -59,6 +59,18 @@ struct AuthDoc {
     header: String,
     #[serde(default)]
     prefix: String,
+    login: Option<LoginDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginDoc {
+    path: String,
+    #[serde(default)]
+    format: Format,
+    soap_action: Option<String>,
+    body: String,
+    token: String,
+    expires_in: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +255,7 @@ impl Adapter {
             errors.push(problem("/upstream/auth/header", "not a valid header name"));
         }
 
+        let login = doc.upstream.auth.login.as_ref().and_then(|l| compile_login(l, &mut errors));
         let mut operations = BTreeMap::new();
         for (name, op) in doc.operations {
             if let Some(op) = compile_operation(name, op, elements, &mut errors) {
@@ -259,6 +272,9 @@ impl Adapter {
             auth: RwLock::new(Arc::new((auth_header.clone(), reqwest::header::HeaderValue::from_static("")))),
             auth_header,
             auth_prefix: doc.upstream.auth.prefix.clone(),
+            login,
+            login_secret: RwLock::new(None),
+            token: tokio::sync::Mutex::new(None),
             timeout: Duration::from_millis(doc.upstream.timeout_ms),
             retries: doc.upstream.retries,
             backoff: Duration::from_millis(doc.upstream.backoff_ms),
@@ -297,6 +313,8 @@ impl Adapter {
                 let pair = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
                 (AUTHORIZATION, format!("Basic {pair}"))
             }
+            // The token is the login's: each call puts it after the prefix.
+            (None, Some(Credential::Login { .. })) => (up.auth_header.clone(), up.auth_prefix.clone()),
             (None, None) => (up.auth_header.clone(), up.auth_prefix.clone()),
         };
         let value = HeaderValue::from_str(&value).unwrap_or_else(|_| {
@@ -304,6 +322,20 @@ impl Adapter {
             HeaderValue::from_static("")
         });
         *up.auth.write() = Arc::new((name, value));
+        let secret = match (configured, stored) {
+            (None, Some(Credential::Login { username, password })) => Some((username.clone(), password.clone())),
+            _ => None,
+        };
+        let mut held = up.login_secret.write();
+        if *held != secret {
+            *held = secret;
+            // A rotated login is used from the next call: the token it
+            // replaces is forgotten (unless a login is under way, whose
+            // token the next 401 replaces).
+            if let Ok(mut token) = up.token.try_lock() {
+                *token = None;
+            }
+        }
     }
 }
 
@@ -328,6 +360,30 @@ fn jq_program(pointer: String, code: &str, errors: &mut Vec<FieldError>) -> Opti
             None
         }
     }
+}
+
+/// The registry's login operation: its programs compiled, at
+/// `/upstream/auth/login/…` when they do not.
+fn compile_login(l: &LoginDoc, errors: &mut Vec<FieldError>) -> Option<client::Login> {
+    let at = |field: &str| format!("/upstream/auth/login/{field}");
+    let body = jq_program(at("body"), &l.body, errors);
+    let token = jq_program(at("token"), &l.token, errors);
+    let expires_in = l.expires_in.as_ref().map(|e| jq_program(at("expires_in"), e, errors));
+    if !l.format.is_soap() && l.soap_action.is_some() {
+        errors.push(problem(at("soap_action"), "soap_action is for a SOAP login (format soap11 or soap12)"));
+    }
+    Some(client::Login {
+        path: l.path.clone(),
+        format: l.format,
+        soap_action: l.soap_action.clone(),
+        body: body?,
+        token: token?,
+        expires_in: match expires_in {
+            Some(Some(m)) => Some(m),
+            Some(None) => return None,
+            None => None,
+        },
+    })
 }
 
 /// Compiles one operation of a manifest: its schemas, its programs, and the

@@ -27,8 +27,15 @@ async fn gateway_with_mocks(
     mock_ports: [u16; 3],
 ) -> anyhow::Result<(crate::registries::MockRegistries, Application)> {
     use crate::registries::{MockConfig, MockRegistries};
-    let config =
-        MockConfig { seed: population.seed, citizens: population.citizens, ports: mock_ports, ..Default::default() };
+    // The business registry beside the others: on 7104 when they have fixed ports.
+    let business_port = (mock_ports[0] != 0).then_some(7104);
+    let config = MockConfig {
+        seed: population.seed,
+        citizens: population.citizens,
+        ports: mock_ports,
+        business_port,
+        ..Default::default()
+    };
     let mocks = MockRegistries::start(&config)?;
     crate::demo::use_mocks(&mut settings, &mocks, &config.tokens);
     let app = Application::build(settings).await?;
@@ -108,6 +115,7 @@ pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Re
         for kind in crate::registries::RegistryKind::ALL {
             println!("  mock {:<12} {}", kind.name(), mocks.url(kind));
         }
+        println!("  mock {:<12} {}/dkkd/ws (SOAP; no adapter: connect it, see the README)", "business", mocks.business.url());
         println!("  partner          {} (the provincial portal), key id {}", crate::demo::DEMO_PARTNER, key.id);
         println!("\nexport LGSP_KEY={}", key.key);
         println!("export LGSP_STEWARD={steward}\nexport LGSP_AUDITOR={auditor}\n");

@@ -15,7 +15,8 @@ pub struct PopulationArgs {
 
 #[derive(Subcommand)]
 pub enum RegistriesCommand {
-    /// Serve the three registries, each on its own port.
+    /// Serve the three registries, each on its own port, and the business
+    /// registry (SOAP) beside them.
     Serve {
         #[command(flatten)]
         population: PopulationArgs,
@@ -27,6 +28,18 @@ pub enum RegistriesCommand {
         civil_status_port: u16,
         #[arg(long, default_value_t = 7103)]
         insurance_port: u16,
+        #[arg(long, default_value_t = 7104)]
+        business_port: u16,
+        /// The business registry's login (DangNhap): user name.
+        #[arg(long, env = "LGSP_MOCK_BUSINESS_USER", default_value = "lgsp")]
+        business_user: String,
+        #[arg(
+            long,
+            env = "LGSP_MOCK_BUSINESS_PASSWORD",
+            default_value = "business-dev-password",
+            hide_default_value = true
+        )]
+        business_password: String,
         /// Worker threads per registry.
         #[arg(long, default_value_t = 1)]
         workers: usize,
@@ -74,6 +87,9 @@ pub(super) fn run(command: RegistriesCommand) -> anyhow::Result<ExitCode> {
             population_port,
             civil_status_port,
             insurance_port,
+            business_port,
+            business_user,
+            business_password,
             workers,
             population_token,
             civil_status_token,
@@ -86,6 +102,12 @@ pub(super) fn run(command: RegistriesCommand) -> anyhow::Result<ExitCode> {
                 ports: [population_port, civil_status_port, insurance_port],
                 tokens: [population_token, civil_status_token, insurance_token],
                 workers,
+                business_port: Some(business_port),
+                business: crate::registries::business::BusinessConfig {
+                    username: business_user,
+                    password: business_password,
+                    ..Default::default()
+                },
             };
             actix_rt::System::new().block_on(async move {
                 let started = std::time::Instant::now();
@@ -99,6 +121,7 @@ pub(super) fn run(command: RegistriesCommand) -> anyhow::Result<ExitCode> {
                 for kind in RegistryKind::ALL {
                     println!("{:<13} {}", kind.name(), mocks.url(kind));
                 }
+                println!("{:<13} {}/dkkd/ws (SOAP)", "business", mocks.business.url());
                 tokio::signal::ctrl_c().await?;
                 mocks.stop().await;
                 anyhow::Ok(())

@@ -13,6 +13,10 @@ pub enum Credential {
     Static { token: String },
     /// HTTP Basic: `Authorization: Basic base64(username:password)`.
     Basic { username: String, password: String },
+    /// A user name and password (or client id and secret) that the
+    /// registry's login operation, as the manifest's `upstream.auth.login`
+    /// describes it, exchanges for an expiring token.
+    Login { username: String, password: String },
 }
 
 impl std::fmt::Debug for Credential {
@@ -30,6 +34,7 @@ impl Credential {
         match self {
             Credential::Static { .. } => "static",
             Credential::Basic { .. } => "basic",
+            Credential::Login { .. } => "login",
         }
     }
 
@@ -38,7 +43,9 @@ impl Credential {
     pub fn check(&self) -> Vec<FieldError> {
         let fields: Vec<(&str, &str)> = match self {
             Credential::Static { token } => vec![("token", token)],
-            Credential::Basic { username, password } => vec![("username", username), ("password", password)],
+            Credential::Basic { username, password } | Credential::Login { username, password } => {
+                vec![("username", username), ("password", password)]
+            }
         };
         let mut errors = Vec::new();
         for (name, value) in fields {
@@ -46,7 +53,7 @@ impl Credential {
                 errors.push(FieldError::new(format!("/{name}"), format!("1 to {MOST_CREDENTIAL_BYTES} bytes")));
             } else if value.chars().any(char::is_control) {
                 errors.push(FieldError::new(format!("/{name}"), "no control characters (a header cannot carry them)"));
-            } else if name == "username" && value.contains(':') {
+            } else if name == "username" && value.contains(':') && matches!(self, Credential::Basic { .. }) {
                 errors.push(FieldError::new("/username", "HTTP Basic user names hold no colon"));
             }
         }

@@ -4,6 +4,7 @@
 //! error format and credential, as separate agencies' systems do, and its own
 //! run-time fault injection (`GET/PUT/DELETE /__faults`).
 
+pub mod business;
 pub mod names;
 pub mod population;
 pub mod render;
@@ -370,6 +371,9 @@ pub struct MockConfig {
     /// Credentials for population, civil status, insurance.
     pub tokens: [String; 3],
     pub workers: usize,
+    /// The business registry's port; `None` picks a free one.
+    pub business_port: Option<u16>,
+    pub business: business::BusinessConfig,
 }
 
 impl Default for MockConfig {
@@ -381,6 +385,8 @@ impl Default for MockConfig {
             ports: [7101, 7102, 7103],
             tokens: default_tokens(),
             workers: 1,
+            business_port: None,
+            business: business::BusinessConfig::default(),
         }
     }
 }
@@ -389,9 +395,11 @@ pub fn default_tokens() -> [String; 3] {
     ["population-dev-token".into(), "civil-status-dev-token".into(), "insurance-dev-token".into()]
 }
 
-/// The three running registries.
+/// The three running registries, and the business registry beside them.
 pub struct MockRegistries {
     pub population: Arc<Population>,
+    /// The business-registration database (SOAP), which no shipped adapter calls.
+    pub business: business::BusinessRegistry,
     pub states: Vec<web::Data<RegistryState>>,
     pub ports: [u16; 3],
     pub host: String,
@@ -447,7 +455,13 @@ impl MockRegistries {
             tokio::spawn(server);
             states.push(state);
         }
-        Ok(MockRegistries { population, states, ports, host: config.host.clone(), handles })
+        let business = business::BusinessRegistry::start(
+            population.clone(),
+            config.business.clone(),
+            &config.host,
+            config.business_port.unwrap_or(0),
+        )?;
+        Ok(MockRegistries { population, business, states, ports, host: config.host.clone(), handles })
     }
 
     pub fn url(&self, kind: RegistryKind) -> String {
@@ -469,5 +483,6 @@ impl MockRegistries {
         for h in self.handles {
             h.stop(true).await;
         }
+        self.business.stop().await;
     }
 }

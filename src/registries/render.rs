@@ -342,3 +342,23 @@ pub fn insurance_record(pop: &Population, p: &Person) -> Value {
         "trangThai": if alive { "DANG_THAM_GIA" } else { "DUNG_THAM_GIA" },
     })
 }
+
+/// The province code (two digits, before 2025) where a person's birth was
+/// registered: the first digits of an enterprise code registered there.
+pub fn province_of(p: &Person) -> String {
+    let l = &AdminUnits::get().legacy[p.birth_unit as usize];
+    format!("{:0>2}", l.province_code)
+}
+
+/// A business's seat at its holder's household, as the business registry
+/// writes an address: legacy units where the registry was never updated.
+pub fn business_address(pop: &Population, p: &Person) -> Value {
+    let h = pop.household_of(p);
+    let a = pop_address(h.unit, Some(h.street_line(AdminUnits::get())), pop.has_legacy_address(p));
+    json!({
+        "SoNhaDuong": a["chi_tiet"],
+        "MaXa": a["ma_xa"], "TenXa": a["ten_xa"],
+        "MaHuyen": a["ma_huyen"], "TenHuyen": a["ten_huyen"],
+        "MaTinh": a["ma_tinh"], "TenTinh": a["ten_tinh"],
+    })
+}

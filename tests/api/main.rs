@@ -7,6 +7,7 @@ mod adapters;
 mod breaker;
 mod catalog;
 mod cluster;
+mod connect;
 mod credentials;
 mod faults;
 mod helpers;
