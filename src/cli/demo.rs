@@ -141,6 +141,16 @@ pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Re
         println!("# Who accessed this citizen's data\ncurl -s {base}/v1/subjects/{adult}/access-log -H \"Authorization: Bearer $LGSP_KEY\"\n");
         println!("# The audit trail and its chain (auditor)\ncurl -s '{base}/admin/v1/audit?limit=5' -H \"Authorization: Bearer $LGSP_AUDITOR\"\ncurl -s {base}/admin/v1/audit/verify -H \"Authorization: Bearer $LGSP_AUDITOR\"\n");
         println!("# Take a registry down and prefill again (the others still answer)\ncurl -s -X PUT {}/__faults -H 'X-BHXH-Token: {}' -H 'Content-Type: application/json' -d '{{\"error_rate\":1.0}}'\n", mocks.url(crate::registries::RegistryKind::Insurance), crate::registries::default_tokens()[2]);
+        let state = &mocks.business.state;
+        let people = &mocks.population.people;
+        if let Some(b) = state.businesses.iter().find(|b| !b.enterprise && b.status == 1 && people[b.holder].is_alive()) {
+            println!(
+                "# The business registry has no adapter: connect it as the README's walk-through shows, then\n\
+                 curl -s {base}/v1/prefill -H \"Authorization: Bearer $LGSP_KEY\" -H 'Content-Type: application/json' \\\n  \
+                 -d '{{\"form\":\"household_business_change\",\"citizen_id\":\"{}\",\"purpose\":\"household_business_change\"}}'\n",
+                people[b.holder].id
+            );
+        }
         println!("Ctrl-C stops everything.");
         app.run_until_stopped().await?;
         mocks.stop().await;
