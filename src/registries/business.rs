@@ -265,12 +265,51 @@ fn fault(code: &str, own: &str, message: &str) -> HttpResponse {
 
 const NS: &str = "urn:dkkd:dichvu:v1";
 
+impl BusinessState {
+    /// Whether the request carries a live token, or HTTP Basic with the
+    /// registry's user name and password (which server-to-server callers
+    /// may use instead of logging in).
+    fn authorised(&self, req: &HttpRequest) -> bool {
+        use base64::Engine as _;
+        let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if let Some(token) = header.strip_prefix("Bearer ") {
+            return self.tokens.lock().get(token).is_some_and(|at| *at > Instant::now());
+        }
+        let Some(pair) = header.strip_prefix("Basic ") else { return false };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(pair) else { return false };
+        let config = self.config.read();
+        let expected = format!("{}:{}", config.username, config.password);
+        super::constant_time_eq(&decoded, expected.as_bytes())
+    }
+}
+
+/// `GET/PUT/DELETE /__faults`, with the registry's user name and password
+/// as HTTP Basic.
+async fn faults(state: State, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !header.starts_with("Basic ") || !state.authorised(&req) {
+        return HttpResponse::Unauthorized().body("HTTP Basic with the registry's user name and password");
+    }
+    match *req.method() {
+        actix_web::http::Method::PUT => match serde_json::from_slice::<Faults>(&body) {
+            Ok(f) if [f.error_rate, f.timeout_rate, f.corrupt_rate].iter().all(|r| (0.0..=1.0).contains(r)) => {
+                *state.faults.write() = f.clone();
+                HttpResponse::Ok().json(f)
+            }
+            _ => HttpResponse::BadRequest().body("faults as the other registries take them; rates between 0 and 1"),
+        },
+        actix_web::http::Method::DELETE => {
+            *state.faults.write() = Faults::default();
+            HttpResponse::NoContent().finish()
+        }
+        _ => HttpResponse::Ok().json(state.faults.read().clone()),
+    }
+}
+
 async fn serve(state: State, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let f = state.faults.read().clone();
-    if f.latency_ms > 0 {
-        actix_rt::time::sleep(Duration::from_millis(f.latency_ms)).await;
-    }
-    if f.error_rate > 0.0 && rand::Rng::random::<f64>(&mut rand::rng()) < f.error_rate {
+    let outcome = super::inject(&f).await;
+    if let super::Outcome::Error = outcome {
         return fault("Server", "HT500", "Hệ thống đang bận, vui lòng thử lại sau");
     }
     let request = match xml::read_soap(&body, &Value::Null) {
@@ -294,14 +333,7 @@ async fn serve(state: State, req: HttpRequest, body: web::Bytes) -> HttpResponse
             &json!({"dv:DangNhapResponse": {"@xmlns:dv": NS, "MaTruyCap": token, "ThoiHanGiay": config.token_ttl.as_secs().to_string()}}),
         );
     }
-    let presented = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let live = state.tokens.lock().get(presented).is_some_and(|at| *at > Instant::now());
-    if !live {
+    if !state.authorised(&req) {
         return HttpResponse::Unauthorized()
             .content_type("text/plain; charset=utf-8")
             .body("Mã truy cập không hợp lệ hoặc đã hết hạn");
@@ -310,10 +342,13 @@ async fn serve(state: State, req: HttpRequest, body: web::Bytes) -> HttpResponse
         "TraCuuDoanhNghiep" => {
             let code = arg("MaSoDoanhNghiep");
             match state.by_code.get(&code).map(|&i| &state.businesses[i]) {
-                Some(b) => soap(
-                    200,
-                    &json!({"dv:TraCuuDoanhNghiepResponse": {"@xmlns:dv": NS, "KetQua": state.business_xml(b)}}),
-                ),
+                Some(b) => {
+                    let mut found = state.business_xml(b);
+                    if let super::Outcome::Corrupt = outcome {
+                        found["MaSoDoanhNghiep"] = json!("KHONG-RO");
+                    }
+                    soap(200, &json!({"dv:TraCuuDoanhNghiepResponse": {"@xmlns:dv": NS, "KetQua": found}}))
+                }
                 None => fault("Client", "DN404", "Không tìm thấy doanh nghiệp"),
             }
         }
@@ -330,7 +365,13 @@ async fn serve(state: State, req: HttpRequest, body: web::Bytes) -> HttpResponse
                     "Cá nhân không là chủ hộ kinh doanh hay người đại diện doanh nghiệp nào",
                 );
             }
-            let households: Vec<Value> = held.iter().filter(|b| !b.enterprise).map(|b| state.business_xml(b)).collect();
+            let mut households: Vec<Value> =
+                held.iter().filter(|b| !b.enterprise).map(|b| state.business_xml(b)).collect();
+            if let (super::Outcome::Corrupt, Some(first)) = (&outcome, households.first_mut()) {
+                // Breaks the registry's own schema: a code that is not ten digits, a date as the year alone.
+                first["MaSoHoKinhDoanh"] = json!("HKD-KHONG-RO");
+                first["NgayDangKyLanDau"] = json!("2019");
+            }
             let enterprises: Vec<Value> = held.iter().filter(|b| b.enterprise).map(|b| state.business_xml(b)).collect();
             let mut result = json!({"@xmlns:dv": NS});
             if !households.is_empty() {
@@ -371,6 +412,7 @@ impl BusinessRegistry {
                 .app_data(app_state.clone())
                 .app_data(web::PayloadConfig::default().limit(64 * 1024))
                 .route("/dkkd/ws", web::post().to(serve))
+                .route("/__faults", web::route().to(faults))
         })
         .workers(1)
         .shutdown_timeout(1)

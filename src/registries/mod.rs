@@ -87,10 +87,32 @@ pub struct RegistryState {
     pub faults: RwLock<Faults>,
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Normal,
     Error,
     Corrupt,
+}
+
+/// Applies `f`'s latency and decides a request's fate.
+pub(crate) async fn inject(f: &Faults) -> Outcome {
+    let (delay, roll_timeout, roll_error, roll_corrupt) = {
+        let mut rng = rand::rng();
+        let jitter = if f.jitter_ms > 0 { rng.random_range(0..f.jitter_ms) } else { 0 };
+        (f.latency_ms + jitter, rng.random::<f64>(), rng.random::<f64>(), rng.random::<f64>())
+    };
+    if delay > 0 {
+        actix_rt::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if roll_timeout < f.timeout_rate {
+        actix_rt::time::sleep(Duration::from_millis(f.timeout_ms)).await;
+    }
+    if roll_error < f.error_rate {
+        Outcome::Error
+    } else if roll_corrupt < f.corrupt_rate {
+        Outcome::Corrupt
+    } else {
+        Outcome::Normal
+    }
 }
 
 impl RegistryState {
@@ -107,28 +129,11 @@ impl RegistryState {
     /// Applies the configured latency and decides this request's fate.
     async fn inject(&self) -> Outcome {
         let f = self.faults.read().clone();
-        let (delay, roll_timeout, roll_error, roll_corrupt) = {
-            let mut rng = rand::rng();
-            let jitter = if f.jitter_ms > 0 { rng.random_range(0..f.jitter_ms) } else { 0 };
-            (f.latency_ms + jitter, rng.random::<f64>(), rng.random::<f64>(), rng.random::<f64>())
-        };
-        if delay > 0 {
-            actix_rt::time::sleep(Duration::from_millis(delay)).await;
-        }
-        if roll_timeout < f.timeout_rate {
-            actix_rt::time::sleep(Duration::from_millis(f.timeout_ms)).await;
-        }
-        if roll_error < f.error_rate {
-            Outcome::Error
-        } else if roll_corrupt < f.corrupt_rate {
-            Outcome::Corrupt
-        } else {
-            Outcome::Normal
-        }
+        inject(&f).await
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

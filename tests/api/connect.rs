@@ -3,7 +3,8 @@
 //! database, over SOAP with login tokens) is connected through the admin
 //! API with new elements, a stored credential, an adapter and a form, on one
 //! node, and prefilled from on another, with no restart; then its
-//! credential is rotated and the next call uses the new one. The documents
+//! credential is rotated and the next call uses the new one, and replaced by
+//! one of another kind (HTTP Basic). The documents
 //! are the README walk-through's, in `adapters/connect/`.
 
 use crate::helpers::*;
@@ -115,4 +116,38 @@ async fn a_steward_connects_the_business_registry_at_run_time_and_another_node_p
     }
     assert!(back, "the rotated credential was never used");
     assert_eq!(state.logins.load(Ordering::Relaxed), 2, "one new login, with the new password");
+
+    // The registry takes HTTP Basic from servers too: a credential of that
+    // kind is presented on each call, with no login.
+    let basic = json!({"kind": "basic", "username": "lgsp", "password": "rotated-password"});
+    steward(reqwest::Method::PUT, "/admin/v1/credentials/business_registry", basic).await;
+    // Once the other node holds it, the tokens issued so far are of no use.
+    for _ in 0..60 {
+        let listed: Value = p
+            .client
+            .get(format!("{other_base}/admin/v1/credentials"))
+            .bearer_auth(STEWARD)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if listed[0]["kind"] == "basic" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    state.revoke_tokens();
+    let mut served = false;
+    for _ in 0..60 {
+        let (_, a) = prefill().await;
+        if prefilled(&a) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(served, "the basic credential was never used");
+    assert_eq!(state.logins.load(Ordering::Relaxed), 2, "no login with HTTP Basic");
 }
