@@ -72,7 +72,17 @@ pub fn typical_subjects(form: &str, s: &Samples) -> Vec<String> {
     }
 }
 
-/// One prefill over HTTP.
+/// Who asks, for a form about a subject that another may fill in: for a
+/// death, a living adult (the declarant, here one of the samples, the
+/// `i`th); for anything else, the subject.
+pub fn typical_requester(form: &str, subject: &str, i: usize, s: &Samples) -> String {
+    match (form, s.adult_with_household.len()) {
+        ("death_registration", n) if n > 0 => s.adult_with_household[i % n].clone(),
+        _ => subject.to_string(),
+    }
+}
+
+/// One prefill over HTTP, with the requester's ID where there is one.
 pub async fn prefill(
     client: &reqwest::Client,
     base: &str,
@@ -80,13 +90,13 @@ pub async fn prefill(
     form: &str,
     purpose: &str,
     citizen_id: &str,
+    requester_id: Option<&str>,
 ) -> anyhow::Result<Value> {
-    let resp = client
-        .post(format!("{base}/v1/prefill"))
-        .bearer_auth(key)
-        .json(&json!({"form": form, "citizen_id": citizen_id, "purpose": purpose}))
-        .send()
-        .await?;
+    let mut body = json!({"form": form, "citizen_id": citizen_id, "purpose": purpose});
+    if let Some(r) = requester_id {
+        body["requester_id"] = json!(r);
+    }
+    let resp = client.post(format!("{base}/v1/prefill")).bearer_auth(key).json(&body).send().await?;
     let status = resp.status();
     let body: Value = resp.json().await?;
     anyhow::ensure!(status.is_success(), "prefill of {form} answered {status}: {body}");
@@ -121,8 +131,10 @@ pub async fn report(state: &AppState, base: &str, key: &str, samples: &Samples) 
         let (bound, total) = form.ceiling();
         let purpose = &form.doc.purposes[0];
         let (mut cuts, mut chars) = (Vec::new(), 0.0);
-        for id in typical_subjects(form.id(), samples) {
-            let answer = prefill(&client, base, key, form.id(), purpose, &id).await?;
+        let asks = form.persons.contains_key(crate::form::REQUESTER);
+        for (i, id) in typical_subjects(form.id(), samples).into_iter().enumerate() {
+            let requester = asks.then(|| typical_requester(form.id(), &id, i, samples));
+            let answer = prefill(&client, base, key, form.id(), purpose, &id, requester.as_deref()).await?;
             cuts.push(answer["coverage"]["cut"].as_f64().unwrap_or(0.0));
             chars += answer["coverage"]["characters_saved"].as_f64().unwrap_or(0.0);
         }

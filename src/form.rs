@@ -10,41 +10,95 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// Whom a field is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Person {
-    Subject,
-    HouseholdHead,
-    Father,
-    Mother,
-    Spouse,
-    /// The subject or the spouse, whichever is female: the mother of a
-    /// child the subject registers.
-    ChildMother,
-    /// The subject or the spouse, whichever is male.
-    ChildFather,
+/// The person every form is about: the citizen whose ID the request gives.
+pub const SUBJECT: &str = "subject";
+
+/// The person who asks, where another fills the form about the subject (the
+/// declarant of a death, the requester of a certificate): the portal gives
+/// their ID, known from the citizen's login, as `requester_id`.
+pub const REQUESTER: &str = "requester";
+
+/// How a form finds one of the persons it is about, as it declares it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonDecl {
+    /// The request gives this person's ID: `requester_id` for `requester`,
+    /// `relatives` for any other.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub given: bool,
+    /// Found through this person's `element`, a person reference holding a
+    /// `citizen_id` (the subject's `father`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element: Option<String>,
+    /// Or one of two persons, by what a person's element holds: the child's
+    /// mother is the subject if the subject is female, else the spouse.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
+    #[serde(default, rename = "else", skip_serializing_if = "Option::is_none")]
+    pub otherwise: Option<String>,
 }
 
-impl Person {
-    pub fn as_str(self) -> &'static str {
+/// `person`'s `element` equals `equals`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub person: String,
+    pub element: String,
+    #[schema(value_type = crate::schema::openapi::AnyValue)]
+    pub equals: Value,
+}
+
+/// How a person is found, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// The request gives the ID.
+    Given,
+    /// The `citizen_id` in `person`'s `element`.
+    Through { person: String, element: String },
+    /// `then` when `when` holds, `otherwise` when it does not; nobody when
+    /// the element is unknown.
+    Either { when: Condition, then: String, otherwise: String },
+}
+
+impl Found {
+    /// The persons this one is found from.
+    pub fn sources(&self) -> Vec<&str> {
         match self {
-            Person::Subject => "subject",
-            Person::HouseholdHead => "household_head",
-            Person::Father => "father",
-            Person::Mother => "mother",
-            Person::Spouse => "spouse",
-            Person::ChildMother => "child_mother",
-            Person::ChildFather => "child_father",
+            Found::Given => Vec::new(),
+            Found::Through { person, .. } => vec![person],
+            Found::Either { when, then, otherwise } => vec![&when.person, then, otherwise],
         }
     }
+}
+
+/// The persons a form without its own `persons` may name, as they were
+/// built in: through the subject's links, and the child's parents.
+fn built_in(name: &str) -> Option<Found> {
+    let through = |element: &str| Found::Through { person: SUBJECT.into(), element: element.into() };
+    let parent = |sex: &str| Found::Either {
+        when: Condition { person: SUBJECT.into(), element: "sex".into(), equals: Value::String(sex.into()) },
+        then: SUBJECT.into(),
+        otherwise: "spouse".into(),
+    };
+    Some(match name {
+        SUBJECT => Found::Given,
+        "household_head" | "father" | "mother" | "spouse" => through(name),
+        "child_mother" => parent("female"),
+        "child_father" => parent("male"),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Binding {
     pub element: String,
-    pub person: Person,
+    /// One of the persons the form declares (`subject` always is).
+    pub person: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +146,12 @@ pub struct FormDoc {
     pub legal_basis: Option<String>,
     pub procedure: Procedure,
     pub purposes: Vec<String>,
+    /// The persons the form is about besides the subject, and how each is
+    /// found. Without it, a form may name the built-in persons
+    /// (`household_head`, `father`, `mother`, `spouse`, `child_mother`,
+    /// `child_father`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persons: Option<BTreeMap<String, PersonDecl>>,
     pub fields: Vec<FormField>,
 }
 
@@ -103,6 +163,8 @@ pub struct Form {
     pub definition: Value,
     /// Compiled `transform`s by field id.
     transforms: BTreeMap<String, Arc<Mapping>>,
+    /// Every person the form is about, the subject included, and how each is found.
+    pub persons: BTreeMap<String, Found>,
 }
 
 impl Form {
@@ -118,6 +180,7 @@ impl Form {
         let doc: FormDoc =
             serde_json::from_value(definition.clone()).map_err(|e| vec![FieldError::new("", e.to_string())])?;
         let mut errors = Vec::new();
+        let persons = persons_of(&doc, elements, &mut errors);
         let mut seen = BTreeSet::new();
         let mut transforms = BTreeMap::new();
         for (i, f) in doc.fields.iter().enumerate() {
@@ -126,6 +189,12 @@ impl Form {
                 errors.push(FieldError::new(at("/id"), format!("field id \"{}\" is used twice", f.id)));
             }
             let Some(b) = &f.bind else { continue };
+            if !persons.contains_key(&b.person) {
+                errors.push(FieldError::new(
+                    at("/bind/person"),
+                    format!("\"{}\" is not a person this form declares (in persons)", b.person),
+                ));
+            }
             if !elements.is_element(&b.element) {
                 errors.push(FieldError::new(at("/bind/element"), format!("unknown data element \"{}\"", b.element)));
                 continue;
@@ -158,7 +227,7 @@ impl Form {
             }
         }
         if errors.is_empty() {
-            Ok(Form { doc, version, definition: definition.clone(), transforms })
+            Ok(Form { doc, version, definition: definition.clone(), transforms, persons })
         } else {
             Err(errors)
         }
@@ -181,6 +250,112 @@ impl Form {
     pub fn ceiling(&self) -> (usize, usize) {
         (self.doc.fields.iter().filter(|f| f.bind.is_some()).count(), self.doc.fields.len())
     }
+}
+
+/// The persons a form is about and how each is found, checked: each found
+/// from persons the form has, through elements that hold a person, and none
+/// through itself.
+fn persons_of(doc: &FormDoc, elements: &Elements, errors: &mut Vec<FieldError>) -> BTreeMap<String, Found> {
+    let mut persons = BTreeMap::from([(SUBJECT.to_string(), Found::Given)]);
+    match &doc.persons {
+        Some(declared) => {
+            for (name, d) in declared {
+                let at = format!("/persons/{name}");
+                if name == SUBJECT {
+                    errors
+                        .push(FieldError::new(at, "the subject is always the request's citizen_id; do not declare it"));
+                    continue;
+                }
+                let found = match d {
+                    PersonDecl {
+                        given: true,
+                        through: None,
+                        element: None,
+                        when: None,
+                        then: None,
+                        otherwise: None,
+                    } => Found::Given,
+                    PersonDecl {
+                        given: false,
+                        through: Some(p),
+                        element: Some(e),
+                        when: None,
+                        then: None,
+                        otherwise: None,
+                    } => Found::Through { person: p.clone(), element: e.clone() },
+                    PersonDecl {
+                        given: false,
+                        through: None,
+                        element: None,
+                        when: Some(c),
+                        then: Some(t),
+                        otherwise: Some(o),
+                    } => Found::Either { when: c.clone(), then: t.clone(), otherwise: o.clone() },
+                    _ => {
+                        errors.push(FieldError::new(
+                            at,
+                            "declare exactly one way to find the person: {\"given\": true}, {\"through\": person, \
+                             \"element\": …}, or {\"if\": {person, element, equals}, \"then\": person, \"else\": person}",
+                        ));
+                        continue;
+                    }
+                };
+                persons.insert(name.clone(), found);
+            }
+        }
+        None => {
+            // The built-in persons the fields name, and those they are found from.
+            let mut todo: Vec<String> =
+                doc.fields.iter().filter_map(|f| f.bind.as_ref()).map(|b| b.person.clone()).collect();
+            while let Some(name) = todo.pop() {
+                if persons.contains_key(&name) {
+                    continue;
+                }
+                if let Some(found) = built_in(&name) {
+                    todo.extend(found.sources().into_iter().map(String::from));
+                    persons.insert(name, found);
+                }
+            }
+        }
+    }
+    for (name, found) in &persons {
+        let at = format!("/persons/{name}");
+        for source in found.sources() {
+            if !persons.contains_key(source) {
+                errors.push(FieldError::new(&at, format!("\"{source}\" is not a person this form declares")));
+            }
+        }
+        match found {
+            Found::Through { element, .. }
+                if !elements.has_path(element, "/citizen_id") || !elements.is_element(element) =>
+            {
+                errors.push(FieldError::new(
+                    format!("{at}/element"),
+                    format!("\"{element}\" is not an element that holds a person's citizen_id"),
+                ));
+            }
+            Found::Either { when, .. } if !elements.is_element(&when.element) => {
+                errors.push(FieldError::new(
+                    format!("{at}/if/element"),
+                    format!("unknown data element \"{}\"", when.element),
+                ));
+            }
+            _ => {}
+        }
+        // Found through itself, directly or through others?
+        let mut seen = BTreeSet::new();
+        let mut next: Vec<&str> = found.sources();
+        while let Some(p) = next.pop() {
+            if p == name {
+                errors.push(FieldError::new(&at, "the person is found through itself, directly or through others"));
+                break;
+            }
+            if seen.insert(p) {
+                next.extend(persons.get(p).map(Found::sources).unwrap_or_default());
+            }
+        }
+    }
+    persons
 }
 
 /// The forms shipped in `schemas/forms/`, embedded in the binary.

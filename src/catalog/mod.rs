@@ -73,13 +73,13 @@ impl KeyUse {
     }
 }
 
-/// Which prefill plan a request needs: the form, the partner, and a bit for
-/// each relative the request names.
+/// Which prefill plan a request needs: the form, the partner, and the
+/// persons whose ID the request gives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PlanKey {
     pub form: String,
     pub partner: String,
-    pub relatives: u8,
+    pub given: Vec<String>,
 }
 
 /// An admin token as the catalogue holds it: the caller a request that

@@ -28,17 +28,13 @@ pub fn complete(doc: &mut Value) {
     schemas["StateChange"]["minProperties"] = json!(1);
     schemas["PolicyEntry"] =
         json!({"type": "string", "minLength": 1, "maxLength": crate::domain::partner::Policy::LONGEST_ENTRY});
-    let persons: Vec<Value> = schemas["Person"]["enum"].as_array().cloned().unwrap_or_default();
-    let relatives: serde_json::Map<String, Value> = persons
-        .iter()
-        .filter_map(Value::as_str)
-        .map(|p| (p.to_string(), json!({"$ref": "#/components/schemas/CitizenId"})))
-        .collect();
     schemas["Relatives"] = json!({
         "type": "object",
-        "description": "ID numbers of relatives the registries do not link to the subject, by the person each is.",
-        "properties": relatives,
-        "additionalProperties": false,
+        "description": "ID numbers of other persons the form is about, by the name the form gives each (its \
+                        persons; without them, household_head, father, mother, spouse, child_mother, child_father).",
+        "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,39}$"},
+        "maxProperties": 16,
+        "additionalProperties": {"$ref": "#/components/schemas/CitizenId"},
     });
     schemas["CitizenId"] = json!({
         "type": "string",

@@ -8,7 +8,7 @@ use crate::catalog::Catalog;
 use crate::domain::partner::PartnerKind;
 use crate::domain::CitizenId;
 use crate::error::{ApiError, ErrorCode, FieldError};
-use crate::form::{Form, Person};
+use crate::form::{Form, REQUESTER, SUBJECT};
 use crate::http::admission::{sensitive_of, AccessLogCall, Admitted, Audit, ExchangeCall, PrefillCall};
 use crate::http::body::{citizen_id_at, json_body, typed_value};
 use crate::http::caller::PartnerCaller;
@@ -222,11 +222,12 @@ async fn prefill_inner(
     audit.record.purpose = Some(request.purpose.clone());
     let subject = citizen_id_at("/citizen_id", &request.citizen_id)?;
     audit.record.subject = Some(subject.to_string());
-    let relatives = request
+    let mut given = request
         .relatives
         .iter()
-        .map(|(person, id)| Ok((*person, citizen_id_at(&format!("/relatives/{}", person.as_str()), id)?)))
-        .collect::<Result<BTreeMap<Person, CitizenId>, ApiError>>()?;
+        .map(|(person, id)| Ok((person.clone(), citizen_id_at(&format!("/relatives/{person}"), id)?)))
+        .collect::<Result<BTreeMap<String, CitizenId>, ApiError>>()?;
+    let requester = request.requester_id.as_deref().map(|id| citizen_id_at("/requester_id", id)).transpose()?;
     let catalog = state.catalog.get();
     let form = catalog
         .form(&request.form)
@@ -244,6 +245,10 @@ async fn prefill_inner(
         )
         .with_errors(vec![FieldError::new("/purpose", "not a purpose of this form")]));
     }
+    check_persons(form, &given)?;
+    if let Some(id) = requester.filter(|_| form.persons.contains_key(REQUESTER)) {
+        given.entry(REQUESTER.to_string()).or_insert(id);
+    }
     check_purpose(caller, &catalog, &request.purpose)?;
     check_consent(req, caller, audit)?;
     // The grant as this snapshot holds it, so that the snapshot may keep the
@@ -256,7 +261,7 @@ async fn prefill_inner(
         form,
         citizen_id: subject,
         purpose: &request.purpose,
-        relatives: &relatives,
+        given: &given,
         partner: current.map(|p| p.id.as_str()),
         may_receive: &may_receive,
         http: &state.http,
@@ -274,6 +279,30 @@ async fn prefill_inner(
         "not_permitted": answer.fields.iter().filter(|f| f.reason == Some(Unavailable::NotPermitted)).map(|f| &f.id).collect::<Vec<_>>(),
     });
     Ok(HttpResponse::Ok().json(answer))
+}
+
+/// The persons a request names must be persons of the form, other than the subject.
+fn check_persons(form: &Form, given: &BTreeMap<String, CitizenId>) -> Result<(), ApiError> {
+    let unknown: Vec<&String> = given.keys().filter(|p| *p == SUBJECT || !form.persons.contains_key(*p)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<&str> = form.persons.keys().map(String::as_str).filter(|p| *p != SUBJECT).collect();
+    let shown = |p: &str| p.chars().take(40).collect::<String>();
+    Err(ApiError::new(
+        ErrorCode::InvalidBody,
+        format!(
+            "relatives names persons form \"{}\" is not about; it may name {} (the subject is citizen_id).",
+            form.id(),
+            if others.is_empty() { "none".to_string() } else { others.join(", ") }
+        ),
+    )
+    .with_errors(
+        unknown
+            .iter()
+            .map(|p| FieldError::new(format!("/relatives/{}", shown(p)), "not a person of this form"))
+            .collect(),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -20,7 +20,7 @@ use crate::adapter::client::{CallOutcome, ExchangeError};
 use crate::catalog::{Catalog, PlanKey};
 use crate::db::micros_to_rfc3339;
 use crate::domain::CitizenId;
-use crate::form::{Form, Person};
+use crate::form::{Form, Found, SUBJECT};
 use crate::telemetry::Metrics;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
@@ -42,10 +42,18 @@ pub struct PrefillRequest {
     /// The procedure this prefill serves; one of the form's purposes.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S", example = "residence_change")]
     pub purpose: String,
-    /// ID numbers of relatives the registries do not link to the subject.
+    /// Personal ID number of the citizen who asks, where another fills
+    /// the form about the subject (known to the portal from the citizen's
+    /// login): the form's `requester`, if it has one.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schema::openapi::CitizenId>)]
+    pub requester_id: Option<String>,
+    /// ID numbers of other persons the form is about (those it declares,
+    /// `GET /v1/forms/{id}`), where the registries do not link them to the
+    /// subject or the portal knows them better.
     #[serde(default)]
     #[schema(value_type = crate::schema::openapi::Relatives)]
-    pub relatives: BTreeMap<Person, String>,
+    pub relatives: BTreeMap<String, String>,
 }
 
 /// What became of a field.
@@ -106,8 +114,9 @@ pub struct FieldValue {
     /// (Decree 13/2023/NĐ-CP: ethnic origin, religious views).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub classification: Option<&'static str>,
+    /// The person of the form the field is about.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub person: Option<Person>,
+    pub person: Option<String>,
     /// `adapter.operation` the value came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -143,7 +152,7 @@ pub struct Conflict {
 pub struct SourceStatus {
     /// `adapter.operation`.
     pub operation: String,
-    pub person: Person,
+    pub person: String,
     /// `ok`, `no_record`, `timeout`, `unavailable`, `circuit_open`, `invalid_response`, `budget_exceeded`,
     /// `rejected`.
     #[schema(value_type = String)]
@@ -189,9 +198,9 @@ impl PrefillAnswer {
             .filter(|f| f.status == FieldStatus::Prefilled)
             .filter_map(|f| {
                 let e = f.element.as_ref()?;
-                Some(match f.person {
-                    Some(Person::Subject) | None => e.clone(),
-                    Some(p) => format!("{}.{e}", p.as_str()),
+                Some(match f.person.as_deref() {
+                    Some(SUBJECT) | None => e.clone(),
+                    Some(p) => format!("{p}.{e}"),
                 })
             })
             .collect();
@@ -204,15 +213,29 @@ impl PrefillAnswer {
     }
 }
 
-/// The element of the subject's record that links to this person.
-fn link_element(p: Person) -> Option<&'static str> {
-    match p {
-        Person::Subject => None,
-        Person::HouseholdHead => Some("household_head"),
-        Person::Father => Some("father"),
-        Person::Mother => Some("mother"),
-        Person::Spouse | Person::ChildMother | Person::ChildFather => Some("spouse"),
+/// The elements read to find `person` (through whom, by what), which a
+/// partner must be granted to receive anything of that person.
+fn links(form: &Form, person: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![person];
+    let mut seen = BTreeSet::new();
+    while let Some(p) = todo.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        match form.persons.get(p) {
+            Some(Found::Through { person, element }) => {
+                out.push(element.clone());
+                todo.push(person);
+            }
+            Some(Found::Either { when, then, otherwise }) => {
+                out.push(when.element.clone());
+                todo.extend([when.person.as_str(), then, otherwise]);
+            }
+            Some(Found::Given) | None => {}
+        }
     }
+    out
 }
 
 /// Element → operation for one person: pinned sources first, then a greedy cover.
@@ -262,55 +285,70 @@ fn plan(
 /// within a catalogue snapshot, so each snapshot keeps the plans it made.
 pub struct Plan {
     /// Person → element → the `adapter.operation` that provides it.
-    calls: BTreeMap<Person, BTreeMap<String, String>>,
+    calls: BTreeMap<String, BTreeMap<String, String>>,
     /// Person → the operations called for them, each once, in order.
-    ops: BTreeMap<Person, Vec<String>>,
+    ops: BTreeMap<String, Vec<String>>,
     /// Every element planned for: no others are mapped.
     wanted: BTreeSet<String>,
 }
 
 impl Plan {
-    fn new(input: &PrefillInput<'_>, permitted: &dyn Fn(Person, &str) -> bool) -> Plan {
+    fn new(input: &PrefillInput<'_>, permitted: &dyn Fn(&str, &str) -> bool) -> Plan {
         // What each person needs, and the pinned sources.
-        let mut needed: BTreeMap<Person, BTreeSet<String>> = BTreeMap::new();
-        let mut pinned: BTreeMap<Person, BTreeMap<String, String>> = BTreeMap::new();
+        let mut needed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut pinned: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for f in &input.form.doc.fields {
             let Some(b) = &f.bind else { continue };
-            if !permitted(b.person, &b.element) {
+            if !permitted(&b.person, &b.element) {
                 continue;
             }
-            needed.entry(b.person).or_default().insert(b.element.clone());
+            needed.entry(b.person.clone()).or_default().insert(b.element.clone());
             if let Some(s) = &b.source {
-                pinned.entry(b.person).or_default().insert(b.element.clone(), s.clone());
+                pinned.entry(b.person.clone()).or_default().insert(b.element.clone(), s.clone());
             }
-            if let Some(l) = link_element(b.person) {
-                if !input.relatives.contains_key(&b.person) {
-                    needed.entry(Person::Subject).or_default().insert(l.to_string());
-                    if matches!(b.person, Person::ChildMother | Person::ChildFather) {
-                        needed.entry(Person::Subject).or_default().insert("sex".into());
-                    }
+        }
+        // What finding each of them needs of others, unless the request
+        // gives their ID.
+        let mut todo: Vec<String> = needed.keys().cloned().collect();
+        let mut seen = BTreeSet::new();
+        while let Some(p) = todo.pop() {
+            if !seen.insert(p.clone()) || input.given.contains_key(&p) {
+                continue;
+            }
+            let mut need = |person: &str, element: &str| {
+                needed.entry(person.to_string()).or_default().insert(element.to_string());
+                todo.push(person.to_string());
+            };
+            match input.form.persons.get(&p) {
+                Some(Found::Through { person, element }) => need(person, element),
+                Some(Found::Either { when, then, otherwise }) => {
+                    need(&when.person, &when.element);
+                    todo.extend([then.clone(), otherwise.clone()]);
                 }
+                Some(Found::Given) | None => {}
             }
         }
         let candidates = &input.catalog.prefill_sources;
         let no_pins = BTreeMap::new();
-        let calls: BTreeMap<Person, BTreeMap<String, String>> =
-            needed.iter().map(|(p, els)| (*p, plan(candidates, els, pinned.get(p).unwrap_or(&no_pins)))).collect();
+        let calls: BTreeMap<String, BTreeMap<String, String>> = needed
+            .iter()
+            .map(|(p, els)| (p.clone(), plan(candidates, els, pinned.get(p).unwrap_or(&no_pins))))
+            .collect();
         let ops = calls
             .iter()
             .map(|(p, by_element)| {
                 let mut ops: Vec<String> = by_element.values().cloned().collect();
                 ops.sort();
                 ops.dedup();
-                (*p, ops)
+                (p.clone(), ops)
             })
             .collect();
         Plan { calls, ops, wanted: needed.into_values().flatten().collect() }
     }
 
     /// The operations called for `person`, each once.
-    fn ops_of(&self, person: Person) -> &[String] {
-        self.ops.get(&person).map_or(&[], Vec::as_slice)
+    fn ops_of(&self, person: &str) -> &[String] {
+        self.ops.get(person).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -336,8 +374,8 @@ struct Fetcher<'a> {
 }
 
 impl Fetcher<'_> {
-    async fn fetch_all(&mut self, calls: Vec<(Person, String, String)>) {
-        let todo: Vec<(Person, String, String)> =
+    async fn fetch_all(&mut self, calls: Vec<(String, String, String)>) {
+        let todo: Vec<(String, String, String)> =
             calls.into_iter().filter(|(_, op, id)| self.get(op, id).is_none()).collect();
         let mut unique = BTreeSet::new();
         let todo: Vec<_> = todo.into_iter().filter(|(_, op, id)| unique.insert((op.clone(), id.clone()))).collect();
@@ -430,7 +468,8 @@ pub struct PrefillInput<'a> {
     pub form: &'a Form,
     pub citizen_id: CitizenId,
     pub purpose: &'a str,
-    pub relatives: &'a BTreeMap<Person, CitizenId>,
+    /// The other persons whose ID the request gives (`requester_id`, `relatives`).
+    pub given: &'a BTreeMap<String, CitizenId>,
     /// The partner whose grant `may_receive` applies, when that grant is the
     /// one `catalog` holds: the plan made is kept in the snapshot for the
     /// partner's next prefill of the form. `None`: made for this call alone.
@@ -444,18 +483,19 @@ pub struct PrefillInput<'a> {
 
 impl PrefillInput<'_> {
     fn plan_key(&self) -> Option<PlanKey> {
-        let relatives = self.relatives.keys().fold(0u8, |bits, p| bits | 1 << *p as u8);
-        Some(PlanKey { form: self.form.id().to_string(), partner: self.partner?.to_string(), relatives })
+        let given = self.given.keys().cloned().collect();
+        Some(PlanKey { form: self.form.id().to_string(), partner: self.partner?.to_string(), given })
     }
 }
 
 /// Prefills `input.form`: plans the calls (or takes the snapshot's plan),
-/// fetches the subject's records, finds the relatives they link to and
-/// fetches theirs, then merges the answers field by field.
+/// fetches the records of the persons the request names, finds the persons
+/// those records lead to and fetches theirs, then merges the answers field
+/// by field.
 pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
     let form = input.form;
     let permitted =
-        |p: Person, el: &str| (input.may_receive)(el) && link_element(p).is_none_or(|l| (input.may_receive)(l));
+        |p: &str, el: &str| (input.may_receive)(el) && links(form, p).iter().all(|l| (input.may_receive)(l));
     let planned = input.catalog.prefill_plan(input.plan_key(), || Plan::new(&input, &permitted));
     let mut fetcher = Fetcher {
         catalog: input.catalog,
@@ -485,55 +525,72 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
     }
 }
 
-/// Fetches what the plan needs in two phases: the subject's records, then
-/// those of the relatives the request names or the subject's records link
-/// to. Returns each person's ID number; a relative not found has none.
-async fn fetch_people(fetcher: &mut Fetcher<'_>, plan: &Plan, input: &PrefillInput<'_>) -> BTreeMap<Person, String> {
-    let subject = input.citizen_id.to_string();
-    fetcher
-        .fetch_all(
-            plan.ops_of(Person::Subject).iter().map(|op| (Person::Subject, op.clone(), subject.clone())).collect(),
-        )
-        .await;
-    let subject_value = |el: &str| -> Option<Value> {
-        let op = plan.calls.get(&Person::Subject)?.get(el)?;
-        let v = fetcher.get(op, &subject)?.result.as_ref().ok()?.get(el)?;
-        (!v.is_null()).then(|| v.clone())
-    };
-    let mut ids: BTreeMap<Person, String> = BTreeMap::new();
-    ids.insert(Person::Subject, subject.clone());
-    let sex = subject_value("sex");
-    for p in plan.calls.keys().copied().filter(|p| *p != Person::Subject) {
-        if let Some(id) = input.relatives.get(&p) {
-            ids.insert(p, id.to_string());
-            continue;
+/// Fetches what the plan needs, a round at a time: the records of the
+/// persons whose ID the request gives, then of those these records lead to,
+/// and so on. Returns each person's ID number; a person not found has none.
+async fn fetch_people(fetcher: &mut Fetcher<'_>, plan: &Plan, input: &PrefillInput<'_>) -> BTreeMap<String, String> {
+    let form = input.form;
+    let mut ids: BTreeMap<String, String> = BTreeMap::from([(SUBJECT.to_string(), input.citizen_id.to_string())]);
+    ids.extend(input.given.iter().map(|(p, id)| (p.clone(), id.to_string())));
+    // Persons whose records are fetched, and those that cannot be found.
+    let mut fetched: BTreeSet<String> = BTreeSet::new();
+    let mut lost: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let round: Vec<(String, String, String)> = ids
+            .iter()
+            .filter(|(p, _)| !fetched.contains(*p))
+            .flat_map(|(p, id)| plan.ops_of(p).iter().map(move |op| (p.clone(), op.clone(), id.clone())))
+            .collect();
+        fetched.extend(ids.keys().cloned());
+        fetcher.fetch_all(round).await;
+        // What a fetched person's record holds for an element.
+        let value = |p: &str, el: &str| -> Option<Value> {
+            let op = plan.calls.get(p)?.get(el)?;
+            let v = fetcher.get(op, ids.get(p)?)?.result.as_ref().ok()?.get(el)?;
+            (!v.is_null()).then(|| v.clone())
+        };
+        let mut found = Vec::new();
+        for (p, how) in &form.persons {
+            if ids.contains_key(p) || lost.contains(p) {
+                continue;
+            }
+            let ready = |q: &str| fetched.contains(q) || lost.contains(q);
+            let id = match how {
+                Found::Given => None,
+                Found::Through { person, element } if ready(person) => {
+                    value(person, element).and_then(|v| v["citizen_id"].as_str().map(String::from))
+                }
+                Found::Either { when, then, otherwise } if ready(&when.person) => {
+                    match value(&when.person, &when.element) {
+                        Some(v) => {
+                            let chosen = if v == when.equals { then } else { otherwise };
+                            if !ids.contains_key(chosen) && !lost.contains(chosen) {
+                                // Not found yet: tried again next round.
+                                continue;
+                            }
+                            ids.get(chosen).cloned()
+                        }
+                        None => None,
+                    }
+                }
+                _ => continue,
+            };
+            found.push((p.clone(), id));
         }
-        let linked = link_element(p).and_then(subject_value).and_then(|v| v["citizen_id"].as_str().map(String::from));
-        let id = match p {
-            // The child's mother or father is the subject, by sex, or the subject's spouse.
-            Person::ChildMother | Person::ChildFather => {
-                let subject_is = if p == Person::ChildMother { "female" } else { "male" };
-                match &sex {
-                    Some(s) if s == subject_is => Some(subject.clone()),
-                    Some(_) => linked,
-                    None => None,
+        if found.is_empty() {
+            return ids;
+        }
+        for (p, id) in found {
+            match id {
+                Some(id) => {
+                    ids.insert(p, id);
+                }
+                None => {
+                    lost.insert(p);
                 }
             }
-            _ => linked,
-        };
-        if let Some(id) = id {
-            ids.insert(p, id);
         }
     }
-    let relatives: Vec<(Person, String, String)> = plan
-        .calls
-        .keys()
-        .filter(|p| **p != Person::Subject)
-        .filter_map(|p| ids.get(p).map(|id| (*p, id.clone())))
-        .flat_map(|(p, id)| plan.ops_of(p).iter().map(move |op| (p, op.clone(), id.clone())))
-        .collect();
-    fetcher.fetch_all(relatives).await;
-    ids
 }
 
 /// What merging a field reads: the plan, what was fetched, and who is who.
@@ -541,8 +598,8 @@ struct Merge<'a> {
     form: &'a Form,
     plan: &'a Plan,
     fetcher: &'a Fetcher<'a>,
-    ids: &'a BTreeMap<Person, String>,
-    permitted: &'a dyn Fn(Person, &str) -> bool,
+    ids: &'a BTreeMap<String, String>,
+    permitted: &'a dyn Fn(&str, &str) -> bool,
 }
 
 impl Merge<'_> {
@@ -567,13 +624,13 @@ impl Merge<'_> {
         let Some(b) = &f.bind else { return out };
         out.element = Some(b.element.clone());
         out.classification = Some(self.fetcher.catalog.elements.class(&b.element).as_str());
-        out.person = Some(b.person);
+        out.person = Some(b.person.clone());
         out.status = FieldStatus::Unavailable;
         let unavailable = |mut out: FieldValue, why: Unavailable| {
             out.reason = Some(why);
             out
         };
-        if !(self.permitted)(b.person, &b.element) {
+        if !(self.permitted)(&b.person, &b.element) {
             return unavailable(out, Unavailable::NotPermitted);
         }
         let Some(id) = self.ids.get(&b.person) else { return unavailable(out, Unavailable::NoPerson) };
@@ -622,7 +679,7 @@ impl Merge<'_> {
     fn conflicts(&self, f: &crate::form::FormField, authoritative: &str, id: &str, value: &Value) -> Vec<Conflict> {
         let Some(b) = &f.bind else { return Vec::new() };
         let mut conflicts = Vec::new();
-        for other in self.plan.ops_of(b.person).iter().filter(|o| *o != authoritative) {
+        for other in self.plan.ops_of(&b.person).iter().filter(|o| *o != authoritative) {
             if let Some(Ok(els)) = self.fetcher.get(other, id).map(|f| &f.result) {
                 let v = pick(els.get(&b.element).unwrap_or(&NULL), b.path.as_deref());
                 if !v.is_null() && v != value {

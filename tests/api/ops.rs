@@ -264,7 +264,12 @@ async fn the_openapi_document_says_what_lgsp_sends_and_accepts() {
     let prefill = &schemas["PrefillRequest"]["properties"];
     assert_eq!(prefill["citizen_id"]["$ref"], "#/components/schemas/CitizenId");
     assert_eq!(prefill["relatives"]["$ref"], "#/components/schemas/Relatives");
-    assert_eq!(schemas["Relatives"]["properties"]["mother"]["$ref"], "#/components/schemas/CitizenId");
+    assert_eq!(schemas["Relatives"]["additionalProperties"]["$ref"], "#/components/schemas/CitizenId");
+    assert!(
+        prefill["requester_id"].to_string().contains("#/components/schemas/CitizenId"),
+        "{}",
+        prefill["requester_id"]
+    );
 }
 
 /// Every example in the README is an example in the document, so neither

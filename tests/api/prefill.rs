@@ -300,8 +300,11 @@ async fn a_form_registered_at_run_time_is_prefilled_and_the_report_matches_an_in
         let bound = fields.iter().filter(|f| f.get("bind").is_some()).count();
         let purpose = doc["purposes"][0].as_str().unwrap();
         let mut cuts = Vec::new();
-        for subject in lgsp::demo::typical_subjects(id, &s) {
-            let a: Value = p.prefill(&key, id, purpose, &subject).await.json().await.unwrap();
+        for (i, subject) in lgsp::demo::typical_subjects(id, &s).into_iter().enumerate() {
+            let requester = lgsp::demo::typical_requester(id, &subject, i, &s);
+            let body = json!({"form": id, "citizen_id": subject, "purpose": purpose, "requester_id": requester});
+            let r = p.client.post(p.url("/v1/prefill")).bearer_auth(&key).json(&body).send().await.unwrap();
+            let a: Value = r.json().await.unwrap();
             let prefilled = a["fields"].as_array().unwrap().iter().filter(|f| !f["value"].is_null()).count();
             cuts.push(prefilled as f64 / fields.len() as f64);
         }
@@ -317,4 +320,91 @@ async fn a_form_registered_at_run_time_is_prefilled_and_the_report_matches_an_in
         // Both round to 0.001 (each answer, then the mean); the recount does not.
         assert!((row.measured - measured).abs() < 0.0011, "{id}: {row:?} vs {measured}");
     }
+}
+
+#[tokio::test]
+async fn a_form_declares_its_persons_and_a_requester_fills_in_their_own_fields() {
+    let p = spawn_app().await;
+    let pop = &p.mocks.population;
+    let s = pop.samples(3);
+    let key = p.partner("000.00.32.H29", everything(), 60_000, 1_000).await;
+    let deceased = &s.deceased[0];
+    let declarant_id = &s.adult_with_household[0];
+    let declarant = pop.find(declarant_id).unwrap();
+    let death = |body: Value| {
+        let request = p.client.post(p.url("/v1/prefill")).bearer_auth(&key).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let base = json!({"form": "death_registration", "citizen_id": deceased, "purpose": "death_registration"});
+
+    // The declarant's own fields come from the declarant's record.
+    let mut with = base.clone();
+    with["requester_id"] = json!(declarant_id);
+    let a: Value = death(with).await.json().await.unwrap();
+    assert_eq!(field(&a, "declarant_name")["value"], json!(declarant.name.full()), "{a}");
+    assert_eq!(field(&a, "declarant_name")["person"], "requester");
+    assert_eq!(field(&a, "declarant_id")["value"], json!(declarant_id));
+    assert_eq!(field(&a, "deceased_name")["value"], json!(pop.find(deceased).unwrap().name.full()));
+    let with_cut = a["coverage"]["cut"].as_f64().unwrap();
+    // Without the requester they cannot be, and say why.
+    let a: Value = death(base.clone()).await.json().await.unwrap();
+    assert_eq!(field(&a, "declarant_name")["reason"], "no_person", "{a}");
+    assert!(a["coverage"]["cut"].as_f64().unwrap() < with_cut);
+    // A person the form is not about is refused, at its pointer.
+    let mut stranger = base.clone();
+    stranger["relatives"] = json!({"grandmother": declarant_id});
+    let e = assert_problem(death(stranger).await, 422, "invalid_body").await;
+    assert_eq!(e["errors"][0]["pointer"], "/relatives/grandmother", "{e}");
+    let mut bad_id = base;
+    bad_id["requester_id"] = json!("123");
+    assert_problem(death(bad_id).await, 400, "invalid_citizen_id").await;
+
+    // A form registered at run time declares a person two links away.
+    let (child, grandfather) = pop
+        .people
+        .iter()
+        .filter_map(|c| {
+            let father = pop.get(c.father?);
+            Some((c, pop.get(father.father?)))
+        })
+        .next()
+        .expect("someone whose father's father is on record");
+    let form = json!({"id": "lineage", "title": "Lineage", "form_code": "L-1",
+        "procedure": {"code": "lineage", "name": "Lineage"}, "purposes": ["lineage"],
+        "persons": {"father": {"through": "subject", "element": "father"},
+                    "grandfather": {"through": "father", "element": "father"}},
+        "fields": [{"id": "grandfather_name", "label_vi": "Họ tên ông nội", "type": "text", "required": true,
+                    "bind": {"element": "full_name", "person": "grandfather"}}]});
+    assert_eq!(p.admin(reqwest::Method::POST, "/admin/v1/forms", STEWARD, Some(form.clone())).await.status(), 201);
+    let a: Value = p.prefill(&key, "lineage", "lineage", &child.id.to_string()).await.json().await.unwrap();
+    assert_eq!(field(&a, "grandfather_name")["value"], json!(grandfather.name.full()), "{a}");
+
+    // Persons that cannot be found are refused, each at its pointer.
+    let mut looped = form.clone();
+    looped["id"] = json!("looped");
+    looped["persons"] = json!({"a": {"through": "b", "element": "father"}, "b": {"through": "a", "element": "mother"},
+                               "c": {"through": "nobody", "element": "father"}, "d": {"through": "subject", "element": "full_name"}});
+    looped["fields"][0]["bind"]["person"] = json!("a");
+    let e = assert_problem(
+        p.admin(reqwest::Method::POST, "/admin/v1/forms", STEWARD, Some(looped)).await,
+        422,
+        "invalid_form",
+    )
+    .await;
+    let pointers: Vec<&str> = e["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    for at in ["/persons/a", "/persons/b", "/persons/c", "/persons/d/element"] {
+        assert!(pointers.contains(&at), "{at} in {e}");
+    }
+    // And one declared two ways at once, by the form's schema.
+    let mut twice = form;
+    twice["id"] = json!("twice");
+    twice["persons"] = json!({"e": {"given": true, "through": "subject", "element": "father"}});
+    twice["fields"][0]["bind"]["person"] = json!("e");
+    let e = assert_problem(
+        p.admin(reqwest::Method::POST, "/admin/v1/forms", STEWARD, Some(twice)).await,
+        422,
+        "invalid_form",
+    )
+    .await;
+    assert_eq!(e["errors"][0]["pointer"], "/persons/e", "{e}");
 }
