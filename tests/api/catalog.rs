@@ -464,6 +464,41 @@ async fn a_stored_credential_serves_every_node_and_rotates_without_a_restart() {
         assert!(!text.contains(secret), "the trail holds no secret: {text}");
     }
 
+    // A node whose configuration names a token for it keeps that one.
+    let mut configured = settings.clone();
+    configured.upstreams.insert(
+        "population_stored".into(),
+        lgsp::config::UpstreamSettings {
+            url: p.mocks.url(RegistryKind::Population),
+            token: lgsp::config::Secret::new("configured-and-wrong"),
+        },
+    );
+    let third = Application::build(configured).await.unwrap();
+    let third_base = format!("http://127.0.0.1:{}", third.port());
+    tokio::spawn(third.run_until_stopped());
+    let on_third: Value = p
+        .client
+        .get(format!("{third_base}/admin/v1/credentials"))
+        .bearer_auth(STEWARD)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(on_third[0]["in_use"], false, "{on_third}");
+    let status = p
+        .client
+        .post(format!("{third_base}/v1/exchange/residence_lookup/whereabouts"))
+        .bearer_auth(&key)
+        .header("X-Purpose", "residence_change")
+        .json(&json!({"citizen_id": id}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 502, "the configured token, not the stored one");
+
     // A node without the key, or with another, refuses to start and says why.
     let mut keyless = settings.clone();
     keyless.credentials_key = lgsp::config::Secret::default();

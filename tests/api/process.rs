@@ -2,8 +2,8 @@
 //! what is in flight and stores every audit record; killed with SIGKILL under
 //! load it restarts on the same database with an intact chain.
 
-use crate::helpers::everything;
 use crate::helpers::start_mocks;
+use crate::helpers::{everything, CREDENTIALS_KEY};
 use crate::helpers::{fire_prefills, fresh_database_url, register_partner, startup_records};
 use lgsp::registries::{default_tokens, Faults, MockRegistries, RegistryKind};
 use serde_json::json;
@@ -614,4 +614,58 @@ async fn the_command_line_shows_versions_of_a_form_and_rolls_one_back() {
     assert!(detail(&by_cli[1])["command"].as_str().unwrap().ends_with("forms rollback ct01 1"));
     let (ok, out, _) = lgsp_cli(&gw.config, &["audit", "verify"]);
     assert!(ok && out.contains("intact"), "{out}");
+}
+
+#[tokio::test]
+async fn the_command_line_registers_elements_and_sets_credentials_read_from_standard_input() {
+    use std::io::Write;
+    let Running { _dir, gw, .. } = running("000.00.45.H29", "").await;
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lgsp"))
+            .args(["--config", gw.config.to_str().unwrap()])
+            .args(args)
+            .env("LGSP_CREDENTIALS_KEY", CREDENTIALS_KEY)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("element.json");
+    let element = serde_json::json!({"id": "land_parcel", "label_en": "Land parcel", "label_vi": "Thửa đất",
+                                     "schema": {"type": "string", "pattern": "^[0-9]+/[0-9]+$"}});
+    std::fs::write(&file, element.to_string()).unwrap();
+    let (ok, out, err) = run(&["elements", "register", file.to_str().unwrap()], "");
+    assert!(ok && out.contains("registered element land_parcel version 1"), "{out} {err}");
+    let (ok, out, _) = run(&["elements", "list"], "");
+    assert!(ok && out.lines().any(|l| l.starts_with("land_parcel") && l.contains("basic")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("address") && l.contains("shared type")), "{out}");
+
+    let secret = "a-token-never-to-be-shown";
+    let (ok, out, err) =
+        run(&["credentials", "set", "land_registry"], &format!("{{\"kind\": \"static\", \"token\": \"{secret}\"}}"));
+    assert!(ok && out.contains("set credential land_registry (static)"), "{out} {err}");
+    let (ok, out, err) = run(&["credentials", "set", "land_registry"], secret);
+    assert!(!ok && !err.contains(secret) && err.contains("not a credential"), "{err}");
+    let (ok, out2, _) = run(&["credentials", "list"], "");
+    assert!(ok && out2.contains("land_registry") && out2.contains("static") && !out2.contains(secret), "{out2} {out}");
+    let (ok, key, _) = run(&["credentials", "key"], "");
+    assert!(ok && key.trim().len() == 64 && key.trim().chars().all(|c| c.is_ascii_hexdigit()), "{key}");
+
+    // Both changes are in the trail, allowed and refused, without the secret.
+    let (ok, trail, _) = run(&["audit", "export"], "");
+    assert!(ok);
+    let records: Vec<&str> = trail.lines().filter(|l| l.contains("\"key_id\":\"cli\"")).collect();
+    assert!(records.iter().any(|r| r.contains("elements register")), "{trail}");
+    assert_eq!(records.iter().filter(|r| r.contains("credentials set land_registry")).count(), 2, "{trail}");
+    assert!(!trail.contains(secret), "{trail}");
 }
