@@ -12,7 +12,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$BIN" registries serve --citizens 2000 --population-port "$P_POP" --civil-status-port "$P_CIVIL" \
-  --insurance-port "$P_INS" >"$WORK/mocks.log" 2>&1 &
+  --insurance-port "$P_INS" --business-port 0 >"$WORK/mocks.log" 2>&1 &
 PIDS+=($!)
 cat >"$WORK/lgsp.toml" <<TOML
 host = "127.0.0.1"
@@ -20,6 +20,7 @@ port = $P_LGSP
 workers = 2
 database_url = "sqlite://$WORK/lgsp.db"
 bootstrap_admin_tokens = ["steward:$STEWARD", "auditor:$AUDITOR"]
+credentials_key = "$("$BIN" credentials key)"
 [log]
 level = "error"
 [upstreams.population]
