@@ -1,8 +1,10 @@
 //! Domain types shared by the gateway and the mock registries.
 
 pub mod admin_units;
+pub mod calendar;
 pub mod citizen_id;
 pub mod credential;
+pub mod dossier_code;
 pub mod json;
 pub mod partner;
 
