@@ -300,6 +300,7 @@ fn check_persons(form: &Form, given: &BTreeMap<String, CitizenId>) -> Result<(),
     .with_errors(
         unknown
             .iter()
+            .take(50)
             .map(|p| FieldError::new(format!("/relatives/{}", shown(p)), "not a person of this form"))
             .collect(),
     ))
