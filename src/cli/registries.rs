@@ -131,13 +131,21 @@ pub(super) fn run(command: RegistriesCommand) -> anyhow::Result<ExitCode> {
         RegistriesCommand::Sample { population, per_kind, json } => {
             let pop = Population::generate(population.seed, population.citizens);
             let samples = pop.samples(per_kind);
+            // Owners of an operating household business, for the business registry.
+            let owners: Vec<String> = crate::registries::business::businesses(&pop)
+                .iter()
+                .filter(|b| !b.enterprise && b.status == 1 && pop.people[b.holder].is_alive())
+                .take(per_kind)
+                .map(|b| pop.people[b.holder].id.to_string())
+                .collect();
+            let mut value = serde_json::to_value(&samples)?;
+            value["household_business_owner"] = serde_json::json!(owners);
             if json {
-                println!("{}", serde_json::to_string_pretty(&samples)?);
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
-                let value = serde_json::to_value(&samples)?;
                 for (kind, ids) in value.as_object().into_iter().flatten() {
                     let ids: Vec<&str> = ids.as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
-                    println!("{:<22} {}", kind, ids.join(" "));
+                    println!("{:<25} {}", kind, ids.join(" "));
                 }
             }
             Ok(ExitCode::SUCCESS)
