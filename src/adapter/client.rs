@@ -219,20 +219,9 @@ impl Adapter {
         let failed = |why: String| ExchangeError::Unavailable(format!("login failed: {why}"));
         let input = serde_json::json!({ "username": username, "password": password });
         let body = login.body.run(&input).map_err(|e| failed(format!("the login body program: {e}")))?;
-        let bytes = match login.format {
-            Format::Json => serde_json::to_vec(&body).map_err(|e| failed(e.to_string()))?,
-            Format::Xml => super::xml::write(&body).map_err(failed)?.into_bytes(),
-            soap => super::xml::envelope(soap, &super::xml::write(&body).map_err(failed)?).into_bytes(),
-        };
-        let mut req = http
-            .post(format!("{}{}", self.upstream.base_url, login.path))
-            .timeout(self.upstream.timeout)
-            .header(reqwest::header::CONTENT_TYPE, login.format.content_type(login.soap_action.as_deref()))
-            .header(reqwest::header::ACCEPT, login.format.accept())
-            .body(bytes);
-        if login.format == Format::Soap11 {
-            req = req.header("SOAPAction", format!("\"{}\"", login.soap_action.as_deref().unwrap_or("")));
-        }
+        let bytes = login.format.encode(&body).map_err(failed)?;
+        let req = http.post(format!("{}{}", self.upstream.base_url, login.path)).timeout(self.upstream.timeout);
+        let req = in_format(req, login.format, login.soap_action.as_deref(), Some(&bytes));
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
                 ExchangeError::Timeout
@@ -242,17 +231,13 @@ impl Adapter {
         })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| failed(e.without_url().to_string()))?;
-        let answer = match login.format {
-            Format::Json if (200..300).contains(&status) => {
-                serde_json::from_slice(&bytes).map_err(|e| failed(format!("not JSON: {e}")))?
-            }
-            Format::Json => return Err(failed(format!("the registry answered {status}"))),
-            Format::Xml => super::xml::read(&bytes, &Value::Null).map_err(failed)?,
-            Format::Soap11 | Format::Soap12 => match super::xml::read_soap(&bytes, &Value::Null).map_err(failed)? {
-                Ok(v) => v,
-                // The registry's own code says why (a wrong password, a locked account).
-                Err(fault) => return Err(failed(format!("SOAP fault {} {}", fault.code, fault.subcode))),
-            },
+        if login.format == Format::Json && !(200..300).contains(&status) {
+            return Err(failed(format!("the registry answered {status}")));
+        }
+        let answer = match login.format.decode(&bytes, &Value::Null).map_err(failed)? {
+            Ok(v) => v,
+            // The registry's own code says why (a wrong password, a locked account).
+            Err(fault) => return Err(failed(format!("SOAP fault {} {}", fault.code, fault.subcode))),
         };
         let token = match login.token.run(&answer) {
             Ok(Value::String(t)) if !t.is_empty() => t,
@@ -458,6 +443,24 @@ impl From<ExchangeError> for ApiError {
             }
         }
     }
+}
+
+/// A request in the registry's format: what it accepts and, with a body,
+/// its content type and SOAP action.
+fn in_format(
+    req: reqwest::RequestBuilder,
+    format: Format,
+    action: Option<&str>,
+    body: Option<&[u8]>,
+) -> reqwest::RequestBuilder {
+    let mut req = req.header(reqwest::header::ACCEPT, format.accept());
+    if let Some(b) = body {
+        req = req.header(reqwest::header::CONTENT_TYPE, format.content_type(action)).body(b.to_vec());
+        if format == Format::Soap11 {
+            req = req.header("SOAPAction", format!("\"{}\"", action.unwrap_or("")));
+        }
+    }
+    req
 }
 
 /// A fault the operation declares as "no such record", or the fault.
@@ -668,18 +671,8 @@ impl Adapter {
                 }
                 Some(Err(e)) => return Attempt::Failed(e),
             };
-            let mut req = http
-                .request(op.method.clone(), target.clone())
-                .timeout(up.timeout)
-                .header(auth.0.clone(), value)
-                .header(reqwest::header::ACCEPT, op.format.accept());
-            if let Some(b) = body {
-                let content_type = op.format.content_type(op.soap_action.as_deref());
-                req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(b.to_vec());
-                if op.format == Format::Soap11 {
-                    req = req.header("SOAPAction", format!("\"{}\"", op.soap_action.as_deref().unwrap_or("")));
-                }
-            }
+            let req = http.request(op.method.clone(), target.clone()).timeout(up.timeout).header(auth.0.clone(), value);
+            let req = in_format(req, op.format, op.soap_action.as_deref(), body);
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) if e.is_timeout() => return Attempt::Retryable(ExchangeError::Timeout),
@@ -709,7 +702,7 @@ impl Adapter {
             let Ok(bytes) = resp.bytes().await else {
                 return Attempt::Retryable(ExchangeError::Unavailable(format!("registry answered {status}")));
             };
-            return match super::xml::read_soap(&bytes, &Value::Null) {
+            return match op.format.decode(&bytes, &Value::Null) {
                 Ok(Err(fault)) => Attempt::Failed(fault_or_not_found(op, fault)),
                 _ if status == 400 => Attempt::Failed(ExchangeError::Rejected(status)),
                 _ => Attempt::Retryable(ExchangeError::Unavailable(format!("registry answered {status}"))),
@@ -750,20 +743,10 @@ impl Adapter {
                         errors: vec![FieldError { pointer: String::new(), message }],
                     })
                 };
-                match op.format {
-                    Format::Json => match serde_json::from_slice(&bytes) {
-                        Ok(v) => Attempt::Done(v),
-                        Err(e) => not_readable(format!("not JSON: {e}")),
-                    },
-                    Format::Xml => match super::xml::read(&bytes, &op.response_schema) {
-                        Ok(v) => Attempt::Done(v),
-                        Err(e) => not_readable(e),
-                    },
-                    Format::Soap11 | Format::Soap12 => match super::xml::read_soap(&bytes, &op.response_schema) {
-                        Ok(Ok(v)) => Attempt::Done(v),
-                        Ok(Err(fault)) => Attempt::Failed(fault_or_not_found(op, fault)),
-                        Err(e) => not_readable(e),
-                    },
+                match op.format.decode(&bytes, &op.response_schema) {
+                    Ok(Ok(v)) => Attempt::Done(v),
+                    Ok(Err(fault)) => Attempt::Failed(fault_or_not_found(op, fault)),
+                    Err(e) => not_readable(e),
                 }
             }
         }

@@ -536,12 +536,7 @@ impl Operation {
         if let Some(v) = &self.upstream_request {
             schema::check(v, &body).map_err(BodyError::Invalid)?;
         }
-        let bytes = match self.format {
-            Format::Json => serde_json::to_vec(&body).map_err(|e| BodyError::Mapping(e.to_string()))?,
-            Format::Xml => xml::write(&body).map_err(BodyError::Mapping)?.into_bytes(),
-            soap => xml::envelope(soap, &xml::write(&body).map_err(BodyError::Mapping)?).into_bytes(),
-        };
-        Ok(Some(bytes))
+        self.format.encode(&body).map(Some).map_err(BodyError::Mapping)
     }
 
     pub fn is_not_found(&self, status: u16) -> bool {

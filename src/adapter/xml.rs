@@ -70,6 +70,28 @@ impl Format {
     }
 }
 
+impl Format {
+    /// A body program's JSON as this format sends it: JSON, XML by the
+    /// convention, or XML in a SOAP envelope.
+    pub fn encode(self, body: &Value) -> Result<Vec<u8>, String> {
+        match self {
+            Format::Json => serde_json::to_vec(body).map_err(|e| e.to_string()),
+            Format::Xml => Ok(write(body)?.into_bytes()),
+            soap => Ok(envelope(soap, &write(body)?).into_bytes()),
+        }
+    }
+
+    /// An answer in this format as JSON (arrays where `schema` says), or
+    /// the SOAP fault it holds; an error says why it cannot be read.
+    pub fn decode(self, bytes: &[u8], schema: &Value) -> Result<Result<Value, Fault>, String> {
+        match self {
+            Format::Json => serde_json::from_slice(bytes).map(Ok).map_err(|e| format!("not JSON: {e}")),
+            Format::Xml => read(bytes, schema).map(Ok),
+            Format::Soap11 | Format::Soap12 => read_soap(bytes, schema),
+        }
+    }
+}
+
 /// A SOAP fault: the registry's own refusal or failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {

@@ -249,10 +249,9 @@ impl BusinessState {
 type State = web::Data<BusinessState>;
 
 fn soap(status: u16, body: &Value) -> HttpResponse {
-    let inner = xml::write(body).unwrap_or_default();
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default())
         .content_type("text/xml; charset=utf-8")
-        .body(xml::envelope(Format::Soap11, &inner))
+        .body(Format::Soap11.encode(body).unwrap_or_default())
 }
 
 fn fault(code: &str, own: &str, message: &str) -> HttpResponse {
