@@ -165,6 +165,8 @@ pub struct Form {
     transforms: BTreeMap<String, Arc<Mapping>>,
     /// Every person the form is about, the subject included, and how each is found.
     pub persons: BTreeMap<String, Found>,
+    /// For each person, the elements read to find them: worked out once.
+    links: BTreeMap<String, Vec<String>>,
 }
 
 impl Form {
@@ -227,7 +229,8 @@ impl Form {
             }
         }
         if errors.is_empty() {
-            Ok(Form { doc, version, definition: definition.clone(), transforms, persons })
+            let links = persons.keys().map(|p| (p.clone(), links_of(&persons, p))).collect();
+            Ok(Form { doc, version, definition: definition.clone(), transforms, persons, links })
         } else {
             Err(errors)
         }
@@ -235,6 +238,12 @@ impl Form {
 
     pub fn id(&self) -> &str {
         &self.doc.id
+    }
+
+    /// The elements read to find `person`, which a partner must be granted
+    /// to receive anything of that person.
+    pub fn links(&self, person: &str) -> &[String] {
+        self.links.get(person).map_or(&[], Vec::as_slice)
     }
 
     /// The value a field releases: the element's value, through the field's
@@ -250,6 +259,31 @@ impl Form {
     pub fn ceiling(&self) -> (usize, usize) {
         (self.doc.fields.iter().filter(|f| f.bind.is_some()).count(), self.doc.fields.len())
     }
+}
+
+/// The elements read to find `person` (through whom, by what), which a
+/// partner must be granted to receive anything of that person.
+fn links_of(persons: &BTreeMap<String, Found>, person: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![person];
+    let mut seen = BTreeSet::new();
+    while let Some(p) = todo.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        match persons.get(p) {
+            Some(Found::Through { person, element }) => {
+                out.push(element.clone());
+                todo.push(person);
+            }
+            Some(Found::Either { when, then, otherwise }) => {
+                out.push(when.element.clone());
+                todo.extend([when.person.as_str(), then, otherwise]);
+            }
+            Some(Found::Given) | None => {}
+        }
+    }
+    out
 }
 
 /// The persons a form is about and how each is found, checked: each found

@@ -213,31 +213,6 @@ impl PrefillAnswer {
     }
 }
 
-/// The elements read to find `person` (through whom, by what), which a
-/// partner must be granted to receive anything of that person.
-fn links(form: &Form, person: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![person];
-    let mut seen = BTreeSet::new();
-    while let Some(p) = todo.pop() {
-        if !seen.insert(p) {
-            continue;
-        }
-        match form.persons.get(p) {
-            Some(Found::Through { person, element }) => {
-                out.push(element.clone());
-                todo.push(person);
-            }
-            Some(Found::Either { when, then, otherwise }) => {
-                out.push(when.element.clone());
-                todo.extend([when.person.as_str(), then, otherwise]);
-            }
-            Some(Found::Given) | None => {}
-        }
-    }
-    out
-}
-
 /// Element → operation for one person: pinned sources first, then a greedy cover.
 fn plan(
     candidates: &[(String, BTreeSet<String>)],
@@ -494,8 +469,7 @@ impl PrefillInput<'_> {
 /// by field.
 pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
     let form = input.form;
-    let permitted =
-        |p: &str, el: &str| (input.may_receive)(el) && links(form, p).iter().all(|l| (input.may_receive)(l));
+    let permitted = |p: &str, el: &str| (input.may_receive)(el) && form.links(p).iter().all(|l| (input.may_receive)(l));
     let planned = input.catalog.prefill_plan(input.plan_key(), || Plan::new(&input, &permitted));
     let mut fetcher = Fetcher {
         catalog: input.catalog,
