@@ -162,10 +162,15 @@ pub struct WorkingCalendar {
 
 impl WorkingCalendar {
     pub fn is_working_day(&self, d: Date) -> bool {
+        self.works(d, &public_holidays(d.year()))
+    }
+
+    /// Whether `d` is a working day, given its year's public holidays.
+    fn works(&self, d: Date, holidays: &BTreeSet<Date>) -> bool {
         if self.extra_working_days.contains(&d) {
             return true;
         }
-        !is_weekend(d) && !self.extra_days_off.contains(&d) && !public_holidays(d.year()).contains(&d)
+        !is_weekend(d) && !self.extra_days_off.contains(&d) && !holidays.contains(&d)
     }
 
     /// The day `n` working days after `from` (which itself does not count):
@@ -173,12 +178,17 @@ impl WorkingCalendar {
     pub fn add_working_days(&self, from: Date, n: u32) -> Date {
         let mut day = from;
         let mut left = n;
+        // Each year's holidays are worked out once, not for every day counted.
+        let mut year = (from.year(), public_holidays(from.year()));
         while left > 0 {
             match day.tomorrow() {
                 Ok(next) => day = next,
                 Err(_) => return day,
             }
-            if self.is_working_day(day) {
+            if day.year() != year.0 {
+                year = (day.year(), public_holidays(day.year()));
+            }
+            if self.works(day, &year.1) {
                 left -= 1;
             }
         }
