@@ -246,14 +246,6 @@ impl Elements {
         }
     }
 
-    /// The English and Vietnamese labels of an element.
-    pub fn labels(&self, id: &str) -> (String, String) {
-        match self.by_id.get(id) {
-            Some(e) => (e.doc.label_en.clone(), e.doc.label_vi.clone()),
-            None => (id.to_string(), id.to_string()),
-        }
-    }
-
     /// Compiles a schema whose `$ref`s may point into these elements.
     pub fn compile(&self, schema: &Value) -> Result<Validator, String> {
         jsonschema::options()
@@ -373,7 +365,7 @@ mod tests {
         assert!(e.is_element("full_name") && !e.is_element("address") && !e.is_element("nope"));
         assert!(e.is_address("permanent_residence") && !e.is_address("full_name"));
         assert!(e.is_sensitive("ethnicity") && !e.is_sensitive("full_name"));
-        assert_eq!(e.labels("full_name").1, "Họ, chữ đệm và tên");
+        assert_eq!(e.get("full_name").unwrap().doc.label_vi, "Họ, chữ đệm và tên");
         assert!(e.has_path("father", "/full_name") && !e.has_path("father", "/nope"));
     }
 
