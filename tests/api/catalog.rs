@@ -202,12 +202,7 @@ async fn a_steward_registers_versions_disables_and_tests_an_adapter_without_a_re
 async fn another_node_sees_a_change_without_a_restart() {
     // Two gateways on one database: a change made through one is live on the other.
     let p = spawn_app_with(|s| s.catalog_refresh_ms = 100).await;
-    let mut settings = test_settings(&p.database_url);
-    lgsp::demo::use_mocks(&mut settings, &p.mocks, &default_tokens());
-    settings.catalog_refresh_ms = 100;
-    let other = Application::build(settings).await.unwrap();
-    let other_base = format!("http://127.0.0.1:{}", other.port());
-    tokio::spawn(other.run_until_stopped());
+    let other_base = p.second_node().await;
 
     let key = p.partner("000.00.22.H29", everything(), 600, 100).await;
     let id = p.mocks.population.samples(1).adult_with_household[0].clone();
@@ -235,12 +230,7 @@ async fn another_node_sees_a_change_without_a_restart() {
 #[tokio::test]
 async fn a_steward_registers_elements_at_run_time_and_every_node_uses_them() {
     let p = spawn_app_with(|s| s.catalog_refresh_ms = 100).await;
-    let mut settings = test_settings(&p.database_url);
-    lgsp::demo::use_mocks(&mut settings, &p.mocks, &default_tokens());
-    settings.catalog_refresh_ms = 100;
-    let other = Application::build(settings).await.unwrap();
-    let other_base = format!("http://127.0.0.1:{}", other.port());
-    tokio::spawn(other.run_until_stopped());
+    let other_base = p.second_node().await;
     let post = |path: &'static str, body: Value| p.admin(reqwest::Method::POST, path, STEWARD, Some(body));
     let element = |id: &str, class: &str, schema: Value| json!({"id": id, "label_en": format!("{id} (en)"), "label_vi": format!("{id} (vi)"), "class": class, "schema": schema});
 
@@ -374,12 +364,8 @@ async fn a_steward_registers_elements_at_run_time_and_every_node_uses_them() {
 #[tokio::test]
 async fn a_stored_credential_serves_every_node_and_rotates_without_a_restart() {
     let p = spawn_app_with(|s| s.catalog_refresh_ms = 100).await;
-    let mut settings = test_settings(&p.database_url);
-    lgsp::demo::use_mocks(&mut settings, &p.mocks, &default_tokens());
-    settings.catalog_refresh_ms = 100;
-    let other = Application::build(settings.clone()).await.unwrap();
-    let other_base = format!("http://127.0.0.1:{}", other.port());
-    tokio::spawn(other.run_until_stopped());
+    let settings = p.node_settings();
+    let other_base = TestApp::start_node(settings.clone()).await;
     let app = &p;
     let put = |name: &str, body: Value| {
         let path = format!("/admin/v1/credentials/{name}");
@@ -473,9 +459,7 @@ async fn a_stored_credential_serves_every_node_and_rotates_without_a_restart() {
             token: lgsp::config::Secret::new("configured-and-wrong"),
         },
     );
-    let third = Application::build(configured).await.unwrap();
-    let third_base = format!("http://127.0.0.1:{}", third.port());
-    tokio::spawn(third.run_until_stopped());
+    let third_base = TestApp::start_node(configured).await;
     let on_third: Value = p
         .client
         .get(format!("{third_base}/admin/v1/credentials"))

@@ -8,8 +8,6 @@
 //! are the README walk-through's, in `adapters/connect/`.
 
 use crate::helpers::*;
-use lgsp::registries::default_tokens;
-use lgsp::startup::Application;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
@@ -21,12 +19,7 @@ fn document(name: &str) -> Value {
 #[tokio::test]
 async fn a_steward_connects_the_business_registry_at_run_time_and_another_node_prefills_from_it() {
     let p = spawn_app_with(|s| s.catalog_refresh_ms = 100).await;
-    let mut settings = test_settings(&p.database_url);
-    lgsp::demo::use_mocks(&mut settings, &p.mocks, &default_tokens());
-    settings.catalog_refresh_ms = 100;
-    let other = Application::build(settings).await.unwrap();
-    let other_base = format!("http://127.0.0.1:{}", other.port());
-    tokio::spawn(other.run_until_stopped());
+    let other_base = p.second_node().await;
     let steward = |method: reqwest::Method, path: &'static str, body: Value| {
         let app = &p;
         async move {

@@ -190,6 +190,28 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// The settings of another node on this one's database and mocks, which
+    /// follows the catalogue every 100 ms.
+    pub fn node_settings(&self) -> Settings {
+        let mut settings = test_settings(&self.database_url);
+        lgsp::demo::use_mocks(&mut settings, &self.mocks, &default_tokens());
+        settings.catalog_refresh_ms = 100;
+        settings
+    }
+
+    /// Starts a node with `settings`; its base URL.
+    pub async fn start_node(settings: Settings) -> String {
+        let node = Application::build(settings).await.expect("the node builds");
+        let base = format!("http://127.0.0.1:{}", node.port());
+        tokio::spawn(node.run_until_stopped());
+        base
+    }
+
+    /// Another node on this one's database (see [`TestApp::node_settings`]); its base URL.
+    pub async fn second_node(&self) -> String {
+        TestApp::start_node(self.node_settings()).await
+    }
+
     /// `GET path`, without credentials.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request sent")
