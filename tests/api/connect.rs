@@ -98,16 +98,8 @@ async fn a_steward_connects_the_business_registry_at_run_time_and_another_node_p
     assert_eq!(field(&failing, "owner_name")["status"], "prefilled", "the population database still answers");
     let rotated = json!({"kind": "login", "username": "lgsp", "password": "rotated-password"});
     steward(reqwest::Method::PUT, "/admin/v1/credentials/business_registry", rotated).await;
-    let mut back = false;
-    for _ in 0..60 {
-        let (_, a) = prefill().await;
-        if prefilled(&a) {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(back, "the rotated credential was never used");
+    let prefills = || async { prefilled(&prefill().await.1) };
+    assert!(eventually(prefills).await, "the rotated credential was never used");
     assert_eq!(state.logins.load(Ordering::Relaxed), 2, "one new login, with the new password");
 
     // The registry takes HTTP Basic from servers too: a credential of that
@@ -115,32 +107,12 @@ async fn a_steward_connects_the_business_registry_at_run_time_and_another_node_p
     let basic = json!({"kind": "basic", "username": "lgsp", "password": "rotated-password"});
     steward(reqwest::Method::PUT, "/admin/v1/credentials/business_registry", basic).await;
     // Once the other node holds it, the tokens issued so far are of no use.
-    for _ in 0..60 {
-        let listed: Value = p
-            .client
-            .get(format!("{other_base}/admin/v1/credentials"))
-            .bearer_auth(STEWARD)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if listed[0]["kind"] == "basic" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let holds_basic = || async {
+        let r = p.client.get(format!("{other_base}/admin/v1/credentials")).bearer_auth(STEWARD).send().await.unwrap();
+        r.json::<Value>().await.unwrap()[0]["kind"] == "basic"
+    };
+    eventually(holds_basic).await;
     state.revoke_tokens();
-    let mut served = false;
-    for _ in 0..60 {
-        let (_, a) = prefill().await;
-        if prefilled(&a) {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(served, "the basic credential was never used");
+    assert!(eventually(prefills).await, "the basic credential was never used");
     assert_eq!(state.logins.load(Ordering::Relaxed), 2, "no login with HTTP Basic");
 }

@@ -353,3 +353,19 @@ pub fn new_registry_manifest(url: &str) -> Value {
         }
     })
 }
+
+/// Whether `check` comes to hold within three seconds, asked every 50 ms:
+/// for what another node does at its next catalogue refresh.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..60 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
