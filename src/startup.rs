@@ -49,8 +49,10 @@ impl std::error::Error for KeyMismatch {}
 
 /// Refuses to start a node that could not open the credentials the database
 /// holds: without a key, or with another key than they were sealed with.
-fn check_credentials_key(conn: &mut crate::db::DbConnection, settings: &Settings) -> anyhow::Result<()> {
-    let key = crate::sealing::SealingKey::from_settings(settings).map_err(anyhow::Error::msg)?;
+fn check_credentials_key(
+    conn: &mut crate::db::DbConnection,
+    key: Option<&crate::sealing::SealingKey>,
+) -> anyhow::Result<()> {
     let rows = crate::catalog::store::all_credentials(conn)?;
     if rows.is_empty() {
         return Ok(());
@@ -78,11 +80,11 @@ fn check_credentials_key(conn: &mut crate::db::DbConnection, settings: &Settings
 
 /// Migrates, stores what ships with lgsp if absent, and loads the catalogue.
 pub async fn prepare(db: &Db, settings: &Arc<Settings>, catalog: &LiveCatalog) -> anyhow::Result<()> {
-    let (db2, s) = (db.clone(), settings.clone());
+    let (db2, s, key) = (db.clone(), settings.clone(), catalog.sealing.clone());
     let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         let applied = db2.migrate()?;
         let mut conn = db2.conn()?;
-        check_credentials_key(&mut conn, &s)?;
+        check_credentials_key(&mut conn, key.as_deref())?;
         let stored = crate::catalog::seed(&mut conn, &s)?;
         if stored > 0 {
             tracing::info!(
@@ -109,12 +111,11 @@ impl Application {
         let db = Db::new(&settings.database_url, &settings.database)?;
         let metrics = Arc::new(Metrics::new());
         let db_ready = Arc::new(AtomicBool::new(false));
-        let catalog = Arc::new(LiveCatalog::new(settings.clone(), db.clone()));
+        let catalog = Arc::new(LiveCatalog::new(settings.clone(), db.clone()).map_err(anyhow::Error::msg)?);
         let http = registry_client(&settings.upstream_pool)?;
 
         // Prepare now if the database is there; otherwise keep trying in the
         // background while /healthz says alive and /readyz says not ready.
-        crate::sealing::SealingKey::from_settings(&settings).map_err(anyhow::Error::msg)?;
         match prepare(&db, &settings, &catalog).await {
             Ok(()) => db_ready.store(true, Ordering::Release),
             // Waiting would not help: the node must be given the right key.

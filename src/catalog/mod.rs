@@ -200,15 +200,17 @@ pub struct LiveCatalog {
 }
 
 impl LiveCatalog {
-    pub fn new(settings: Arc<Settings>, db: Db) -> LiveCatalog {
-        let sealing = SealingKey::from_settings(&settings).ok().flatten().map(Arc::new);
-        LiveCatalog {
+    /// The catalogue of a node; an error when the credentials key the
+    /// settings name cannot be read.
+    pub fn new(settings: Arc<Settings>, db: Db) -> Result<LiveCatalog, String> {
+        let sealing = SealingKey::from_settings(&settings)?.map(Arc::new);
+        Ok(LiveCatalog {
             current: RwLock::new(Arc::new(Catalog::default())),
             settings,
             sealing,
             db,
             reloading: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     pub fn get(&self) -> Arc<Catalog> {

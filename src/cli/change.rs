@@ -15,7 +15,7 @@ use super::tokens::TokensCommand;
 pub(super) async fn open_catalog(settings: Settings) -> anyhow::Result<std::sync::Arc<LiveCatalog>> {
     let settings = std::sync::Arc::new(settings);
     let db = Db::new(&settings.database_url, &settings.database)?;
-    let catalog = std::sync::Arc::new(LiveCatalog::new(settings.clone(), db.clone()));
+    let catalog = std::sync::Arc::new(LiveCatalog::new(settings.clone(), db.clone()).map_err(anyhow::Error::msg)?);
     crate::startup::prepare(&db, &settings, &catalog).await?;
     Ok(catalog)
 }
