@@ -535,6 +535,49 @@ impl Adapter {
         wanted: &(dyn Fn(&str) -> bool + Sync),
         deadline: Option<tokio::time::Instant>,
     ) -> Result<MappedElements, ExchangeError> {
+        let response = self.checked_call(op, request, http, metrics, deadline, None).await?;
+        op.map(&response, wanted).map_err(|e| self.invalid_output(metrics, e))
+    }
+
+    /// A flow step's call: a write (sent with `key` in the operation's
+    /// idempotency header) or a status look-up, with its outcome mapped and
+    /// checked. The four checkpoints apply as to any exchange.
+    pub async fn carry(
+        &self,
+        op: &Operation,
+        request: &Value,
+        key: Option<&str>,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> Result<Value, ExchangeError> {
+        let key = match (&op.idempotency_header, key) {
+            (Some(h), Some(k)) => Some((h, k)),
+            _ => None,
+        };
+        let response = self.checked_call(op, request, http, metrics, None, key).await?;
+        op.outcome(&response).map_err(|e| self.invalid_output(metrics, e))
+    }
+
+    fn invalid_output(&self, metrics: &Metrics, e: MapError) -> ExchangeError {
+        metrics.schema_violations.with_label_values(&["response", &self.id]).inc();
+        let errors = match e {
+            MapError::Invalid(errors) => errors,
+            MapError::Mapping(m) => vec![FieldError { pointer: String::new(), message: m }],
+        };
+        ExchangeError::InvalidResponse { point: "response", errors }
+    }
+
+    /// Checkpoints 1-3 around the upstream call, under the breaker: the
+    /// registry's response, checked against its schema.
+    async fn checked_call(
+        &self,
+        op: &Operation,
+        request: &Value,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+        deadline: Option<tokio::time::Instant>,
+        key: Option<(&reqwest::header::HeaderName, &str)>,
+    ) -> Result<Value, ExchangeError> {
         let violation = |point: &str| metrics.schema_violations.with_label_values(&[point, &self.id]).inc();
         if let Err(errors) = op.check_request(request) {
             violation("partner_request");
@@ -569,7 +612,7 @@ impl Adapter {
         // The outcome is decided once, after the registry's answer has
         // passed its schema (checkpoint 3): an answer out of schema is a
         // failing registry, however well its HTTP went.
-        let call = self.call(op, http, &url, &query, body.as_deref());
+        let call = self.call(op, http, &url, &query, body.as_deref(), key);
         let answered = match deadline {
             Some(at) => tokio::time::timeout_at(at, call).await.unwrap_or(Err(ExchangeError::BudgetExceeded)),
             None => call.await,
@@ -591,15 +634,7 @@ impl Adapter {
             }
             Err(e) => record.settle(e.kind(), e.verdict()),
         }
-        let response = result?;
-        op.map(&response, wanted).map_err(|e| {
-            violation("response");
-            let errors = match e {
-                MapError::Invalid(errors) => errors,
-                MapError::Mapping(m) => vec![FieldError { pointer: String::new(), message: m }],
-            };
-            ExchangeError::InvalidResponse { point: "response", errors }
-        })
+        result
     }
 
     /// The HTTP exchange with the registry, retried as the adapter allows;
@@ -611,6 +646,7 @@ impl Adapter {
         url: &str,
         query: &[(String, String)],
         body: Option<&[u8]>,
+        key: Option<(&reqwest::header::HeaderName, &str)>,
     ) -> Result<Value, ExchangeError> {
         let up = &self.upstream;
         let _permit = tokio::time::timeout(up.timeout, up.limit.clone().acquire_owned())
@@ -627,7 +663,7 @@ impl Adapter {
             }
             // Boxed: the HTTP exchange's state is allocated only while it
             // runs, not carried by every call still waiting for its turn.
-            match Box::pin(self.attempt(op, http, url, query, body)).await {
+            match Box::pin(self.attempt(op, http, url, query, body, key)).await {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Retryable(e) => last = e,
@@ -643,6 +679,7 @@ impl Adapter {
         url: &str,
         query: &[(String, String)],
         body: Option<&[u8]>,
+        key: Option<(&reqwest::header::HeaderName, &str)>,
     ) -> Attempt {
         let up = &self.upstream;
         let target = if query.is_empty() {
@@ -672,6 +709,10 @@ impl Adapter {
                 Some(Err(e)) => return Attempt::Failed(e),
             };
             let req = http.request(op.method.clone(), target.clone()).timeout(up.timeout).header(auth.0.clone(), value);
+            let req = match key {
+                Some((header, key)) => req.header(header.clone(), key),
+                None => req,
+            };
             let req = in_format(req, op.format, op.soap_action.as_deref(), body);
             let resp = match req.send().await {
                 Ok(r) => r,

@@ -127,6 +127,23 @@ struct OperationDoc {
     not_found_statuses: Vec<u16>,
     mapping: MappingDoc,
     elements: Vec<String>,
+    #[serde(default)]
+    kind: OperationKind,
+    idempotency_header: Option<String>,
+}
+
+/// What an operation does: a look-up whose mapping gives data elements, or
+/// one of the calls a flow's step makes, whose mapping gives the step's
+/// outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    #[default]
+    Read,
+    /// A submission or a supplement: it changes what the registry holds.
+    Write,
+    /// A look-up of an application the registry received.
+    Status,
 }
 
 /// An operation's mapping: one jq program, or a program per element.
@@ -176,6 +193,9 @@ pub struct Operation {
     pub not_found_faults: Vec<String>,
     /// Those of `elements` that are addresses, normalised when mapped.
     pub addresses: BTreeSet<String>,
+    pub kind: OperationKind,
+    /// For a write: the header the registry reads an idempotency key from.
+    pub idempotency_header: Option<reqwest::header::HeaderName>,
 }
 
 /// A compiled, live adapter.
@@ -431,16 +451,45 @@ fn compile_operation(
     for p in params.iter().filter(|p| !required.contains(&p.as_str())) {
         errors.push(problem(at("path"), format!("path parameter {{{p}}} must be a required field of request_schema")));
     }
-    let output_schema = schema::elements_object_schema(op.elements.iter().map(String::as_str));
+    let elements_schema = schema::elements_object_schema(op.elements.iter().map(String::as_str));
+    let output_schema = match op.kind {
+        OperationKind::Read => elements_schema,
+        OperationKind::Write | OperationKind::Status => outcome_schema(elements_schema),
+    };
+    if op.kind != OperationKind::Read && !matches!(op.mapping, MappingDoc::Program(_)) {
+        errors.push(problem(
+            at("mapping"),
+            "a write or status operation's mapping is one jq program giving the step's outcome \
+             ({state, reference, reason, supplement_deadline, result})",
+        ));
+    }
+    if op.idempotency_header.is_some() && op.kind != OperationKind::Write {
+        errors.push(problem(at("idempotency_header"), "only a write operation sends an idempotency key"));
+    }
+    let idempotency_header = match op.idempotency_header.as_deref().map(|h| reqwest::header::HeaderName::from_bytes(h.as_bytes())) {
+        Some(Err(_)) => {
+            errors.push(problem(at("idempotency_header"), "not a valid header name"));
+            None
+        }
+        Some(Ok(h)) => Some(h),
+        None => None,
+    };
     let output = json_schema(elements, at("elements"), &output_schema, errors);
     let (Some(request), Some(response), Some(mapping), Some(output)) = (request, response, mapping, output) else {
         return None;
     };
     let method = if op.method == "POST" { reqwest::Method::POST } else { reqwest::Method::GET };
+    let idempotent = match op.kind {
+        // A write is retried only when the registry can tell a repeat.
+        OperationKind::Write => idempotency_header.is_some(),
+        _ => op.idempotent.unwrap_or(method == reqwest::Method::GET),
+    };
     Some(Operation {
         name,
         description: op.description,
-        idempotent: op.idempotent.unwrap_or(method == reqwest::Method::GET),
+        idempotent,
+        kind: op.kind,
+        idempotency_header,
         method,
         path: op.path,
         path_params: params,
@@ -460,6 +509,23 @@ fn compile_operation(
         format: op.format,
         soap_action: op.soap_action,
         not_found_faults: op.not_found_faults,
+    })
+}
+
+/// What a write or status operation's mapping gives: the step's outcome,
+/// with its result as data elements.
+fn outcome_schema(elements: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["state"],
+        "additionalProperties": false,
+        "properties": {
+            "state": { "enum": ["received", "processing", "supplement", "done", "refused"] },
+            "reference": { "type": ["string", "null"], "minLength": 1, "maxLength": 200 },
+            "reason": { "type": ["string", "null"] },
+            "supplement_deadline": { "type": ["string", "null"], "format": "date" },
+            "result": { "anyOf": [{ "type": "null" }, elements] },
+        },
     })
 }
 
@@ -546,6 +612,20 @@ impl Operation {
     /// The mapping from the registry's response to canonical elements.
     pub fn mapping(&self) -> &ElementMapping {
         &self.mapping
+    }
+
+    /// A write's or status's outcome from the registry's response, checked
+    /// (checkpoint 4).
+    pub fn outcome(&self, response: &Value) -> Result<Value, MapError> {
+        let ElementMapping::Program(program) = &self.mapping else {
+            return Err(MapError::Mapping("this operation gives data elements, not an outcome".into()));
+        };
+        let mut outcome = program.run(response).map_err(MapError::Mapping)?;
+        if let Some(o) = outcome.as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+        }
+        schema::check(&self.output, &outcome).map_err(MapError::Invalid)?;
+        Ok(outcome)
     }
 
     /// Checkpoint 3: the registry's response.

@@ -4,7 +4,7 @@
 
 use super::store::{self, PartnerRow, Publish};
 use super::LiveCatalog;
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, OperationKind};
 use crate::db::now_micros;
 use crate::domain::credential::Credential;
 use crate::domain::partner::{
@@ -358,7 +358,7 @@ impl LiveCatalog {
             let Ok(manifest) = serde_json::from_str::<Value>(&cur.document) else { continue };
             match Adapter::compile(&manifest, cur.version, &self.settings, &candidate) {
                 Ok(a) => {
-                    operations.extend(a.operations.values().map(|op| {
+                    operations.extend(a.operations.values().filter(|op| op.kind == OperationKind::Read).map(|op| {
                         (format!("{}.{}", a.id, op.name), op.elements.iter().cloned().collect::<BTreeSet<_>>())
                     }))
                 }

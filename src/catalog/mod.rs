@@ -7,7 +7,7 @@
 pub mod manage;
 pub mod store;
 
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, OperationKind};
 use crate::config::Settings;
 use crate::db::{catalog_version, Db, DbConnection, DbError};
 use crate::domain::credential::Credential;
@@ -181,7 +181,7 @@ impl Catalog {
         self.adapters
             .values()
             .flat_map(|a| {
-                a.adapter.operations.values().map(|op| {
+                a.adapter.operations.values().filter(|op| op.kind == OperationKind::Read).map(|op| {
                     (format!("{}.{}", a.adapter.id, op.name), op.elements.iter().cloned().collect::<BTreeSet<_>>())
                 })
             })
@@ -485,7 +485,7 @@ fn prefill_sources(catalog: &Catalog) -> Vec<(String, BTreeSet<String>)> {
         if !live.enabled {
             continue;
         }
-        for op in live.adapter.operations.values() {
+        for op in live.adapter.operations.values().filter(|op| op.kind == OperationKind::Read) {
             let required = op.request_schema["required"].as_array().cloned().unwrap_or_default();
             if required.iter().all(|r| r == "citizen_id") {
                 out.push((format!("{id}.{}", op.name), op.elements.iter().cloned().collect()));

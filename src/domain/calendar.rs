@@ -150,6 +150,12 @@ pub fn public_holidays(year: i16) -> BTreeSet<Date> {
     holidays
 }
 
+/// Today's date in Vietnam (UTC+7, no daylight saving).
+pub fn today_in_vietnam() -> Date {
+    let offset = jiff::tz::Offset::constant(7);
+    jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::fixed(offset)).date()
+}
+
 /// The working days of state agencies: weekdays that are not holidays, with
 /// the year's moved days from the configuration.
 #[derive(Debug, Clone, Default)]

@@ -2,6 +2,7 @@
 //! forms, adapters, and citizens' access logs. Every prefill and exchange,
 //! allowed or refused, leaves exactly one audit record.
 
+use crate::adapter::OperationKind;
 use crate::audit::query::Access;
 use crate::audit::{Action, Outcome};
 use crate::catalog::Catalog;
@@ -135,6 +136,15 @@ async fn exchange_inner(
     let op = adapter.operations.get(op_name).ok_or_else(|| {
         ApiError::not_found(format!("Adapter \"{adapter_id}\" has no operation \"{op_name}\"; see GET /v1/adapters."))
     })?;
+    if op.kind != OperationKind::Read {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{adapter_id}.{op_name} writes to the registry or reads an application; it is carried only by a \
+                 linked dossier's step (POST /v1/linked-dossiers)."
+            ),
+        ));
+    }
     if !caller.partner.policy.may_call(adapter_id, op_name) {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

@@ -5,15 +5,18 @@
 //! run-time fault injection (`GET/PUT/DELETE /__faults`).
 
 pub mod business;
+pub mod ledger;
 pub mod names;
 pub mod population;
 pub mod render;
+pub mod writes;
 
 use crate::domain::{AdminUnits, CitizenId};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use parking_lot::RwLock;
-use population::Population;
+use ledger::{Decision, Ledger};
+use population::{Person, Population};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -36,6 +39,11 @@ pub struct Faults {
     pub timeout_ms: u64,
     /// Share of responses that break the registry's own schema.
     pub corrupt_rate: f64,
+    /// How long an application waits at each status before it moves on
+    /// (receipt, processing), in milliseconds.
+    pub processing_ms: u64,
+    /// What the registry decides on the applications it receives from now on.
+    pub decision: Decision,
 }
 
 impl Default for Faults {
@@ -47,6 +55,8 @@ impl Default for Faults {
             timeout_rate: 0.0,
             timeout_ms: 30_000,
             corrupt_rate: 0.0,
+            processing_ms: 0,
+            decision: Decision::Approve,
         }
     }
 }
@@ -85,6 +95,9 @@ pub struct RegistryState {
     pub population: Arc<Population>,
     pub token: String,
     pub faults: RwLock<Faults>,
+    /// The applications the registries received and what they changed,
+    /// shared by the three.
+    pub ledger: Arc<Ledger>,
 }
 
 pub(crate) enum Outcome {
@@ -182,12 +195,39 @@ fn server_error(kind: RegistryKind) -> HttpResponse {
     }
 }
 
+/// The person an ID names as the registries hold them now: a generated
+/// person, with the death the civil-status registry registered since if any,
+/// or a child whose birth it registered.
+pub(crate) struct Subject {
+    pub person: Person,
+    pub newborn: Option<ledger::Newborn>,
+    pub death: Option<ledger::Death>,
+    /// When the permanent residence was removed.
+    pub removed: Option<jiff::civil::Date>,
+}
+
+impl RegistryState {
+    fn subject(&self, id: &str) -> Option<Subject> {
+        let cid = CitizenId::parse(id).ok()?;
+        if let Some(p) = self.population.find(id) {
+            let mut person = p.clone();
+            let death = self.ledger.death(cid);
+            if let Some(d) = &death {
+                person.death = Some(d.date);
+            }
+            return Some(Subject { person, newborn: None, death, removed: self.ledger.removed(cid) });
+        }
+        let newborn = self.ledger.newborn(cid)?;
+        Some(Subject { person: newborn.person.clone(), newborn: Some(newborn), death: None, removed: None })
+    }
+}
+
 /// Common wrapper: credential, fault injection, ID parsing, then `render`.
 async fn serve_record(
     state: &RegistryState,
     req: &HttpRequest,
     id: &str,
-    render: impl FnOnce(&Population, &population::Person) -> Option<Value>,
+    render: impl FnOnce(&Population, &Subject) -> Option<Value>,
     corrupt: impl FnOnce(Value) -> Value,
 ) -> HttpResponse {
     if !state.authorised(req) {
@@ -200,8 +240,8 @@ async fn serve_record(
     if CitizenId::parse(id).is_err() {
         return bad_id(state.kind);
     }
-    let Some(person) = state.population.find(id) else { return not_found(state.kind) };
-    let Some(data) = render(&state.population, person) else { return not_found(state.kind) };
+    let Some(subject) = state.subject(id) else { return not_found(state.kind) };
+    let Some(data) = render(&state.population, &subject) else { return not_found(state.kind) };
     let body = state.kind.envelope(data);
     let body = if let Outcome::Corrupt = outcome { corrupt(body) } else { body };
     HttpResponse::Ok().json(body)
@@ -214,7 +254,21 @@ async fn pop_citizen(state: State, req: HttpRequest, path: web::Path<String>) ->
         &state,
         &req,
         &path,
-        |pop, p| Some(render::population_record(pop, p)),
+        |pop, s| {
+            let mut r = render::population_record(pop, &s.person);
+            if let Some(n) = &s.newborn {
+                r["ho_ten"] = json!(n.full_name());
+                if n.household.is_none() {
+                    r["thuong_tru"] = Value::Null;
+                    r["noi_o_hien_tai"] = Value::Null;
+                }
+            }
+            if let Some(removed) = s.removed {
+                r["thuong_tru"] = Value::Null;
+                r["ngay_xoa_thuong_tru"] = json!(render::dmy(removed));
+            }
+            Some(r)
+        },
         |mut b| {
             // Breaks the registry's own schema: the date in the wrong format, the ID as a number.
             b["du_lieu"]["ngay_sinh"] = json!("1990-13-45");
@@ -230,7 +284,25 @@ async fn pop_household(state: State, req: HttpRequest, path: web::Path<String>) 
         &state,
         &req,
         &path,
-        |pop, p| Some(render::population_household(pop, p)),
+        |pop, s| {
+            if s.newborn.as_ref().is_some_and(|n| n.household.is_none()) {
+                return None;
+            }
+            let mut r = render::population_household(pop, &s.person);
+            if let Some(members) = r["thanh_vien"].as_array_mut() {
+                for n in state.ledger.born_into(s.person.household) {
+                    members.push(json!({
+                        "so_dinh_danh": n.person.id.to_string(),
+                        "ho_ten": n.full_name(),
+                        "ngay_sinh": render::dmy(n.person.dob),
+                        "gioi_tinh": if n.person.sex == crate::domain::Sex::Male { "1" } else { "2" },
+                        "quan_he_voi_chu_ho": "03",
+                        "ngay_mat": null,
+                    }));
+                }
+            }
+            Some(r)
+        },
         |mut b| {
             b["du_lieu"]["thanh_vien"] = json!("không rõ");
             b
@@ -252,9 +324,10 @@ async fn pop_verify(state: State, req: HttpRequest, body: web::Json<VerifyBody>)
         &state,
         &req,
         &b.so_dinh_danh.clone(),
-        |_, p| {
-            let matches = p.name.full().to_lowercase() == b.ho_ten.trim().to_lowercase()
-                && render::dmy(p.dob) == b.ngay_sinh.trim();
+        |_, s| {
+            let name = s.newborn.as_ref().map(|n| n.full_name()).unwrap_or_else(|| s.person.name.full());
+            let matches = name.to_lowercase() == b.ho_ten.trim().to_lowercase()
+                && render::dmy(s.person.dob) == b.ngay_sinh.trim();
             Some(json!({ "so_dinh_danh": b.so_dinh_danh, "khop": matches }))
         },
         |mut b| {
@@ -279,15 +352,55 @@ fn civil_corrupt(mut b: Value) -> Value {
 }
 
 async fn civil_birth(state: State, req: HttpRequest, q: web::Query<CivilQuery>) -> HttpResponse {
-    serve_record(&state, &req, &q.so_dinh_danh, render::birth_record, civil_corrupt).await
+    serve_record(
+        &state,
+        &req,
+        &q.so_dinh_danh,
+        |pop, s| {
+            let mut r = render::birth_record(pop, &s.person)?;
+            if let Some(n) = &s.newborn {
+                for (field, value) in [("Ho", &n.surname), ("ChuDem", &n.middle), ("Ten", &n.given)] {
+                    r[field] = json!(value);
+                }
+                for field in ["SoDangKy", "QuyenSo", "Trang", "NgayDangKy", "NoiDangKy"] {
+                    r[field] = n.registration[field].clone();
+                }
+                if !n.place_of_birth.is_empty() {
+                    r["NoiSinh"] = json!(n.place_of_birth);
+                }
+            }
+            Some(r)
+        },
+        civil_corrupt,
+    )
+    .await
 }
 
 async fn civil_marriage(state: State, req: HttpRequest, q: web::Query<CivilQuery>) -> HttpResponse {
-    serve_record(&state, &req, &q.so_dinh_danh, |pop, p| Some(render::marriage_record(pop, p)), civil_corrupt).await
+    serve_record(&state, &req, &q.so_dinh_danh, |pop, s| Some(render::marriage_record(pop, &s.person)), civil_corrupt)
+        .await
 }
 
 async fn civil_death(state: State, req: HttpRequest, q: web::Query<CivilQuery>) -> HttpResponse {
-    serve_record(&state, &req, &q.so_dinh_danh, render::death_record, civil_corrupt).await
+    serve_record(
+        &state,
+        &req,
+        &q.so_dinh_danh,
+        |pop, s| {
+            let mut r = render::death_record(pop, &s.person)?;
+            if let Some(d) = &s.death {
+                for field in ["SoDangKy", "QuyenSo", "NgayDangKy", "NoiDangKy"] {
+                    r[field] = d.registration[field].clone();
+                }
+                if !d.place.is_empty() {
+                    r["NoiChet"] = json!(d.place);
+                }
+            }
+            Some(r)
+        },
+        civil_corrupt,
+    )
+    .await
 }
 
 // ---- insurance --------------------------------------------------------------
@@ -303,7 +416,10 @@ async fn insurance_lookup(state: State, req: HttpRequest, body: web::Json<Insura
         &state,
         &req,
         &body.so_dinh_danh,
-        |pop, p| Some(render::insurance_record(pop, p)),
+        |pop, s| match &s.newborn {
+            Some(n) => n.card.clone(),
+            None => Some(render::insurance_record(pop, &s.person)),
+        },
         |mut b| {
             b["data"]["maSoBhxh"] = json!(123);
             b["data"].as_object_mut().map(|o| o.remove("soTheBhyt"));
@@ -345,6 +461,7 @@ async fn delete_faults(state: State, req: HttpRequest) -> HttpResponse {
 }
 
 fn routes(kind: RegistryKind, cfg: &mut web::ServiceConfig) {
+    writes::routes(kind, cfg);
     cfg.route("/__faults", web::get().to(get_faults))
         .route("/__faults", web::put().to(put_faults))
         .route("/__faults", web::delete().to(delete_faults));
@@ -403,6 +520,8 @@ pub fn default_tokens() -> [String; 3] {
 /// The three running registries, and the business registry beside them.
 pub struct MockRegistries {
     pub population: Arc<Population>,
+    /// What the registries were asked to write, and what it changed.
+    pub ledger: Arc<Ledger>,
     /// The business-registration database (SOAP), which no shipped adapter calls.
     pub business: business::BusinessRegistry,
     pub states: Vec<web::Data<RegistryState>>,
@@ -424,12 +543,14 @@ impl MockRegistries {
         let mut ports = [0u16; 3];
         let mut handles = Vec::new();
         let mut states = Vec::new();
+        let ledger = Arc::new(Ledger::new(population.clone()));
         for (i, kind) in RegistryKind::ALL.into_iter().enumerate() {
             let state = web::Data::new(RegistryState {
                 kind,
                 population: population.clone(),
                 token: config.tokens[i].clone(),
                 faults: RwLock::new(Faults::default()),
+                ledger: ledger.clone(),
             });
             let listener = TcpListener::bind((config.host.as_str(), config.ports[i])).map_err(|e| {
                 std::io::Error::new(
@@ -466,7 +587,7 @@ impl MockRegistries {
             &config.host,
             config.business_port.unwrap_or(0),
         )?;
-        Ok(MockRegistries { population, business, states, ports, host: config.host.clone(), handles })
+        Ok(MockRegistries { population, ledger, business, states, ports, host: config.host.clone(), handles })
     }
 
     pub fn url(&self, kind: RegistryKind) -> String {

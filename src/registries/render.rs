@@ -12,7 +12,7 @@ pub fn dmy(d: Date) -> String {
 }
 
 /// `yyyyMMdd`, the insurance registry's.
-fn compact(d: Date) -> String {
+pub fn compact(d: Date) -> String {
     format!("{:04}{:02}{:02}", d.year(), d.month(), d.day())
 }
 
@@ -296,17 +296,7 @@ pub fn insurance_record(pop: &Population, p: &Person) -> Value {
     let province: u64 = units.legacy[h.unit as usize].province_code.parse().unwrap_or(1);
     let bhxh = format!("{:02}{:08}", province, derive(p, 20) % 100_000_000);
     let age = p.age();
-    let group = if age < 6 {
-        "TE"
-    } else if age < 18 {
-        "HS"
-    } else if age >= 60 && derive(p, 21) % 3 == 0 {
-        "HT"
-    } else if derive(p, 22) % 2 == 0 {
-        "DN"
-    } else {
-        "GD"
-    };
+    let group = beneficiary_group(p);
     let level = match group {
         "TE" => 1,
         "HT" => 2,
@@ -341,6 +331,39 @@ pub fn insurance_record(pop: &Population, p: &Person) -> Value {
         },
         "trangThai": if alive { "DANG_THAM_GIA" } else { "DUNG_THAM_GIA" },
     })
+}
+
+/// The insurance beneficiary group: TE children under 6, HS pupils, HT
+/// pensioners, DN employees (compulsory social insurance), GD households.
+fn beneficiary_group(p: &Person) -> &'static str {
+    let age = p.age();
+    if age < 6 {
+        "TE"
+    } else if age < 18 {
+        "HS"
+    } else if age >= 60 && derive(p, 21) % 3 == 0 {
+        "HT"
+    } else if derive(p, 22) % 2 == 0 {
+        "DN"
+    } else {
+        "GD"
+    }
+}
+
+/// A person's social-insurance history, as a funeral allowance is decided on.
+pub struct Contributions {
+    /// Drew a retirement pension.
+    pub pension: bool,
+    /// Months of compulsory social-insurance contributions.
+    pub months: u32,
+}
+
+pub fn contributions(p: &Person) -> Contributions {
+    match beneficiary_group(p) {
+        "HT" => Contributions { pension: true, months: 240 + (derive(p, 24) % 180) as u32 },
+        "DN" => Contributions { pension: false, months: (derive(p, 24) % 300) as u32 },
+        _ => Contributions { pension: false, months: 0 },
+    }
 }
 
 /// The province code (two digits, before 2025) where a person's birth was
