@@ -14,6 +14,7 @@ pub mod demo;
 pub mod domain;
 pub mod elements;
 pub mod error;
+pub mod flow;
 pub mod form;
 pub mod http;
 pub mod prefill;

@@ -16,6 +16,8 @@ const ELEMENTS: &str = include_str!("../schemas/elements.json");
 const MANIFEST: &str = include_str!("../schemas/adapter-manifest.json");
 const FORM: &str = include_str!("../schemas/form.json");
 const ELEMENT: &str = include_str!("../schemas/element.json");
+const FLOW: &str = include_str!("../schemas/flow.json");
+pub const FLOW_ID: &str = "https://lgsp.local/schemas/flow.json";
 pub const ELEMENT_ID: &str = "https://lgsp.local/schemas/element.json";
 
 /// Names the OpenAPI document gives schemas that the Rust types cannot
@@ -61,7 +63,10 @@ pub mod openapi {
     /// One entry of a partner policy's list.
     pub struct PolicyEntry;
 
-    stand_in!(AdapterManifest, FormDefinition, PublishedForm, AnyValue, CitizenId, Relatives, PolicyEntry);
+    /// A flow, as `schemas/flow.json` defines it.
+    pub struct FlowDefinition;
+
+    stand_in!(FlowDefinition, AdapterManifest, FormDefinition, PublishedForm, AnyValue, CitizenId, Relatives, PolicyEntry);
 }
 
 #[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]
@@ -86,6 +91,11 @@ pub fn form_schema() -> &'static Value {
     F.get_or_init(|| parse(FORM))
 }
 
+pub fn flow_schema() -> &'static Value {
+    static F: OnceLock<Value> = OnceLock::new();
+    F.get_or_init(|| parse(FLOW))
+}
+
 pub fn element_schema() -> &'static Value {
     static E: OnceLock<Value> = OnceLock::new();
     E.get_or_init(|| parse(ELEMENT))
@@ -99,6 +109,7 @@ pub fn registry_with(elements: Value) -> Result<Registry<'static>, String> {
         .and_then(|b| b.add(MANIFEST_ID, manifest_schema().clone()))
         .and_then(|b| b.add(FORM_ID, form_schema().clone()))
         .and_then(|b| b.add(ELEMENT_ID, element_schema().clone()))
+        .and_then(|b| b.add(FLOW_ID, flow_schema().clone()))
         .and_then(|b| b.prepare())
         .map_err(|e| e.to_string())
 }
@@ -161,6 +172,13 @@ pub fn element_validator() -> &'static Validator {
 pub fn form_validator() -> &'static Validator {
     static V: OnceLock<Validator> = OnceLock::new();
     V.get_or_init(|| compile(&json!({ "$ref": FORM_ID })).expect("form schema compiles"))
+}
+
+/// The compiled flow-document schema.
+#[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]
+pub fn flow_validator() -> &'static Validator {
+    static V: OnceLock<Validator> = OnceLock::new();
+    V.get_or_init(|| compile(&json!({ "$ref": FLOW_ID })).expect("flow schema compiles"))
 }
 
 #[cfg(test)]

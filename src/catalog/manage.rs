@@ -12,6 +12,7 @@ use crate::domain::partner::{
 };
 use crate::elements::{Element, ElementDoc, Elements};
 use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::flow::Flow;
 use crate::form::Form;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +23,7 @@ pub enum DocKind {
     Adapter,
     Form,
     Element,
+    Flow,
 }
 
 impl DocKind {
@@ -30,6 +32,7 @@ impl DocKind {
             DocKind::Adapter => "adapter",
             DocKind::Form => "form",
             DocKind::Element => "element",
+            DocKind::Flow => "flow",
         }
     }
     /// As the command line and the admin API name the collection.
@@ -38,6 +41,7 @@ impl DocKind {
             DocKind::Adapter => "adapters",
             DocKind::Form => "forms",
             DocKind::Element => "elements",
+            DocKind::Flow => "flows",
         }
     }
     fn invalid(self) -> ErrorCode {
@@ -45,6 +49,7 @@ impl DocKind {
             DocKind::Adapter => ErrorCode::InvalidManifest,
             DocKind::Form => ErrorCode::InvalidForm,
             DocKind::Element => ErrorCode::InvalidElement,
+            DocKind::Flow => ErrorCode::InvalidFlow,
         }
     }
 }
@@ -217,6 +222,7 @@ impl LiveCatalog {
                 DocKind::Adapter => store::adapters::publish(c, &id2, &text, &by, mode),
                 DocKind::Form => store::forms::publish(c, &id2, &text, &by, mode),
                 DocKind::Element => store::elements::publish(c, &id2, &text, &by, mode),
+                DocKind::Flow => store::flows::publish(c, &id2, &text, &by, mode),
             })
             .await?;
         let Some(version) = stored else {
@@ -239,6 +245,7 @@ impl LiveCatalog {
             .run(move |c| match kind {
                 DocKind::Adapter => store::adapters::set_enabled(c, &id2, enabled),
                 DocKind::Form => store::forms::set_enabled(c, &id2, enabled),
+                DocKind::Flow => store::flows::set_enabled(c, &id2, enabled),
                 // Adapters and forms name elements: one that disappeared
                 // would break them.
                 DocKind::Element => Ok(false),
@@ -258,6 +265,7 @@ impl LiveCatalog {
                 DocKind::Adapter => store::adapters::versions(c, &id2),
                 DocKind::Form => store::forms::versions(c, &id2),
                 DocKind::Element => store::elements::versions(c, &id2),
+                DocKind::Flow => store::flows::versions(c, &id2),
             })
             .await?
             .ok_or_else(|| ApiError::not_found(format!("No {} \"{id}\".", kind.noun())))
@@ -273,9 +281,11 @@ impl LiveCatalog {
                 (DocKind::Adapter, None) => Ok(store::adapters::current(c, &id2)?.map(|e| (e.version, e.document))),
                 (DocKind::Form, None) => Ok(store::forms::current(c, &id2)?.map(|e| (e.version, e.document))),
                 (DocKind::Element, None) => Ok(store::elements::current(c, &id2)?.map(|e| (e.version, e.document))),
+                (DocKind::Flow, None) => Ok(store::flows::current(c, &id2)?.map(|e| (e.version, e.document))),
                 (DocKind::Adapter, Some(v)) => Ok(store::adapters::document(c, &id2, v)?.map(|d| (v, d))),
                 (DocKind::Form, Some(v)) => Ok(store::forms::document(c, &id2, v)?.map(|d| (v, d))),
                 (DocKind::Element, Some(v)) => Ok(store::elements::document(c, &id2, v)?.map(|d| (v, d))),
+                (DocKind::Flow, Some(v)) => Ok(store::flows::document(c, &id2, v)?.map(|d| (v, d))),
             })
             .await?;
         let (version, text) = found.ok_or_else(|| match version {
@@ -298,6 +308,7 @@ impl LiveCatalog {
                 DocKind::Adapter => store::adapters::set_current(c, &id2, version),
                 DocKind::Form => store::forms::set_current(c, &id2, version),
                 DocKind::Element => store::elements::set_current(c, &id2, version),
+                DocKind::Flow => store::flows::set_current(c, &id2, version),
             })
             .await?;
         self.reload().await?;
@@ -312,6 +323,10 @@ impl LiveCatalog {
             DocKind::Adapter => Adapter::compile(doc, version, &self.settings, &catalog.elements).map(drop),
             DocKind::Form => Form::compile(doc, version, &catalog.operations(), &catalog.elements).map(drop),
             DocKind::Element => self.check_element(doc).await,
+            DocKind::Flow => {
+                let forms = catalog.forms.keys().cloned().collect();
+                Flow::compile(doc, version, &catalog.operation_kinds(), &forms, &catalog.elements).map(drop)
+            }
         }
     }
 

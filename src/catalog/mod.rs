@@ -13,6 +13,7 @@ use crate::db::{catalog_version, Db, DbConnection, DbError};
 use crate::domain::credential::Credential;
 use crate::domain::partner::{hash_secret, Partner, PartnerKind, Policy, Role};
 use crate::elements::{Element, ElementDoc, Elements};
+use crate::flow::Flow;
 use crate::form::Form;
 use crate::sealing::SealingKey;
 use parking_lot::{Mutex, RwLock};
@@ -28,6 +29,11 @@ pub struct LiveAdapter {
 
 pub struct LiveForm {
     pub form: Arc<Form>,
+    pub enabled: bool,
+}
+
+pub struct LiveFlow {
+    pub flow: Arc<Flow>,
     pub enabled: bool,
 }
 
@@ -114,6 +120,7 @@ pub struct Catalog {
     pub credentials: BTreeMap<String, LiveCredential>,
     pub adapters: BTreeMap<String, LiveAdapter>,
     pub forms: BTreeMap<String, LiveForm>,
+    pub flows: BTreeMap<String, LiveFlow>,
     pub partners: HashMap<String, Arc<Partner>>,
     /// Live API keys by hash.
     pub keys: HashMap<String, KeyRef>,
@@ -142,6 +149,7 @@ impl Default for Catalog {
             credentials: BTreeMap::new(),
             adapters: BTreeMap::new(),
             forms: BTreeMap::new(),
+            flows: BTreeMap::new(),
             partners: HashMap::new(),
             keys: HashMap::new(),
             admins: HashMap::new(),
@@ -162,6 +170,19 @@ impl Catalog {
     /// An enabled form.
     pub fn form(&self, id: &str) -> Option<&Arc<Form>> {
         self.forms.get(id).filter(|f| f.enabled).map(|f| &f.form)
+    }
+
+    /// An enabled flow.
+    pub fn flow(&self, id: &str) -> Option<&Arc<Flow>> {
+        self.flows.get(id).filter(|f| f.enabled).map(|f| &f.flow)
+    }
+
+    /// `adapter.operation` → what it does, for every operation of every adapter.
+    pub fn operation_kinds(&self) -> BTreeMap<String, OperationKind> {
+        self.adapters
+            .values()
+            .flat_map(|a| a.adapter.operations.values().map(|op| (format!("{}.{}", a.adapter.id, op.name), op.kind)))
+            .collect()
     }
 
     /// The plan for `key`, made by `make` the first time; without a key, made
@@ -376,6 +397,22 @@ fn load(
             }
         }
     }
+    let kinds = cat.operation_kinds();
+    let form_ids: BTreeSet<String> = cat.forms.keys().cloned().collect();
+    for cur in store::flows::all_current(c)? {
+        let flow = serde_json::from_str(&cur.document).map_err(|e| e.to_string()).and_then(|d| {
+            Flow::compile(&d, cur.version, &kinds, &form_ids, &cat.elements).map_err(|e| format!("{e:?}"))
+        });
+        match flow {
+            Ok(f) => {
+                cat.flows.insert(cur.id, LiveFlow { flow: Arc::new(f), enabled: cur.enabled });
+            }
+            Err(why) => {
+                tracing::error!(flow = %cur.id, version = cur.version, %why, "stored flow does not compile");
+                cat.broken.push((cur.id, why));
+            }
+        }
+    }
     for row in store::all_partners(c)? {
         let policy: Policy = serde_json::from_str(&row.policy).unwrap_or_default();
         let partner = Partner {
@@ -458,6 +495,14 @@ pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<usize> 
             }
             if let Some(version) = store::forms::publish(c, id, text.trim(), "shipped", Publish::Create)? {
                 note("forms", serde_json::json!({"shipped": id, "version": version}));
+            }
+        }
+        for (id, text) in crate::flow::SHIPPED {
+            if store::flows::exists(c, id)? {
+                continue;
+            }
+            if let Some(version) = store::flows::publish(c, id, text.trim(), "shipped", Publish::Create)? {
+                note("flows", serde_json::json!({"shipped": id, "version": version}));
             }
         }
         for (role, hash) in &tokens {

@@ -195,6 +195,7 @@ macro_rules! versioned_store {
 versioned_store!(adapters, adapters, adapter_versions, adapter_id, manifest);
 versioned_store!(forms, forms, form_versions, form_id, definition);
 versioned_store!(elements, elements, element_versions, element_id, definition);
+versioned_store!(flows, flows, flow_versions, flow_id, definition);
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = partners)]

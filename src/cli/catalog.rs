@@ -1,4 +1,4 @@
-//! Adapters and forms: `adapters …` and `forms …`.
+//! Adapters, forms, elements and flows: `adapters …`, `forms …`, `elements …`, `flows …`.
 
 use crate::catalog::manage::DocKind;
 use crate::config::Settings;
@@ -123,6 +123,19 @@ pub(super) fn documents(settings: Settings, kind: DocKind, command: DocCommand) 
                                     b,
                                     t,
                                     f.form.doc.title
+                                );
+                            }
+                        }
+                        DocKind::Flow => {
+                            for f in c.flows.values() {
+                                let steps: Vec<&str> = f.flow.steps.iter().map(|s| s.doc.id.as_str()).collect();
+                                println!(
+                                    "{:<28} v{:<3} {:<9} {}  ({})",
+                                    f.flow.id(),
+                                    f.flow.version,
+                                    if f.enabled { "enabled" } else { "disabled" },
+                                    steps.join(" → "),
+                                    f.flow.doc.title
                                 );
                             }
                         }

@@ -80,6 +80,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DocCommand,
     },
+    /// Register, version, list and disable flows (linked procedures).
+    Flows {
+        #[command(subcommand)]
+        command: DocCommand,
+    },
     /// Partner agencies and their API keys.
     Partners {
         #[command(subcommand)]
@@ -151,6 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Adapters { command } => catalog::documents(settings, DocKind::Adapter, command),
         Command::Forms { command } => catalog::documents(settings, DocKind::Form, command),
+        Command::Flows { command } => catalog::documents(settings, DocKind::Flow, command),
         Command::Elements { command } => catalog::documents(settings, DocKind::Element, command.into()),
         Command::Partners { command } => partners::run(settings, command),
         Command::Credentials { command } => credentials::run(settings, command),

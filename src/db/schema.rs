@@ -148,6 +148,116 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    flows (id) {
+        id -> Text,
+        current_version -> Integer,
+        enabled -> Integer,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    flow_versions (flow_id, version) {
+        flow_id -> Text,
+        version -> Integer,
+        definition -> Text,
+        created_at -> BigInt,
+        created_by -> Text,
+    }
+}
+
+diesel::table! {
+    dossiers (code) {
+        code -> Text,
+        flow_id -> Text,
+        flow_version -> Integer,
+        partner_id -> Text,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        requester_id -> Text,
+        subject_id -> Nullable<Text>,
+        declaration -> Text,
+        procedures -> Text,
+        callback_url -> Nullable<Text>,
+        callback_secret -> Nullable<Text>,
+        state -> Text,
+        received_on -> Text,
+        due_on -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dossier_days (agency, day) {
+        agency -> Text,
+        day -> Text,
+        last -> Integer,
+    }
+}
+
+diesel::table! {
+    dossier_steps (dossier_code, step_id) {
+        dossier_code -> Text,
+        step_id -> Text,
+        position -> Integer,
+        state -> Text,
+        reference -> Nullable<Text>,
+        request -> Nullable<Text>,
+        result -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        supplement -> Nullable<Text>,
+        supplement_deadline -> Nullable<Text>,
+        attempts -> Integer,
+        next_at -> BigInt,
+        lease_owner -> Nullable<Text>,
+        lease_until -> BigInt,
+        started_on -> Nullable<Text>,
+        due_on -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dossier_events (seq) {
+        seq -> BigInt,
+        dossier_code -> Text,
+        step_id -> Nullable<Text>,
+        state -> Text,
+        detail -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    dossier_callbacks (seq) {
+        seq -> BigInt,
+        dossier_code -> Text,
+        body -> Text,
+        attempts -> Integer,
+        next_at -> BigInt,
+        lease_until -> BigInt,
+        delivered_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    results (id) {
+        id -> Text,
+        owner_id -> Text,
+        kind -> Text,
+        number -> Nullable<Text>,
+        issued_on -> Nullable<Text>,
+        agency -> Text,
+        dossier_code -> Text,
+        step_id -> Text,
+        data -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     adapters,
     adapter_versions,
@@ -155,6 +265,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     form_versions,
     elements,
     element_versions,
+    flows,
+    flow_versions,
+    dossiers,
+    dossier_steps,
     partners,
     api_keys
 );

@@ -4,7 +4,7 @@
 //! server itself uses, so that nothing is written twice:
 //!
 //! - the stewards' documents are the JSON Schemas that check them
-//!   (`schemas/adapter-manifest.json`, `schemas/form.json`), put in as
+//!   (`schemas/adapter-manifest.json`, `schemas/form.json`, `schemas/flow.json`), put in as
 //!   components, their `$defs` hoisted beside them;
 //! - every error an operation can answer is documented as
 //!   `application/problem+json` with the `Problem` schema, each status with
@@ -18,6 +18,7 @@ pub fn complete(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
     hoist(schemas, "AdapterManifest", crate::schema::manifest_schema());
     hoist(schemas, "FormDefinition", crate::schema::form_schema());
+    hoist(schemas, "FlowDefinition", crate::schema::flow_schema());
     let mut published = schemas["FormDefinition"].clone();
     published["properties"]["version"] =
         json!({"type": "integer", "minimum": 1, "description": "The version published"});

@@ -8,6 +8,7 @@ pub mod caller;
 pub mod contract;
 pub mod credentials;
 pub mod elements;
+pub mod flows;
 pub mod middleware;
 pub mod ops;
 pub mod partner;
@@ -80,6 +81,13 @@ documented_routes!(
     elements::element_versions,
     elements::element_version,
     elements::element_state,
+    flows::partner_flows,
+    flows::create_flow,
+    flows::update_flow,
+    flows::list_flows,
+    flows::flow_versions,
+    flows::flow_version,
+    flows::flow_state,
     credentials::set_credential,
     credentials::list_credentials,
     admin::create_partner,
