@@ -91,6 +91,57 @@ pub struct Settings {
     pub credentials_key: Secret,
     /// A file holding the key instead (its only content).
     pub credentials_key_file: Option<std::path::PathBuf>,
+    pub dossiers: DossierSettings,
+}
+
+/// How linked dossiers are carried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DossierSettings {
+    /// Whether this node works the dossier queue (every node may; on SQLite
+    /// one node works it).
+    pub worker: bool,
+    /// How often the queue is looked at, and an application a registry is
+    /// still processing is read back, in milliseconds.
+    pub poll_ms: u64,
+    /// Longest wait between two tries of a step whose registry is failing.
+    pub retry_max_ms: u64,
+    /// How long a node holds a step it claimed; another takes it over after
+    /// that if the node died.
+    pub lease_ms: u64,
+    /// Steps carried at once by this node.
+    pub concurrency: usize,
+    /// Hosts (`host` or `host:port`) a partner's callback URL may point at.
+    /// Empty means loopback only.
+    pub callback_allow_list: Vec<String>,
+    /// Days off besides the public holidays (bridge days), as `yyyy-mm-dd`.
+    pub extra_days_off: Vec<jiff::civil::Date>,
+    /// Weekend days worked to make a bridge day up.
+    pub extra_working_days: Vec<jiff::civil::Date>,
+}
+
+impl Default for DossierSettings {
+    fn default() -> Self {
+        DossierSettings {
+            worker: true,
+            poll_ms: 500,
+            retry_max_ms: 60_000,
+            lease_ms: 60_000,
+            concurrency: 16,
+            callback_allow_list: Vec::new(),
+            extra_days_off: Vec::new(),
+            extra_working_days: Vec::new(),
+        }
+    }
+}
+
+impl DossierSettings {
+    pub fn calendar(&self) -> crate::domain::calendar::WorkingCalendar {
+        crate::domain::calendar::WorkingCalendar {
+            extra_days_off: self.extra_days_off.iter().copied().collect(),
+            extra_working_days: self.extra_working_days.iter().copied().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +269,7 @@ impl Default for Settings {
             admin_networks: Vec::new(),
             credentials_key: Secret::default(),
             credentials_key_file: None,
+            dossiers: DossierSettings::default(),
         }
     }
 }

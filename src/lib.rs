@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod domain;
+pub mod dossier;
 pub mod elements;
 pub mod error;
 pub mod flow;

@@ -6,6 +6,8 @@ use crate::audit::AuditSink;
 use crate::catalog::LiveCatalog;
 use crate::config::{Settings, UpstreamPoolSettings};
 use crate::db::Db;
+use crate::dossier::worker::Worker;
+use crate::dossier::Dossiers;
 use crate::ratelimit::RateLimits;
 use crate::state::AppState;
 use crate::telemetry::Metrics;
@@ -142,7 +144,13 @@ impl Application {
             }
         }
 
-        let audit = AuditSink::start(db.clone(), metrics.clone(), &settings.audit);
+        let audit = Arc::new(AuditSink::start(db.clone(), metrics.clone(), &settings.audit));
+        let dossiers = Arc::new(Dossiers::new(db.clone(), catalog.clone(), settings.dossiers.clone()));
+        let worker = settings.dossiers.worker.then(|| {
+            let worker = Arc::new(Worker::new(dossiers.clone(), http.clone(), metrics.clone(), audit.clone()));
+            Worker::spawn(&worker, db_ready.clone());
+            worker
+        });
         let limits = RateLimits::new(&settings.rate_limits, metrics.rate_limit_fallbacks.clone())
             .map_err(|e| anyhow::anyhow!(e))?;
         let state = web::Data::new(AppState {
@@ -159,6 +167,8 @@ impl Application {
             http,
             limits,
             audit,
+            dossiers,
+            worker,
         });
 
         // Follow catalogue changes made by other nodes; prune idle rate-limit buckets.

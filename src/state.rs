@@ -1,10 +1,13 @@
 //! What every handler can reach: the settings, the database, the live
-//! catalogue, the registry client, the rate limits and the audit sink.
+//! catalogue, the registry client, the rate limits, the audit sink and the
+//! linked dossiers.
 
 use crate::audit::AuditSink;
 use crate::catalog::LiveCatalog;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::dossier::worker::Worker;
+use crate::dossier::Dossiers;
 use crate::ratelimit::RateLimits;
 use crate::telemetry::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +26,11 @@ pub struct AppState {
     /// The one HTTP client for every registry call.
     pub http: reqwest::Client,
     pub limits: RateLimits,
-    pub audit: AuditSink,
+    pub audit: Arc<AuditSink>,
+    /// Linked dossiers: filed and read here, carried by the worker.
+    pub dossiers: Arc<Dossiers>,
+    /// This node's worker of the dossier queue (`dossiers.worker`).
+    pub worker: Option<Arc<Worker>>,
 }
 
 impl AppState {

@@ -95,6 +95,9 @@ pub struct Metrics {
     pub key_expiry: prometheus::IntGaugeVec,
     /// Set from the catalogue at every scrape.
     pub admin_token_expiry: prometheus::IntGaugeVec,
+    pub dossier_steps: IntCounterVec,
+    pub dossier_retries: IntCounterVec,
+    pub dossier_steps_overdue: IntGauge,
 }
 
 impl Metrics {
@@ -179,8 +182,24 @@ impl Metrics {
             &["role", "token"],
         )
         .expect("metric");
+        let dossier_steps = IntCounterVec::new(
+            Opts::new("dossier_steps_total", "Linked-dossier steps reaching a state, by flow, step and state"),
+            &["flow", "step", "state"],
+        )
+        .expect("metric");
+        let dossier_retries = IntCounterVec::new(
+            Opts::new("dossier_step_retries_total", "Linked-dossier steps tried again after a registry fault"),
+            &["flow", "step"],
+        )
+        .expect("metric");
+        let dossier_steps_overdue =
+            IntGauge::new("dossier_steps_overdue", "Linked-dossier steps past their deadline and not finished")
+                .expect("metric");
         for c in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(dossier_steps.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(dossier_retries.clone()),
+            Box::new(dossier_steps_overdue.clone()),
+            Box::new(http_requests.clone()),
             Box::new(http_latency.clone()),
             Box::new(upstream_requests.clone()),
             Box::new(upstream_latency.clone()),
@@ -213,6 +232,9 @@ impl Metrics {
             partner_requests,
             key_expiry,
             admin_token_expiry,
+            dossier_steps,
+            dossier_retries,
+            dossier_steps_overdue,
         }
     }
 

@@ -41,6 +41,10 @@ pub enum Action {
     AccessLog,
     /// A steward's or auditor's call, a command-line change, or one made at start-up.
     Admin,
+    /// A partner filed, read, supplemented or withdrew a linked dossier.
+    Dossier,
+    /// lgsp called a registry for a linked dossier's step.
+    Step,
 }
 
 impl Action {
@@ -51,6 +55,8 @@ impl Action {
             Action::Exchange => "exchange",
             Action::AccessLog => "access_log",
             Action::Admin => "admin",
+            Action::Dossier => "dossier",
+            Action::Step => "dossier_step",
         }
     }
 }

@@ -441,6 +441,7 @@ fn load(
     }
     cat.prefill_sources = prefill_sources(&cat);
     cat.purposes = cat.forms.values().flat_map(|f| f.form.doc.purposes.iter().cloned()).collect();
+    cat.purposes.extend(cat.flows.values().map(|f| f.flow.doc.purpose.clone()));
     Ok(cat)
 }
 

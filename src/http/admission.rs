@@ -209,6 +209,32 @@ impl Metered for AccessLogCall {
     }
 }
 
+/// `/v1/linked-dossiers…`: filing, reading, supplementing or withdrawing a
+/// dossier; the resource is the dossier, as far as the path names it.
+pub struct DossierCall;
+
+impl Metered for DossierCall {
+    const ACTION: Action = Action::Dossier;
+    const BODY: bool = true;
+    fn resource(req: &HttpRequest) -> String {
+        match req.match_info().get("code") {
+            Some(code) => format!("linked_dossier/{code}"),
+            None => "linked_dossier".into(),
+        }
+    }
+}
+
+/// `GET /v1/subjects/{citizen_id}/results`.
+pub struct ResultsCall;
+
+impl Metered for ResultsCall {
+    const ACTION: Action = Action::Dossier;
+    const BODY: bool = false;
+    fn resource(_: &HttpRequest) -> String {
+        "results".into()
+    }
+}
+
 /// A partner's call of kind `M`, admitted: who made it, its audit record to
 /// fill in and finish, and its body, read once and kept for the record.
 pub struct Admitted<M> {

@@ -7,6 +7,7 @@ pub mod body;
 pub mod caller;
 pub mod contract;
 pub mod credentials;
+pub mod dossiers;
 pub mod elements;
 pub mod flows;
 pub mod middleware;
@@ -59,6 +60,11 @@ documented_routes!(
     partner::form_coverage,
     partner::list_adapters,
     partner::access_log,
+    dossiers::file_dossier,
+    dossiers::get_dossier,
+    dossiers::supplement_dossier,
+    dossiers::withdraw_dossier,
+    dossiers::subject_results,
     elements::partner_elements,
     admin::create_adapter,
     admin::update_adapter,

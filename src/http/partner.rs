@@ -26,7 +26,7 @@ use utoipa::ToSchema;
 /// A purpose the policy names is granted as named; a wildcard grants the
 /// procedures the catalogue's forms serve, so that a made-up purpose never
 /// reaches the audit trail as if it were one.
-fn check_purpose(caller: &PartnerCaller, catalog: &Catalog, purpose: &str) -> Result<(), ApiError> {
+pub(crate) fn check_purpose(caller: &PartnerCaller, catalog: &Catalog, purpose: &str) -> Result<(), ApiError> {
     if purpose.is_empty() || purpose.len() > 100 {
         return Err(ApiError::new(
             ErrorCode::InvalidParameter,
@@ -56,7 +56,7 @@ fn check_purpose(caller: &PartnerCaller, catalog: &Catalog, purpose: &str) -> Re
 }
 
 /// Partners that are not state agencies must cite the citizen's consent.
-fn check_consent(req: &HttpRequest, caller: &PartnerCaller, audit: &mut Audit) -> Result<(), ApiError> {
+pub(crate) fn check_consent(req: &HttpRequest, caller: &PartnerCaller, audit: &mut Audit) -> Result<(), ApiError> {
     if caller.partner.kind != PartnerKind::ConsentRequired {
         return Ok(());
     }

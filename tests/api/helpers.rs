@@ -51,6 +51,9 @@ pub fn test_settings(database_url: &str) -> Settings {
         database_url: Secret::new(database_url),
         shutdown_timeout_secs: 1,
         credentials_key: Secret::new(CREDENTIALS_KEY),
+        // Dossier steps looked at every 50 ms, a failing registry retried
+        // within half a second: a flow's test takes a second, not minutes.
+        dossiers: lgsp::config::DossierSettings { poll_ms: 50, retry_max_ms: 400, ..Default::default() },
         ..Default::default()
     }
 }
@@ -127,9 +130,9 @@ pub fn fire_prefills(
 
 /// The records a node stores in the audit trail at its first start, before
 /// any request: one for the shipped elements, one per shipped adapter and
-/// form, and one per bootstrap admin token.
+/// form and flow, and one per bootstrap admin token.
 pub const fn startup_records(bootstrap_tokens: usize) -> i64 {
-    (1 + lgsp::adapter::SHIPPED.len() + lgsp::form::SHIPPED.len() + bootstrap_tokens) as i64
+    (1 + lgsp::adapter::SHIPPED.len() + lgsp::form::SHIPPED.len() + lgsp::flow::SHIPPED.len() + bootstrap_tokens) as i64
 }
 
 pub const STEWARD: &str = "steward-token-for-tests-0001";

@@ -9,6 +9,7 @@ mod catalog;
 mod cluster;
 mod connect;
 mod credentials;
+mod dossiers;
 mod faults;
 mod helpers;
 mod hostile;

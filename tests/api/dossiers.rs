@@ -1,0 +1,369 @@
+//! Linked dossiers (Decree 63/2024): a portal files one declaration and lgsp
+//! carries it through the registries that write, over HTTP, durably.
+
+use crate::helpers::{assert_problem, everything, spawn_app, TestApp};
+use lgsp::registries::ledger::Decision;
+use lgsp::registries::population::{Marital, Population};
+use lgsp::registries::{Faults, RegistryKind};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A married mother of working age, alive, in a household; and her household's head.
+pub fn a_mother(pop: &Population, nth: usize) -> (String, String, Option<String>) {
+    let mut found = pop.people.iter().filter(|p| {
+        p.sex == lgsp::domain::Sex::Female
+            && p.marital == Marital::Married
+            && p.spouse.is_some()
+            && (22..40).contains(&p.age())
+            && p.is_alive()
+    });
+    let mother = found.nth(nth).expect("a mother");
+    let head = pop.get(pop.household_of(mother).head);
+    let father = mother.spouse.map(|s| pop.get(s).id.to_string());
+    (mother.id.to_string(), head.id.to_string(), father)
+}
+
+pub fn birth_declaration(mother: &str, head: &str, father: Option<&str>, given: &str) -> Value {
+    let mut d = json!({
+        "child": {"surname": "Nguyễn", "middle_name": "Minh", "given_name": given,
+                  "date_of_birth": "2026-11-30", "sex": "male", "place_of_birth": "Bệnh viện Phụ sản Hà Nội"},
+        "mother_id": mother,
+        "household_head_id": head,
+        "relationship": "mẹ",
+    });
+    if let Some(f) = father {
+        d["father_id"] = json!(f);
+    }
+    d
+}
+
+impl TestApp {
+    /// Files a dossier with `key` (the partner's) and `idempotency` (the filing's name).
+    pub async fn file(&self, key: &str, idempotency: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/linked-dossiers"))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idempotency)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn dossier(&self, key: &str, code: &str) -> Value {
+        let r = self.client.get(self.url(&format!("/v1/linked-dossiers/{code}"))).bearer_auth(key).send().await;
+        let r = r.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// The dossier once its state is one of `states`, within ten seconds.
+    pub async fn dossier_when(&self, key: &str, code: &str, states: &[&str]) -> Value {
+        for _ in 0..200 {
+            let d = self.dossier(key, code).await;
+            if states.iter().any(|s| d["state"] == *s) {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("dossier {code} never reached {states:?}: {:#}", self.dossier(key, code).await);
+    }
+
+    /// The applications a registry holds (what was written to it).
+    pub async fn applications(&self, kind: RegistryKind) -> Vec<Value> {
+        let token = &lgsp::registries::default_tokens()[RegistryKind::ALL.iter().position(|k| *k == kind).unwrap()];
+        let header = match kind {
+            RegistryKind::Population => ("Authorization", format!("Bearer {token}")),
+            RegistryKind::CivilStatus => ("X-API-Key", token.clone()),
+            RegistryKind::Insurance => ("X-BHXH-Token", token.clone()),
+        };
+        let url = format!("{}/__applications", self.mocks.url(kind));
+        let r = self.client.get(url).header(header.0, header.1).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+}
+
+fn step<'a>(d: &'a Value, id: &str) -> &'a Value {
+    d["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no step {id} in {d:#}"))
+}
+
+#[tokio::test]
+async fn a_birth_is_registered_then_the_residence_and_the_card_follow_each_written_once() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    let (mother, head, father) = a_mother(&app.mocks.population, 0);
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "An"),
+    });
+    let r = app.file(&key, "birth-0001", &body).await;
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let filed: Value = r.json().await.unwrap();
+    let code = filed["code"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/v1/linked-dossiers/{code}"));
+    lgsp::domain::dossier_code::DossierCode::parse(&code).expect("a Decree 61 dossier code");
+    assert!(code.starts_with("000.00.15.H29-"), "{code}");
+
+    let d = app.dossier_when(&key, &code, &["done"]).await;
+    let birth = step(&d, "birth_registration");
+    assert_eq!(birth["state"], "done");
+    let child = birth["result"]["citizen_id"].as_str().expect("the child's new ID number").to_string();
+    assert_eq!(birth["result"]["full_name"], "Nguyễn Minh An");
+    assert!(birth["result"]["birth_registration"]["certificate_number"].is_string());
+    assert_eq!(step(&d, "permanent_residence")["result"]["citizen_id"], child.as_str());
+    let card = &step(&d, "health_insurance_card")["result"]["health_insurance_card"];
+    assert!(card["number"].as_str().unwrap().starts_with("TE1"), "a child's card: {card}");
+    for s in d["steps"].as_array().unwrap() {
+        assert!(s["due_on"].is_string() && s["started_on"].is_string(), "{s}");
+        assert!(s["reference"].is_string(), "the registry's own number: {s}");
+    }
+    // The timeline: received, the birth done, then the two it feeds.
+    let events: Vec<(String, String)> = d["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["step"].as_str().unwrap_or("").to_string(), e["state"].as_str().unwrap().to_string()))
+        .collect();
+    let at = |s: &str, st: &str| events.iter().position(|e| e.0 == s && e.1 == st).unwrap_or_else(|| panic!("{s} {st} in {events:?}"));
+    assert!(at("", "received") < at("birth_registration", "done"));
+    assert!(at("birth_registration", "done") < at("permanent_residence", "ready"));
+    assert!(at("birth_registration", "done") < at("health_insurance_card", "done"));
+    assert!(at("permanent_residence", "done") < at("", "done"));
+
+    // Each registry holds exactly one application of the dossier.
+    for (kind, n) in [(RegistryKind::CivilStatus, 1), (RegistryKind::Population, 1), (RegistryKind::Insurance, 1)] {
+        let apps = app.applications(kind).await;
+        assert_eq!(apps.len(), n, "{kind:?}: {apps:#?}");
+        assert!(apps[0]["key"].as_str().unwrap().starts_with(&code), "keyed by the dossier: {}", apps[0]["key"]);
+    }
+
+    // Results become data: the child exists in the registries and can be prefilled.
+    let prefill = app.prefill(&key, "health_card_reissue", "health_card_reissue", &child).await;
+    assert_eq!(prefill.status(), 200);
+    let answer: Value = prefill.json().await.unwrap();
+    let text = answer.to_string();
+    assert!(text.contains("Nguyễn Minh An"), "the child's name from the registries: {answer:#}");
+
+    // And they are kept as the province's records, for the child.
+    let r = app.client.get(app.url(&format!("/v1/subjects/{child}/results"))).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let results: Vec<Value> = r.json().await.unwrap();
+    let kinds: Vec<&str> = results.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    for k in ["birth_registration", "permanent_residence", "health_insurance_card"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    let birth_record = results.iter().find(|r| r["kind"] == "birth_registration").unwrap();
+    assert_eq!(birth_record["number"], birth["result"]["birth_registration"]["certificate_number"]);
+    assert_eq!(birth_record["dossier"], code.as_str());
+
+    // Every registry call is an audited exchange for the partner, about the citizen.
+    let steps = app.audit("action=dossier_step&limit=50").await;
+    let items = steps["items"].as_array().unwrap();
+    assert!(items.len() >= 3, "{steps:#}");
+    assert!(items.iter().all(|r| r["partner_id"] == "000.00.15.H29"));
+    let log = app.access_log(&key, &mother).await;
+    assert!(log.to_string().contains("linked_dossier"), "the mother's access log shows the dossier: {log:#}");
+}
+
+#[tokio::test]
+async fn a_repeated_filing_files_nothing_new_and_another_body_under_the_same_key_is_refused() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    let (mother, head, father) = a_mother(&app.mocks.population, 1);
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "Bình"),
+        "procedures": ["birth_registration", "health_insurance_card"],
+    });
+    let first: Value = app.file(&key, "same-key", &body).await.json().await.unwrap();
+    let again = app.file(&key, "same-key", &body).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["code"], first["code"]);
+    assert_eq!(again["replayed"], true);
+    let mut other = body.clone();
+    other["declaration"]["child"]["given_name"] = json!("Cường");
+    let r = app.file(&key, "same-key", &other).await;
+    let p = assert_problem(r, 409, "idempotency_key_reused").await;
+    assert!(p["detail"].as_str().unwrap().contains(first["code"].as_str().unwrap()), "{p}");
+
+    let code = first["code"].as_str().unwrap();
+    let d = app.dossier_when(&key, code, &["done"]).await;
+    assert_eq!(d["steps"].as_array().unwrap().len(), 2, "only the procedures chosen: {d:#}");
+    assert_eq!(app.applications(RegistryKind::CivilStatus).await.len(), 1);
+    assert_eq!(app.applications(RegistryKind::Population).await.len(), 0, "residence was not chosen");
+}
+
+#[tokio::test]
+async fn bad_declarations_and_choices_are_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    let (mother, head, _) = a_mother(&app.mocks.population, 2);
+    let good = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, None, "Dũng"),
+    });
+    let mut broken = good.clone();
+    broken["declaration"]["child"]["date_of_birth"] = json!("30/11/2026");
+    let p = assert_problem(app.file(&key, "k1", &broken).await, 422, "invalid_declaration").await;
+    assert_eq!(p["errors"][0]["pointer"], "/declaration/child/date_of_birth", "{p}");
+
+    let mut too_few = good.clone();
+    too_few["procedures"] = json!(["birth_registration"]);
+    let p = assert_problem(app.file(&key, "k2", &too_few).await, 422, "invalid_declaration").await;
+    assert!(p["detail"].as_str().unwrap().contains("at least 2"), "{p}");
+
+    let mut without_birth = good.clone();
+    without_birth["procedures"] = json!(["permanent_residence", "health_insurance_card"]);
+    let p = assert_problem(app.file(&key, "k3", &without_birth).await, 422, "invalid_declaration").await;
+    assert!(p["detail"].as_str().unwrap().contains("birth_registration"), "{p}");
+
+    let mut unknown = good.clone();
+    unknown["procedures"] = json!(["birth_registration", "land_title"]);
+    assert_problem(app.file(&key, "k4", &unknown).await, 422, "invalid_declaration").await;
+
+    let mut no_flow = good.clone();
+    no_flow["flow"] = json!("marriage_and_more");
+    assert_problem(app.file(&key, "k5", &no_flow).await, 422, "invalid_body").await;
+
+    let mut elsewhere = good.clone();
+    elsewhere["callback_url"] = json!("https://attacker.example.com/hook");
+    assert_problem(app.file(&key, "k6", &elsewhere).await, 422, "invalid_callback").await;
+
+    let r = app.client.post(app.url("/v1/linked-dossiers")).bearer_auth(&key).json(&good).send().await.unwrap();
+    assert_problem(r, 400, "invalid_header").await;
+
+    // A partner without the flow's purpose may not file it.
+    let other = app
+        .partner("000.00.16.H29", json!({"forms": ["*"], "purposes": ["residence_change"], "elements": ["*"]}), 600, 20)
+        .await;
+    assert_problem(app.file(&other, "k7", &good).await, 403, "forbidden").await;
+
+    // Nothing was filed with any registry.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(app.applications(RegistryKind::CivilStatus).await.is_empty());
+    // And a supplement for a dossier that waits for none is refused.
+    let filed: Value = app.file(&key, "k8", &good).await.json().await.unwrap();
+    let code = filed["code"].as_str().unwrap();
+    app.dossier_when(&key, code, &["done"]).await;
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/linked-dossiers/{code}/supplement")))
+        .bearer_auth(&key)
+        .json(&json!({"documents": [{"name": "Giấy chứng sinh"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 409, "not_awaiting_supplement").await;
+    let r = app.client.get(app.url(&format!("/v1/linked-dossiers/{code}"))).bearer_auth(&other).send().await.unwrap();
+    assert_problem(r, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_supplement_requested_is_answered_and_the_group_goes_on() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    app.mocks.set_faults(RegistryKind::CivilStatus, Faults { decision: Decision::Supplement, ..Default::default() });
+    let (mother, head, father) = a_mother(&app.mocks.population, 3);
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "Giang"),
+    });
+    let filed: Value = app.file(&key, "sup-1", &body).await.json().await.unwrap();
+    let code = filed["code"].as_str().unwrap();
+    let d = app.dossier_when(&key, code, &["supplement"]).await;
+    let birth = step(&d, "birth_registration");
+    assert_eq!(birth["state"], "supplement");
+    let deadline = birth["supplement_deadline"].as_str().expect("a deadline");
+    assert!(deadline > d["received_on"].as_str().unwrap(), "{deadline}");
+    assert_eq!(step(&d, "permanent_residence")["state"], "waiting");
+
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/linked-dossiers/{code}/supplement")))
+        .bearer_auth(&key)
+        .json(&json!({"documents": [{"name": "Giấy chứng sinh", "reference": "GCS-0113"}], "note": "bản sao"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let d = app.dossier_when(&key, code, &["done"]).await;
+    let apps = app.applications(RegistryKind::CivilStatus).await;
+    assert_eq!(apps.len(), 1, "{apps:#?}");
+    assert_eq!(apps[0]["supplements"][0]["GiayTo"][0]["TenGiayTo"], "Giấy chứng sinh");
+    let states: Vec<&str> = d["timeline"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert!(states.contains(&"supplement") && states.contains(&"supplement_received"), "{states:?}");
+}
+
+#[tokio::test]
+async fn a_refused_birth_stops_the_group_and_a_refused_residence_does_not_undo_the_birth() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    let (mother, head, father) = a_mother(&app.mocks.population, 4);
+    app.mocks.set_faults(RegistryKind::CivilStatus, Faults { decision: Decision::Refuse, ..Default::default() });
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "Hà"),
+    });
+    let filed: Value = app.file(&key, "refuse-1", &body).await.json().await.unwrap();
+    let d = app.dossier_when(&key, filed["code"].as_str().unwrap(), &["refused"]).await;
+    assert_eq!(step(&d, "birth_registration")["state"], "refused");
+    assert!(step(&d, "birth_registration")["reason"].is_string());
+    assert_eq!(step(&d, "permanent_residence")["state"], "cancelled");
+    assert_eq!(step(&d, "health_insurance_card")["state"], "cancelled");
+    assert!(app.applications(RegistryKind::Population).await.is_empty());
+
+    app.mocks.set_faults(RegistryKind::CivilStatus, Faults::default());
+    app.mocks.set_faults(RegistryKind::Population, Faults { decision: Decision::Refuse, ..Default::default() });
+    let (mother, head, father) = a_mother(&app.mocks.population, 5);
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "Khoa"),
+    });
+    let filed: Value = app.file(&key, "refuse-2", &body).await.json().await.unwrap();
+    let d = app.dossier_when(&key, filed["code"].as_str().unwrap(), &["partly_done"]).await;
+    assert_eq!(step(&d, "birth_registration")["state"], "done");
+    assert_eq!(step(&d, "permanent_residence")["state"], "refused");
+    assert_eq!(step(&d, "health_insurance_card")["state"], "done");
+}
+
+#[tokio::test]
+async fn a_registry_down_mid_flow_is_retried_until_it_is_back_and_written_once() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    app.mocks.set_faults(RegistryKind::Insurance, Faults { error_rate: 1.0, ..Default::default() });
+    let (mother, head, father) = a_mother(&app.mocks.population, 6);
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "Lan"),
+    });
+    let filed: Value = app.file(&key, "down-1", &body).await.json().await.unwrap();
+    let code = filed["code"].as_str().unwrap();
+    // The residence finishes; the card waits for its registry.
+    let mut waited = 0;
+    let d = loop {
+        let d = app.dossier(&key, code).await;
+        if step(&d, "permanent_residence")["state"] == "done" && step(&d, "health_insurance_card")["attempts"].as_i64() >= Some(2) {
+            break d;
+        }
+        waited += 1;
+        assert!(waited < 200, "{d:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(d["state"], "processing");
+    assert_eq!(step(&d, "health_insurance_card")["state"], "ready");
+    app.mocks.set_faults(RegistryKind::Insurance, Faults::default());
+    app.dossier_when(&key, code, &["done"]).await;
+    assert_eq!(app.applications(RegistryKind::Insurance).await.len(), 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("lgsp_dossier_step_retries_total{flow=\"birth_residence_insurance\",step=\"health_insurance_card\"}"), "{metrics}");
+}
