@@ -318,6 +318,7 @@ impl Dossiers {
             .db
             .run(move |c| {
                 c.transaction::<_, DbError, _>(|c| {
+                    store::lock_day(c, &flow2.doc.receiving_agency, &day)?;
                     if let Some(existing) = store::dossier_by_key(c, &partner, &key)? {
                         return Ok(Err(existing));
                     }
@@ -483,6 +484,7 @@ impl Dossiers {
             .db
             .run(move |c| {
                 c.transaction::<_, DbError, _>(|c| {
+                    store::lock_dossier(c, &code2)?;
                     let steps = store::steps(c, &code2)?;
                     let waiting: Vec<&StepRow> = steps
                         .iter()
@@ -531,6 +533,7 @@ impl Dossiers {
             .db
             .run(move |c| {
                 c.transaction::<_, DbError, _>(|c| {
+                    store::lock_dossier(c, &code2)?;
                     let Some(d) = store::dossier(c, &code2)? else { return Ok(None) };
                     if matches!(d.state.as_str(), "done" | "partly_done" | "refused" | "failed" | "withdrawn") {
                         return Ok(None);

@@ -5,7 +5,6 @@
 use crate::db::schema::{dossier_callbacks, dossier_days, dossier_events, dossier_steps, dossiers, results};
 use crate::db::{DbConnection, DbError};
 use diesel::prelude::*;
-use diesel::Connection;
 use diesel::sql_types::{BigInt, Text};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -98,6 +97,23 @@ pub fn dossier_by_key(c: &mut DbConnection, partner: &str, key: &str) -> Result<
         .select(DossierRow::as_select())
         .first(c)
         .optional()?)
+}
+
+/// Takes the dossier for this transaction, before anything of it is read:
+/// the write lock on SQLite (a read first could not be upgraded without
+/// failing at once), the dossier's row lock on PostgreSQL, so that two steps
+/// finishing at once on two nodes see each other's change.
+pub fn lock_dossier(c: &mut DbConnection, code: &str) -> Result<(), DbError> {
+    diesel::update(dossiers::table.find(code)).set(dossiers::updated_at.eq(dossiers::updated_at)).execute(c)?;
+    Ok(())
+}
+
+/// Takes the day's numbering for a filing's transaction (see [`lock_dossier`]).
+pub fn lock_day(c: &mut DbConnection, agency: &str, day: &str) -> Result<(), DbError> {
+    diesel::update(dossier_days::table.find((agency, day)))
+        .set(dossier_days::last.eq(dossier_days::last))
+        .execute(c)?;
+    Ok(())
 }
 
 pub fn dossier(c: &mut DbConnection, code: &str) -> Result<Option<DossierRow>, DbError> {
@@ -256,7 +272,8 @@ pub fn claim(
 /// Claims the callbacks due, the first undelivered of each dossier only, so
 /// that a dossier's changes arrive in order.
 pub fn claim_callbacks(c: &mut DbConnection, now: i64, until: i64, limit: i64) -> Result<Vec<CallbackRow>, DbError> {
-    c.transaction(|c| {
+    // No transaction: each claim is one conditional update.
+    {
         let due: Vec<CallbackRow> = dossier_callbacks::table
             .filter(dossier_callbacks::delivered_at.is_null())
             .filter(dossier_callbacks::next_at.le(now))
@@ -289,7 +306,7 @@ pub fn claim_callbacks(c: &mut DbConnection, now: i64, until: i64, limit: i64) -
             }
         }
         Ok(claimed)
-    })
+    }
 }
 
 pub fn callback_delivered(c: &mut DbConnection, seq: i64, at: i64) -> Result<(), DbError> {

@@ -337,6 +337,7 @@ impl Worker {
             .db
             .run(move |c| {
                 c.transaction(|c| {
+                    store::lock_dossier(c, &d.code)?;
                     let mut steps = store::steps(c, &d.code)?;
                     let Some(i) = steps.iter().position(|s| s.step_id == step.step_id) else { return Ok(()) };
                     // Another node took the step over (this one was too slow):
