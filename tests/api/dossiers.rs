@@ -367,3 +367,191 @@ async fn a_registry_down_mid_flow_is_retried_until_it_is_back_and_written_once()
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("lgsp_dossier_step_retries_total{flow=\"birth_residence_insurance\",step=\"health_insurance_card\"}"), "{metrics}");
 }
+
+/// An alive adult whose social-insurance history does (or does not) earn a
+/// funeral allowance, and a relative in their household to declare the death.
+fn a_deceased(pop: &Population, eligible: bool, nth: usize) -> (String, String) {
+    let mut found = pop.people.iter().filter(|p| {
+        let c = lgsp::registries::render::contributions(p);
+        p.is_alive()
+            && p.age() >= 30
+            && (c.pension || c.months >= 12) == eligible
+            && pop.household_of(p).members.iter().any(|&m| pop.get(m).id != p.id && pop.get(m).age() >= 18)
+    });
+    let p = found.nth(nth).expect("a person");
+    let h = pop.household_of(p);
+    let relative = h.members.iter().map(|&m| pop.get(m)).find(|m| m.id != p.id && m.age() >= 18).unwrap();
+    (p.id.to_string(), relative.id.to_string())
+}
+
+fn death_body(deceased: &str, declarant: &str, procedures: Option<Value>) -> Value {
+    let mut b = json!({
+        "flow": "death_residence_allowance",
+        "requester_id": declarant,
+        "declaration": {"deceased_id": deceased, "date_of_death": "2026-11-28",
+                        "place_of_death": "Bệnh viện Bạch Mai", "relationship": "con"},
+    });
+    if let Some(p) = procedures {
+        b["procedures"] = p;
+    }
+    b
+}
+
+#[tokio::test]
+async fn a_death_is_registered_the_residence_removed_and_the_allowance_decided_from_the_contributions() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    let (deceased, declarant) = a_deceased(&app.mocks.population, true, 0);
+    let filed: Value = app.file(&key, "death-1", &death_body(&deceased, &declarant, None)).await.json().await.unwrap();
+    let d = app.dossier_when(&key, filed["code"].as_str().unwrap(), &["done"]).await;
+    assert_eq!(d["subject_id"], deceased.as_str());
+    let cert = step(&d, "death_registration")["result"]["death_registration"]["certificate_number"].clone();
+    assert!(cert.is_string(), "{d:#}");
+    assert!(step(&d, "residence_removal")["result"]["residence_removal"]["removal_date"].is_string());
+    let allowance = &step(&d, "funeral_allowance")["result"]["funeral_allowance"];
+    assert_eq!(allowance["amount_vnd"], 23_400_000, "ten times the base salary: {allowance}");
+    // The allowance was asked with the certificate the first step gave.
+    let ins = app.applications(RegistryKind::Insurance).await;
+    assert_eq!(ins[0]["request"]["soTrichLucKhaiTu"], cert);
+    assert_eq!(ins[0]["request"]["soDinhDanhNguoiNhan"], declarant.as_str());
+
+    // The person now reads as deceased, with no permanent residence.
+    let r = app.exchange_for("death_residence_allowance", &key, "population", "citizen", json!({"citizen_id": deceased})).await;
+    assert_eq!(r.status(), 200);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["elements"]["deceased"], true, "{e:#}");
+    assert_eq!(e["elements"]["date_of_death"], "2026-11-28");
+    assert!(e["elements"].get("permanent_residence").is_none(), "{e:#}");
+    let r = app.exchange_for("death_residence_allowance", &key, "civil_status", "death", json!({"citizen_id": deceased})).await;
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["elements"]["death_registration"]["certificate_number"], cert, "{e:#}");
+
+    // A second death registration of the same person is refused by the registry.
+    let again: Value = app.file(&key, "death-2", &death_body(&deceased, &declarant, None)).await.json().await.unwrap();
+    let d = app.dossier_when(&key, again["code"].as_str().unwrap(), &["refused"]).await;
+    assert!(step(&d, "death_registration")["reason"].as_str().unwrap().contains("đã được đăng ký khai tử"), "{d:#}");
+}
+
+#[tokio::test]
+async fn a_funeral_allowance_without_the_contributions_is_refused_with_the_reason_and_the_rest_stands() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    let (deceased, declarant) = a_deceased(&app.mocks.population, false, 0);
+    let body = death_body(&deceased, &declarant, Some(json!(["death_registration", "funeral_allowance"])));
+    let filed: Value = app.file(&key, "death-3", &body).await.json().await.unwrap();
+    let d = app.dossier_when(&key, filed["code"].as_str().unwrap(), &["partly_done"]).await;
+    assert_eq!(step(&d, "death_registration")["state"], "done");
+    let allowance = step(&d, "funeral_allowance");
+    assert_eq!(allowance["state"], "refused");
+    assert!(allowance["reason"].as_str().unwrap().contains("12 tháng"), "{allowance}");
+    assert_eq!(d["steps"].as_array().unwrap().len(), 2);
+    assert!(app.applications(RegistryKind::Population).await.is_empty(), "the removal was not chosen");
+}
+
+/// A partner's callback endpoint: refuses its first `fail` deliveries with
+/// 500, then keeps (signature, body) of each one it accepts.
+async fn callback_receiver(fail: usize) -> (String, std::sync::Arc<parking_lot::Mutex<Vec<(String, Value)>>>) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let got = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (g, s) = (got.clone(), seen.clone());
+    let server = HttpServer::new(move || {
+        let (g, s) = (g.clone(), s.clone());
+        App::new().route(
+            "/hook",
+            web::post().to(move |req: HttpRequest, body: web::Bytes| {
+                let (g, s) = (g.clone(), s.clone());
+                async move {
+                    if s.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < fail {
+                        return HttpResponse::InternalServerError().finish();
+                    }
+                    let sig = req.headers().get("x-lgsp-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    g.lock().push((sig.to_string(), serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                    HttpResponse::NoContent().finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    (format!("http://127.0.0.1:{port}/hook"), got)
+}
+
+#[tokio::test]
+async fn the_callback_receives_every_change_in_order_signed_after_failing_twice() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    let (url, got) = callback_receiver(2).await;
+    let (mother, head, father) = a_mother(&app.mocks.population, 7);
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "Mai"),
+        "callback_url": url,
+    });
+    let filed: Value = app.file(&key, "cb-1", &body).await.json().await.unwrap();
+    let secret = filed["callback_secret"].as_str().expect("the signing key, shown once").to_string();
+    let code = filed["code"].as_str().unwrap().to_string();
+    app.dossier_when(&key, &code, &["done"]).await;
+    // received, then each step's change (birth done, then residence and card done).
+    let complete = crate::helpers::eventually(|| {
+        let got = got.clone();
+        async move { got.lock().iter().any(|(_, b)| b["state"] == "done") }
+    })
+    .await;
+    let got = got.lock().clone();
+    assert!(complete, "{got:#?}");
+    let key_ = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    for (sig, body) in &got {
+        let hex_sig = sig.strip_prefix("sha256=").expect("sha256=<hex>");
+        let raw = serde_json::to_vec(body).unwrap();
+        assert!(ring::hmac::verify(&key_, &raw, &hex::decode(hex_sig).unwrap()).is_ok(), "signed: {body}");
+        assert_eq!(body["dossier"], code.as_str());
+    }
+    let events: Vec<(String, String)> = got
+        .iter()
+        .map(|(_, b)| (b["step"].as_str().unwrap_or("").to_string(), b["step_state"].as_str().unwrap_or(b["event"].as_str().unwrap()).to_string()))
+        .collect();
+    assert_eq!(events[0], ("".into(), "received".into()), "{events:?}");
+    assert_eq!(events[1], ("birth_registration".into(), "done".into()), "{events:?}");
+    let rest: std::collections::BTreeSet<_> = events[2..].iter().cloned().collect();
+    assert_eq!(
+        rest,
+        [("health_insurance_card".into(), "done".into()), ("permanent_residence".into(), "done".into())].into(),
+        "each change once: {events:?}"
+    );
+    assert_eq!(got.last().unwrap().1["state"], "done");
+    // Shown once: reading the dossier never shows the secret.
+    assert!(!app.dossier(&key, &code).await.to_string().contains(&secret));
+}
+
+#[tokio::test]
+async fn deadlines_count_working_days_skipping_weekends_holidays_and_configured_days_off() {
+    use lgsp::domain::calendar::{today_in_vietnam, WorkingCalendar};
+    let today = today_in_vietnam();
+    // The next five days off, on top of the weekends and public holidays.
+    let off: Vec<jiff::civil::Date> = (1..=5).map(|n| today.checked_add(jiff::Span::new().days(n)).unwrap()).collect();
+    let cal = WorkingCalendar { extra_days_off: off.iter().copied().collect(), ..Default::default() };
+    let app = crate::helpers::spawn_app_with(|s| s.dossiers.extra_days_off = off.clone()).await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    app.mocks.set_faults(RegistryKind::CivilStatus, Faults { decision: Decision::Supplement, ..Default::default() });
+    let (mother, head, father) = a_mother(&app.mocks.population, 8);
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "Nam"),
+    });
+    let filed: Value = app.file(&key, "deadline-1", &body).await.json().await.unwrap();
+    let d = app.dossier_when(&key, filed["code"].as_str().unwrap(), &["supplement"]).await;
+    let due = |n: u32| cal.add_working_days(today, n).to_string();
+    assert_eq!(d["received_on"], today.to_string());
+    assert_eq!(d["due_on"], due(3), "three working days for the group: {d:#}");
+    assert_eq!(step(&d, "birth_registration")["due_on"], due(1));
+    let first_due: jiff::civil::Date = due(1).parse().unwrap();
+    assert!(first_due > off[4], "a day off is never a working day: {first_due}");
+    assert!(!matches!(first_due.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday));
+    assert_eq!(d["overdue"], false);
+}
