@@ -555,3 +555,48 @@ async fn deadlines_count_working_days_skipping_weekends_holidays_and_configured_
     assert!(!matches!(first_due.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday));
     assert_eq!(d["overdue"], false);
 }
+
+#[tokio::test]
+async fn two_nodes_work_one_queue_and_run_each_step_once() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    let other = app.second_node().await;
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let (mother, head, father) = a_mother(&app.mocks.population, 30 + i);
+        let body = json!({
+            "flow": "birth_residence_insurance",
+            "requester_id": mother,
+            "declaration": birth_declaration(&mother, &head, father.as_deref(), "Quang"),
+        });
+        // Filed on either node; either node's worker may carry any step.
+        let base = if i % 2 == 0 { app.base.clone() } else { other.clone() };
+        let r = app
+            .client
+            .post(format!("{base}/v1/linked-dossiers"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", format!("two-{i}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let filed: Value = r.json().await.unwrap();
+        codes.push(filed["code"].as_str().unwrap().to_string());
+    }
+    for code in &codes {
+        app.dossier_when(&key, code, &["done"]).await;
+    }
+    let sequences: std::collections::BTreeSet<&str> = codes.iter().map(|c| c.rsplit('-').next().unwrap()).collect();
+    assert_eq!(sequences.len(), codes.len(), "each dossier its own number of the day: {codes:?}");
+    // Each step was sent once: one audited call per submission.
+    let calls = app.audit("action=dossier_step&limit=500").await;
+    let items = calls["items"].as_array().unwrap();
+    for op in ["civil_status.register_birth", "population.register_residence", "insurance.issue_child_card"] {
+        let n = items.iter().filter(|r| r["resource"] == op).count();
+        assert_eq!(n, codes.len(), "{op} sent once per dossier");
+    }
+    for kind in RegistryKind::ALL {
+        assert_eq!(app.applications(kind).await.len(), codes.len(), "{kind:?}");
+    }
+}

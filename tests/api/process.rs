@@ -669,3 +669,73 @@ async fn the_command_line_registers_elements_and_sets_credentials_read_from_stan
     assert_eq!(records.iter().filter(|r| r.contains("credentials set land_registry")).count(), 2, "{trail}");
     assert!(!trail.contains(secret), "{trail}");
 }
+
+#[tokio::test]
+async fn sigkill_mid_flow_and_a_restart_finish_every_dossier_with_each_registry_written_once() {
+    use crate::dossiers::{a_mother, birth_declaration};
+    let extra = "[dossiers]\npoll_ms = 50\nlease_ms = 1500\nretry_max_ms = 400\n";
+    let mut r = running("000.00.15.H29", extra).await;
+    // Each application takes 0.3 s at each status: the kill finds them mid-way.
+    for kind in RegistryKind::ALL {
+        r.mocks.set_faults(kind, Faults { processing_ms: 300, ..Default::default() });
+    }
+    let mut codes = Vec::new();
+    for i in 0..8 {
+        let (mother, head, father) = a_mother(&r.mocks.population, 20 + i);
+        let body = json!({
+            "flow": "birth_residence_insurance",
+            "requester_id": mother,
+            "declaration": birth_declaration(&mother, &head, father.as_deref(), "Phúc"),
+        });
+        let resp = r
+            .client
+            .post(format!("{}/v1/linked-dossiers", r.gw.base))
+            .bearer_auth(&r.key)
+            .header("Idempotency-Key", format!("kill-{i}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let filed: serde_json::Value = resp.json().await.unwrap();
+        codes.push(filed["code"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    r.gw.signal("KILL");
+    r.gw.wait().await;
+    let births_at_kill = r.mocks.ledger.applications().len();
+    assert!(births_at_kill > 0, "some applications were filed before the kill");
+
+    let config = r.gw.config.clone();
+    r.gw = Gateway::start(&config).await;
+    for code in &codes {
+        let mut state = String::new();
+        for _ in 0..400 {
+            let d: serde_json::Value = r
+                .client
+                .get(format!("{}/v1/linked-dossiers/{code}", r.gw.base))
+                .bearer_auth(&r.key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            state = d["state"].as_str().unwrap_or("").to_string();
+            if state == "done" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(state, "done", "dossier {code}");
+    }
+    // One application per step of each dossier, in each registry: none twice.
+    let apps = r.mocks.ledger.applications();
+    for procedure in ["birth", "residence", "child_card"] {
+        let of: Vec<_> = apps.iter().filter(|a| serde_json::to_value(a.procedure).unwrap() == procedure).collect();
+        assert_eq!(of.len(), codes.len(), "{procedure}: {of:#?}");
+        let keys: std::collections::BTreeSet<&str> = of.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys.len(), codes.len(), "{procedure}: each dossier's own key");
+        assert!(of.iter().all(|a| a.status == 4), "{procedure}: all done");
+    }
+}
