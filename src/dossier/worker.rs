@@ -55,6 +55,8 @@ impl Worker {
     pub fn spawn(worker: &Arc<Worker>, ready: Arc<std::sync::atomic::AtomicBool>) {
         let weak = Arc::downgrade(worker);
         let every = Duration::from_millis(worker.dossiers.settings.poll_ms.clamp(20, 60_000));
+        // Overdue steps are counted every twenty looks at the queue (1 to 30 s).
+        let overdue_every = (every * 20).clamp(Duration::from_secs(1), Duration::from_secs(30));
         tokio::spawn(async move {
             let mut last_overdue = Instant::now() - Duration::from_secs(3600);
             loop {
@@ -69,7 +71,7 @@ impl Worker {
                 if let Err(e) = w.deliver_callbacks().await {
                     tracing::warn!(error = %e, "dossier callbacks could not be read; will retry");
                 }
-                if last_overdue.elapsed() > Duration::from_secs(30) {
+                if last_overdue.elapsed() > overdue_every {
                     w.count_overdue().await;
                     last_overdue = Instant::now();
                 }

@@ -277,6 +277,7 @@ async fn prefill_inner(
         http: &state.http,
         metrics: &state.metrics,
         budget: Duration::from_millis(state.settings.prefill.budget_ms),
+        results: Some(&state.dossiers),
     })
     .await;
     audit.record.adapters = answer.operations();

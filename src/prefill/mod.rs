@@ -20,6 +20,7 @@ use crate::adapter::client::{CallOutcome, ExchangeError};
 use crate::catalog::{Catalog, PlanKey};
 use crate::db::micros_to_rfc3339;
 use crate::domain::CitizenId;
+use crate::dossier::Dossiers;
 use crate::form::{Form, Found, SUBJECT};
 use crate::telemetry::Metrics;
 use futures_util::future::join_all;
@@ -454,6 +455,9 @@ pub struct PrefillInput<'a> {
     pub http: &'a reqwest::Client,
     pub metrics: &'a Metrics,
     pub budget: Duration,
+    /// The results the province's linked procedures gave (a certificate, a
+    /// card, a decision): a field no registry fills is taken from them.
+    pub results: Option<&'a Dossiers>,
 }
 
 impl PrefillInput<'_> {
@@ -483,7 +487,10 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
     let ids = fetch_people(&mut fetcher, &planned, &input).await;
     let merge = Merge { form, plan: &planned, fetcher: &fetcher, ids: &ids, permitted: &permitted };
     let mut notes = Vec::new();
-    let fields: Vec<FieldValue> = form.doc.fields.iter().map(|f| merge.field(f, &mut notes)).collect();
+    let mut fields: Vec<FieldValue> = form.doc.fields.iter().map(|f| merge.field(f, &mut notes)).collect();
+    if let Some(results) = input.results {
+        from_results(results, form, &ids, &mut fields, &mut notes).await;
+    }
     count_fields(input.metrics, form, &fields);
     let prefilled = fields.iter().filter(|f| f.status == FieldStatus::Prefilled).count();
     let declarable = fields.len();
@@ -563,6 +570,50 @@ async fn fetch_people(fetcher: &mut Fetcher<'_>, plan: &Plan, input: &PrefillInp
                     lost.insert(p);
                 }
             }
+        }
+    }
+}
+
+/// Fills the fields no registry filled (none provides the element, or its
+/// registry holds no value) from the results kept for the person they are
+/// about: the electronic records of the procedures the province carried.
+async fn from_results(
+    results: &Dossiers,
+    form: &Form,
+    ids: &BTreeMap<String, String>,
+    fields: &mut [FieldValue],
+    notes: &mut Vec<String>,
+) {
+    let open = |f: &FieldValue| {
+        f.status == FieldStatus::Unavailable && matches!(f.reason, Some(Unavailable::NoSource | Unavailable::NoRecord))
+    };
+    let persons: BTreeSet<&String> =
+        fields.iter().filter(|f| open(f)).filter_map(|f| ids.get(f.person.as_deref()?)).collect();
+    for id in persons {
+        let kept = match results.result_elements(id).await {
+            Ok(k) if !k.is_empty() => k,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "the kept results could not be read; their fields stay unavailable");
+                return;
+            }
+        };
+        for f in fields.iter_mut().filter(|f| open(f) && f.person.as_ref().and_then(|p| ids.get(p)) == Some(id)) {
+            let Some(decl) = form.doc.fields.iter().find(|d| d.id == f.id) else { continue };
+            let Some(b) = &decl.bind else { continue };
+            let Some((value, dossier)) = kept.get(&b.element) else { continue };
+            let value = pick(value, b.path.as_deref());
+            let Ok(value) = form.release(&f.id, value) else { continue };
+            if value.is_null() {
+                continue;
+            }
+            f.value = Some(value);
+            f.status = FieldStatus::Prefilled;
+            f.reason = None;
+            f.source = Some(format!("lgsp.results/{dossier}"));
+            f.mode = Some(Mode::Authoritative);
+            f.verified = Some(true);
+            notes.push(format!("{}: from the result of linked dossier {dossier}", f.id));
         }
     }
 }

@@ -600,3 +600,110 @@ async fn two_nodes_work_one_queue_and_run_each_step_once() {
         assert_eq!(app.applications(kind).await.len(), codes.len(), "{kind:?}");
     }
 }
+
+#[tokio::test]
+async fn a_later_prefill_takes_what_no_registry_serves_from_the_kept_results() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    // A survivor-benefit form a steward publishes later: it asks for the
+    // funeral allowance decision, which no registry serves to a look-up.
+    let form = json!({
+        "id": "survivor_benefit", "title": "Đề nghị hưởng chế độ tử tuất", "form_code": "TT-01",
+        "procedure": {"code": "survivor_benefit", "name": "Giải quyết hưởng chế độ tử tuất"},
+        "purposes": ["survivor_benefit"],
+        "fields": [
+            {"id": "deceased_name", "label_vi": "Họ tên người chết", "type": "text", "required": true,
+             "bind": {"element": "full_name", "person": "subject"}},
+            {"id": "funeral_decision", "label_vi": "Số quyết định trợ cấp mai táng", "type": "text", "required": true,
+             "bind": {"element": "funeral_allowance", "person": "subject", "path": "/decision_number"}},
+        ],
+    });
+    let r = app.admin(reqwest::Method::POST, "/admin/v1/forms", crate::helpers::STEWARD, Some(form)).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (deceased, declarant) = a_deceased(&app.mocks.population, true, 1);
+
+    let before: Value = app.prefill(&key, "survivor_benefit", "survivor_benefit", &deceased).await.json().await.unwrap();
+    assert_eq!(crate::helpers::field(&before, "funeral_decision")["status"], "unavailable", "{before:#}");
+
+    let filed: Value = app.file(&key, "death-kept", &death_body(&deceased, &declarant, None)).await.json().await.unwrap();
+    let code = filed["code"].as_str().unwrap();
+    let d = app.dossier_when(&key, code, &["done"]).await;
+    let decision = step(&d, "funeral_allowance")["result"]["funeral_allowance"]["decision_number"].clone();
+
+    let after: Value = app.prefill(&key, "survivor_benefit", "survivor_benefit", &deceased).await.json().await.unwrap();
+    let f = crate::helpers::field(&after, "funeral_decision");
+    assert_eq!(f["status"], "prefilled", "{after:#}");
+    assert_eq!(f["value"], decision);
+    assert_eq!(f["source"], format!("lgsp.results/{code}"));
+}
+
+#[tokio::test]
+async fn an_overdue_step_shows_in_the_dossier_and_in_the_metrics() {
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    app.mocks.set_faults(RegistryKind::CivilStatus, Faults { decision: Decision::Supplement, ..Default::default() });
+    let (mother, head, father) = a_mother(&app.mocks.population, 9);
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "Oanh"),
+    });
+    let filed: Value = app.file(&key, "late-1", &body).await.json().await.unwrap();
+    let code = filed["code"].as_str().unwrap().to_string();
+    let d = app.dossier_when(&key, &code, &["supplement"]).await;
+    assert_eq!(d["overdue"], false);
+    // The citizen never sent the documents: the deadline passed a week ago.
+    let c = code.clone();
+    app.state
+        .db
+        .run(move |conn| {
+            use lgsp::db::schema::{dossier_steps, dossiers};
+            diesel::update(dossier_steps::table.find((&c, "birth_registration")))
+                .set(dossier_steps::due_on.eq("2026-01-02"))
+                .execute(conn)?;
+            diesel::update(dossiers::table.find(&c)).set(dossiers::due_on.eq("2026-01-05")).execute(conn)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let d = app.dossier(&key, &code).await;
+    assert_eq!(d["overdue"], true, "{d:#}");
+    assert_eq!(step(&d, "birth_registration")["overdue"], true);
+    assert_eq!(step(&d, "permanent_residence")["overdue"], false, "not started, so not late");
+    let counted = crate::helpers::eventually(|| async {
+        app.get("/metrics").await.text().await.unwrap().contains("lgsp_dossier_steps_overdue 1")
+    })
+    .await;
+    assert!(counted, "{}", app.get("/metrics").await.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_withdrawn_dossier_files_nothing_more_and_what_a_registry_holds_runs_to_its_end() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    app.mocks.set_faults(RegistryKind::CivilStatus, Faults { processing_ms: 400, ..Default::default() });
+    let (mother, head, father) = a_mother(&app.mocks.population, 10);
+    let body = json!({
+        "flow": "birth_residence_insurance",
+        "requester_id": mother,
+        "declaration": birth_declaration(&mother, &head, father.as_deref(), "Phương"),
+    });
+    let filed: Value = app.file(&key, "withdraw-1", &body).await.json().await.unwrap();
+    let code = filed["code"].as_str().unwrap().to_string();
+    // Wait until the civil-status registry holds the application.
+    assert!(crate::helpers::eventually(|| async { !app.applications(RegistryKind::CivilStatus).await.is_empty() }).await);
+    let url = app.url(&format!("/v1/linked-dossiers/{code}/withdraw"));
+    let r = app.client.post(&url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let w: Value = r.json().await.unwrap();
+    assert_eq!(w["state"], "withdrawing");
+    let d = app.dossier_when(&key, &code, &["withdrawn"]).await;
+    assert_eq!(step(&d, "birth_registration")["state"], "done", "the registry had it: it ran to its end");
+    assert_eq!(step(&d, "permanent_residence")["state"], "withdrawn");
+    assert_eq!(step(&d, "health_insurance_card")["state"], "withdrawn");
+    assert!(app.applications(RegistryKind::Population).await.is_empty());
+    assert!(app.applications(RegistryKind::Insurance).await.is_empty());
+    let again = app.client.post(&url).bearer_auth(&key).send().await.unwrap();
+    assert_problem(again, 409, "dossier_closed").await;
+}
