@@ -171,3 +171,112 @@ pub fn print_report(rows: &[FormReport]) {
         );
     }
 }
+
+/// A mother of a newborn to declare (a married woman of 22 to 39 in a
+/// household) and a person whose death to declare, with a relative in their
+/// household: the `lgsp demo` dossiers and the dossier benchmark's.
+pub fn birth_filing(pop: &crate::registries::population::Population, nth: usize, given: &str) -> Option<Value> {
+    use crate::registries::population::Marital;
+    let mother = pop
+        .people
+        .iter()
+        .filter(|p| {
+            p.sex == crate::domain::Sex::Female
+                && p.marital == Marital::Married
+                && p.spouse.is_some()
+                && (22..40).contains(&p.age())
+                && p.is_alive()
+        })
+        .nth(nth)?;
+    let head = pop.get(pop.household_of(mother).head);
+    let mut declaration = json!({
+        "child": {"surname": pop.get(mother.spouse?).name.surname(), "middle_name": "Minh", "given_name": given,
+                  "date_of_birth": crate::domain::calendar::today_in_vietnam().to_string(), "sex": "female"},
+        "mother_id": mother.id.to_string(),
+        "household_head_id": head.id.to_string(),
+        "relationship": "mẹ",
+    });
+    declaration["father_id"] = json!(pop.get(mother.spouse?).id.to_string());
+    Some(json!({"flow": "birth_residence_insurance", "requester_id": mother.id.to_string(), "declaration": declaration}))
+}
+
+pub fn death_filing(pop: &crate::registries::population::Population, nth: usize) -> Option<Value> {
+    let p = pop
+        .people
+        .iter()
+        .filter(|p| {
+            p.is_alive()
+                && p.age() >= 60
+                && crate::registries::render::contributions(p).pension
+                && pop.household_of(p).members.iter().any(|&m| pop.get(m).id != p.id && pop.get(m).age() >= 18)
+        })
+        .nth(nth)?;
+    let relative = pop.household_of(p).members.iter().map(|&m| pop.get(m)).find(|m| m.id != p.id && m.age() >= 18)?;
+    Some(json!({
+        "flow": "death_residence_allowance",
+        "requester_id": relative.id.to_string(),
+        "declaration": {"deceased_id": p.id.to_string(),
+                        "date_of_death": crate::domain::calendar::today_in_vietnam().to_string(),
+                        "relationship": "con"},
+    }))
+}
+
+/// Files `body` as a linked dossier and waits (up to `wait`) until it is
+/// finished; the dossier as its partner reads it then.
+pub async fn carry_dossier(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &Value,
+    wait: std::time::Duration,
+) -> anyhow::Result<Value> {
+    let filing = format!("demo-{}", crate::telemetry::new_uuid().simple());
+    let resp = client
+        .post(format!("{base}/v1/linked-dossiers"))
+        .bearer_auth(key)
+        .header("Idempotency-Key", filing)
+        .json(body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let filed: Value = resp.json().await?;
+    anyhow::ensure!(status.is_success(), "filing answered {status}: {filed}");
+    let code = filed["code"].as_str().unwrap_or_default().to_string();
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let d: Value =
+            client.get(format!("{base}/v1/linked-dossiers/{code}")).bearer_auth(key).send().await?.json().await?;
+        let open = matches!(d["state"].as_str(), Some("processing" | "supplement" | "withdrawing"));
+        if !open || std::time::Instant::now() > until {
+            return Ok(d);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// One line per step: its state and what it gave.
+pub fn print_dossier(d: &Value) {
+    println!("  {} ({}) is {}", d["code"].as_str().unwrap_or(""), d["flow"].as_str().unwrap_or(""), d["state"].as_str().unwrap_or(""));
+    for s in d["steps"].as_array().into_iter().flatten() {
+        let result = &s["result"];
+        let gave = result
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        let shown = v
+                            .get("certificate_number")
+                            .or_else(|| v.get("number"))
+                            .or_else(|| v.get("decision_number"))
+                            .or_else(|| v.get("registration_date"))
+                            .or_else(|| v.get("removal_date"))
+                            .unwrap_or(v);
+                        format!("{k} {}", shown.as_str().map(str::to_string).unwrap_or_else(|| shown.to_string()))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|| s["reason"].as_str().unwrap_or("").to_string());
+        println!("    {:<24} {:<10} {gave}", s["id"].as_str().unwrap_or(""), s["state"].as_str().unwrap_or(""));
+    }
+}

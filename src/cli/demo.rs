@@ -108,6 +108,8 @@ pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Re
         let state = app.state();
         let base = format!("http://127.0.0.1:{}", app.port());
         let key = crate::demo::demo_partner(&state).await?;
+        // Served from now on: the demo's own dossiers below go through HTTP.
+        let running = tokio::spawn(app.run_until_stopped());
         let s = mocks.population.samples(1);
         let first = |v: &[String]| v.first().cloned().unwrap_or_default();
         println!("lgsp demo is up in {:.1} s\n", started.elapsed().as_secs_f64());
@@ -151,8 +153,34 @@ pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Re
                 people[b.holder].id
             );
         }
+        // One dossier of each group of linked procedures, carried end to end.
+        let client = reqwest::Client::new();
+        let wait = std::time::Duration::from_secs(30);
+        let pop = &mocks.population;
+        let filings = [crate::demo::birth_filing(pop, 0, "Thảo"), crate::demo::death_filing(pop, 0)];
+        println!("# Linked procedures (Decree 63/2024): one dossier of each group, carried just now");
+        let mut codes = Vec::new();
+        for body in filings.iter().flatten() {
+            let d = crate::demo::carry_dossier(&client, &base, &key.key, body, wait).await?;
+            crate::demo::print_dossier(&d);
+            codes.push(d["code"].as_str().unwrap_or("").to_string());
+        }
+        if let Some(code) = codes.first() {
+            println!("\n# Watch a dossier: its steps, deadlines, results and timeline");
+            println!("curl -s {base}/v1/linked-dossiers/{code} -H \"Authorization: Bearer $LGSP_KEY\"");
+        }
+        // From now on each registry takes 3 s at each status, to watch one move.
+        for kind in crate::registries::RegistryKind::ALL {
+            mocks.set_faults(kind, crate::registries::Faults { processing_ms: 3_000, ..Default::default() });
+        }
+        if let Some(body) = crate::demo::birth_filing(pop, 1, "Vy") {
+            println!("\n# File one yourself (the registries now take 3 s at each status), then read it as above");
+            println!(
+                "curl -s {base}/v1/linked-dossiers -H \"Authorization: Bearer $LGSP_KEY\" -H \"Idempotency-Key: $(date +%s%N)\" \\\n  -H 'Content-Type: application/json' -d '{body}'\n"
+            );
+        }
         println!("Ctrl-C stops everything.");
-        app.run_until_stopped().await?;
+        running.await??;
         mocks.stop().await;
         anyhow::Ok(ExitCode::SUCCESS)
     })

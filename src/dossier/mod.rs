@@ -268,6 +268,8 @@ pub struct Dossiers {
     pub catalog: Arc<LiveCatalog>,
     pub settings: DossierSettings,
     pub calendar: WorkingCalendar,
+    /// Wakes this node's worker when a dossier is filed or supplemented here.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 fn hash_request(r: &Value) -> String {
@@ -277,7 +279,7 @@ fn hash_request(r: &Value) -> String {
 impl Dossiers {
     pub fn new(db: Db, catalog: Arc<LiveCatalog>, settings: DossierSettings) -> Dossiers {
         let calendar = settings.calendar();
-        Dossiers { db, catalog, settings, calendar }
+        Dossiers { db, catalog, settings, calendar, wake: Arc::default() }
     }
 
     /// Files a dossier: checked against the flow, stored with its steps in one
@@ -385,6 +387,7 @@ impl Dossiers {
                 })
             })
             .await?;
+        self.wake.notify_one();
         let location = |code: &str| format!("/v1/linked-dossiers/{code}");
         match outcome {
             Ok(row) => Ok(Filed {
@@ -513,6 +516,7 @@ impl Dossiers {
                 })
             })
             .await?;
+        self.wake.notify_one();
         outcome.map_err(|n| {
             let which = s.step.as_deref().map(|w| format!("step \"{w}\" of ")).unwrap_or_default();
             let detail = if n == 0 {

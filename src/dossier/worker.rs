@@ -59,15 +59,29 @@ impl Worker {
         let overdue_every = (every * 20).clamp(Duration::from_secs(1), Duration::from_secs(30));
         tokio::spawn(async move {
             let mut last_overdue = Instant::now() - Duration::from_secs(3600);
+            let mut busy = false;
             loop {
-                tokio::time::sleep(every).await;
+                // A node that just carried steps looks again at once: the
+                // steps they started are due now.
+                if !busy {
+                    let Some(wake) = weak.upgrade().map(|w| w.dossiers.wake.clone()) else { break };
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = wake.notified() => {}
+                    }
+                }
                 let Some(w) = weak.upgrade() else { break };
                 if !ready.load(std::sync::atomic::Ordering::Acquire) {
+                    busy = false;
                     continue;
                 }
-                if let Err(e) = w.tick().await {
-                    tracing::warn!(error = %e, "the dossier queue could not be read; will retry");
-                }
+                busy = match w.tick().await {
+                    Ok(n) => n > 0,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the dossier queue could not be read; will retry");
+                        false
+                    }
+                };
                 if let Err(e) = w.deliver_callbacks().await {
                     tracing::warn!(error = %e, "dossier callbacks could not be read; will retry");
                 }
