@@ -197,7 +197,9 @@ pub fn birth_filing(pop: &crate::registries::population::Population, nth: usize,
         "relationship": "mẹ",
     });
     declaration["father_id"] = json!(pop.get(mother.spouse?).id.to_string());
-    Some(json!({"flow": "birth_residence_insurance", "requester_id": mother.id.to_string(), "declaration": declaration}))
+    Some(
+        json!({"flow": "birth_residence_insurance", "requester_id": mother.id.to_string(), "declaration": declaration}),
+    )
 }
 
 pub fn death_filing(pop: &crate::registries::population::Population, nth: usize) -> Option<Value> {
@@ -256,7 +258,12 @@ pub async fn carry_dossier(
 
 /// One line per step: its state and what it gave.
 pub fn print_dossier(d: &Value) {
-    println!("  {} ({}) is {}", d["code"].as_str().unwrap_or(""), d["flow"].as_str().unwrap_or(""), d["state"].as_str().unwrap_or(""));
+    println!(
+        "  {} ({}) is {}",
+        d["code"].as_str().unwrap_or(""),
+        d["flow"].as_str().unwrap_or(""),
+        d["state"].as_str().unwrap_or("")
+    );
     for s in d["steps"].as_array().into_iter().flatten() {
         let result = &s["result"];
         let gave = result

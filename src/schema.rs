@@ -66,7 +66,16 @@ pub mod openapi {
     /// A flow, as `schemas/flow.json` defines it.
     pub struct FlowDefinition;
 
-    stand_in!(FlowDefinition, AdapterManifest, FormDefinition, PublishedForm, AnyValue, CitizenId, Relatives, PolicyEntry);
+    stand_in!(
+        FlowDefinition,
+        AdapterManifest,
+        FormDefinition,
+        PublishedForm,
+        AnyValue,
+        CitizenId,
+        Relatives,
+        PolicyEntry
+    );
 }
 
 #[allow(clippy::expect_used, reason = "the schemas are embedded at build time, and a test compiles each")]

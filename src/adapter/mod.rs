@@ -466,14 +466,15 @@ fn compile_operation(
     if op.idempotency_header.is_some() && op.kind != OperationKind::Write {
         errors.push(problem(at("idempotency_header"), "only a write operation sends an idempotency key"));
     }
-    let idempotency_header = match op.idempotency_header.as_deref().map(|h| reqwest::header::HeaderName::from_bytes(h.as_bytes())) {
-        Some(Err(_)) => {
-            errors.push(problem(at("idempotency_header"), "not a valid header name"));
-            None
-        }
-        Some(Ok(h)) => Some(h),
-        None => None,
-    };
+    let idempotency_header =
+        match op.idempotency_header.as_deref().map(|h| reqwest::header::HeaderName::from_bytes(h.as_bytes())) {
+            Some(Err(_)) => {
+                errors.push(problem(at("idempotency_header"), "not a valid header name"));
+                None
+            }
+            Some(Ok(h)) => Some(h),
+            None => None,
+        };
     let output = json_schema(elements, at("elements"), &output_schema, errors);
     let (Some(request), Some(response), Some(mapping), Some(output)) = (request, response, mapping, output) else {
         return None;

@@ -14,8 +14,8 @@ use crate::domain::calendar::{today_in_vietnam, WorkingCalendar};
 use crate::domain::dossier_code::DossierCode;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::flow::Flow;
-use serde::{Deserialize, Serialize};
 use diesel::Connection;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -295,17 +295,21 @@ impl Dossiers {
     ) -> Result<Filed, ApiError> {
         let hash = hash_request(raw);
         let procedures = flow.choose(request.procedures.as_deref()).map_err(|e| {
-            ApiError::new(ErrorCode::InvalidDeclaration, format!("The procedures chosen do not fit the flow: {}", e.message))
-                .with_errors(vec![e])
-        })?;
-        crate::schema::check(&flow.declaration, &request.declaration).map_err(|errors| {
-            let errors: Vec<FieldError> = errors
-                .into_iter()
-                .map(|e| FieldError::new(format!("/declaration{}", e.pointer), e.message))
-                .collect();
             ApiError::new(
                 ErrorCode::InvalidDeclaration,
-                format!("The declaration does not fit flow {}'s declaration_schema (GET /v1/flows); see errors.", flow.id()),
+                format!("The procedures chosen do not fit the flow: {}", e.message),
+            )
+            .with_errors(vec![e])
+        })?;
+        crate::schema::check(&flow.declaration, &request.declaration).map_err(|errors| {
+            let errors: Vec<FieldError> =
+                errors.into_iter().map(|e| FieldError::new(format!("/declaration{}", e.pointer), e.message)).collect();
+            ApiError::new(
+                ErrorCode::InvalidDeclaration,
+                format!(
+                    "The declaration does not fit flow {}'s declaration_schema (GET /v1/flows); see errors.",
+                    flow.id()
+                ),
             )
             .with_errors(errors)
         })?;

@@ -17,8 +17,8 @@ use crate::db::{now_micros, DbConnection, DbError};
 use crate::domain::calendar::today_in_vietnam;
 use crate::flow::Flow;
 use crate::telemetry::Metrics;
-use parking_lot::Mutex;
 use diesel::Connection;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -174,24 +174,36 @@ impl Worker {
                         });
                         match decl.request.run(&input) {
                             Ok(r) => r,
-                            Err(e) => return self.stop(&dossier, &step, &format!("the step's request program: {e}")).await,
+                            Err(e) => {
+                                return self.stop(&dossier, &step, &format!("the step's request program: {e}")).await
+                            }
                         }
                     }
                 };
                 (decl.doc.submit.clone(), request, Some(format!("{}:{}", dossier.code, step.step_id)))
             }
-            StepState::Received | StepState::Processing => match &decl.doc.status {
-                Some(op) => (op.clone(), json!({"reference": reference}), None),
-                None => return self.stop(&dossier, &step, "the registry is still processing it and the step has no status operation to read it back").await,
-            },
+            StepState::Received | StepState::Processing => {
+                match &decl.doc.status {
+                    Some(op) => (op.clone(), json!({"reference": reference}), None),
+                    None => return self
+                        .stop(
+                            &dossier,
+                            &step,
+                            "the registry is still processing it and the step has no status operation to read it back",
+                        )
+                        .await,
+                }
+            }
             StepState::Supplementing => match &decl.doc.supplement {
                 Some(op) => {
-                    let docs: Value = step.supplement.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+                    let docs: Value =
+                        step.supplement.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
                     let mut request = json!({"reference": reference, "documents": docs["documents"]});
                     if let Some(note) = docs["note"].as_str() {
                         request["note"] = json!(note);
                     }
-                    let key = format!("{}:{}:supplement:{}", dossier.code, step.step_id, hex::encode(&sha2_of(&docs)[..8]));
+                    let key =
+                        format!("{}:{}:supplement:{}", dossier.code, step.step_id, hex::encode(&sha2_of(&docs)[..8]));
                     (op.clone(), request, Some(key))
                 }
                 None => return self.stop(&dossier, &step, "the step has no supplement operation").await,
@@ -231,7 +243,8 @@ impl Worker {
                 other => Came::Fault(other),
             },
         };
-        self.audit_call(&dossier, &flow, &step, &format!("{}.{op_name}", adapter.id), &request, &came, started).await;
+        let resource = format!("{}.{op_name}", adapter.id);
+        self.audit_call(&dossier, &flow, &step, (&resource, &request), &came, started).await;
         match came {
             Came::Outcome(outcome) => self.apply(&dossier, &flow, step, outcome).await,
             Came::Stopped(reason) => self.stop(&dossier, &step, &reason).await,
@@ -249,8 +262,7 @@ impl Worker {
         d: &DossierRow,
         flow: &Flow,
         step: &StepRow,
-        resource: &str,
-        request: &Value,
+        (resource, request): (&str, &Value),
         came: &Came,
         started: Instant,
     ) {
@@ -381,7 +393,10 @@ impl Worker {
                     if let Some(r) = outcome["reference"].as_str() {
                         s.reference = Some(r.to_string());
                     }
-                    s.reason = outcome["reason"].as_str().map(str::to_string).or(s.reason.take().filter(|_| !state.is_finished()));
+                    s.reason = outcome["reason"]
+                        .as_str()
+                        .map(str::to_string)
+                        .or(s.reason.take().filter(|_| !state.is_finished()));
                     s.supplement_deadline = outcome["supplement_deadline"].as_str().map(str::to_string);
                     s.next_at = match state {
                         StepState::Received | StepState::Processing => now + poll,
@@ -415,15 +430,18 @@ impl Worker {
                                         continue;
                                     }
                                     let Some(decl) = flow.step(&steps[j].step_id) else { continue };
-                                    let all_done = decl.doc.after.iter().all(|a| {
-                                        steps.iter().any(|s| &s.step_id == a && s.state == "done")
-                                    });
+                                    let all_done = decl
+                                        .doc
+                                        .after
+                                        .iter()
+                                        .all(|a| steps.iter().any(|s| &s.step_id == a && s.state == "done"));
                                     if all_done {
                                         let n = &mut steps[j];
                                         n.state = "ready".into();
                                         n.next_at = now;
                                         n.started_on = Some(today.to_string());
-                                        n.due_on = Some(calendar.add_working_days(today, decl.doc.deadline_days).to_string());
+                                        n.due_on =
+                                            Some(calendar.add_working_days(today, decl.doc.deadline_days).to_string());
                                         n.updated_at = now;
                                         store::save_step(c, n)?;
                                         store::event(c, &d.code, Some(&n.step_id), "ready", &json!({}), now)?;
@@ -448,7 +466,12 @@ impl Worker {
                     }
                     if changed && d.callback_url.is_some() {
                         let row = DossierRow { state: dossier_now.into(), ..d.clone() };
-                        store::queue_callback(c, &d.code, &callback_body(&row, Some((&step_id, state.as_str())), "step", now), now)?;
+                        store::queue_callback(
+                            c,
+                            &d.code,
+                            &callback_body(&row, Some((&step_id, state.as_str())), "step", now),
+                            now,
+                        )?;
                     }
                     Ok(())
                 })
@@ -493,7 +516,9 @@ impl Worker {
                         Err(e) => format!("not reached: {}", e.without_url()),
                     };
                     let base = self.dossiers.settings.poll_ms.max(50);
-                    let wait = base.saturating_mul(1u64 << (cb.attempts + 1).clamp(0, 16)).min(self.dossiers.settings.retry_max_ms.max(base));
+                    let wait = base
+                        .saturating_mul(1u64 << (cb.attempts + 1).clamp(0, 16))
+                        .min(self.dossiers.settings.retry_max_ms.max(base));
                     tracing::warn!(dossier = %cb.dossier_code, seq, attempts = cb.attempts + 1, %why, "callback not delivered; will retry");
                     let next = now_micros() + wait as i64 * 1000;
                     self.dossiers.db.run(move |c| store::callback_failed(c, seq, next, &why)).await?;

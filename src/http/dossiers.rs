@@ -72,14 +72,15 @@ async fn file_inner(
     })?;
     audit.record.resource = format!("linked_dossier/{}", flow.id());
     audit.record.purpose = Some(flow.doc.purpose.clone());
-    audit.record.subject = flow.subject_of(&request.declaration, &requester.to_string()).or(Some(requester.to_string()));
+    audit.record.subject =
+        flow.subject_of(&request.declaration, &requester.to_string()).or(Some(requester.to_string()));
     check_purpose(caller, &catalog, &flow.doc.purpose)?;
     check_consent(req, caller, audit)?;
     if let Some(url) = &request.callback_url {
         let parsed = reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
-        let allowed = parsed.as_ref().is_some_and(|u| {
-            crate::adapter::host_allowed(u, &state.settings.dossiers.callback_allow_list)
-        });
+        let allowed = parsed
+            .as_ref()
+            .is_some_and(|u| crate::adapter::host_allowed(u, &state.settings.dossiers.callback_allow_list));
         if !allowed {
             return Err(ApiError::new(
                 ErrorCode::InvalidCallback,

@@ -116,7 +116,12 @@ pub struct Newborn {
 
 impl Newborn {
     pub fn full_name(&self) -> String {
-        [&self.surname, &self.middle, &self.given].iter().filter(|s| !s.is_empty()).map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        [&self.surname, &self.middle, &self.given]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -162,7 +167,12 @@ const BASE_SALARY: u64 = 2_340_000;
 
 impl Ledger {
     pub fn new(population: Arc<Population>) -> Ledger {
-        Ledger { population, inner: Mutex::default(), moving: AtomicUsize::new(0), calendar: WorkingCalendar::default() }
+        Ledger {
+            population,
+            inner: Mutex::default(),
+            moving: AtomicUsize::new(0),
+            calendar: WorkingCalendar::default(),
+        }
     }
 
     /// Takes an application: a new one, or, for a key seen before with the
@@ -270,8 +280,7 @@ impl Ledger {
             .map(|a| a.code.clone())
             .collect();
         for code in due {
-            loop {
-                let Some(app) = inner.applications.get(&code) else { break };
+            while let Some(app) = inner.applications.get(&code) {
                 if app.next_at > now || !matches!(app.status, 1 | 3) {
                     break;
                 }
@@ -432,7 +441,9 @@ impl Ledger {
             }
             Procedure::Death => {
                 let who = id("SoDinhDanh").ok_or("Thiếu số định danh người chết")?;
-                if inner.deaths.contains_key(&who) || self.population.find(&who.to_string()).is_some_and(|p| !p.is_alive()) {
+                if inner.deaths.contains_key(&who)
+                    || self.population.find(&who.to_string()).is_some_and(|p| !p.is_alive())
+                {
                     return Err("Người này đã được đăng ký khai tử".into());
                 }
                 inner.serial += 1;

@@ -127,7 +127,9 @@ async fn a_birth_is_registered_then_the_residence_and_the_card_follow_each_writt
         .iter()
         .map(|e| (e["step"].as_str().unwrap_or("").to_string(), e["state"].as_str().unwrap().to_string()))
         .collect();
-    let at = |s: &str, st: &str| events.iter().position(|e| e.0 == s && e.1 == st).unwrap_or_else(|| panic!("{s} {st} in {events:?}"));
+    let at = |s: &str, st: &str| {
+        events.iter().position(|e| e.0 == s && e.1 == st).unwrap_or_else(|| panic!("{s} {st} in {events:?}"))
+    };
     assert!(at("", "received") < at("birth_registration", "done"));
     assert!(at("birth_registration", "done") < at("permanent_residence", "ready"));
     assert!(at("birth_registration", "done") < at("health_insurance_card", "done"));
@@ -352,7 +354,9 @@ async fn a_registry_down_mid_flow_is_retried_until_it_is_back_and_written_once()
     let mut waited = 0;
     let d = loop {
         let d = app.dossier(&key, code).await;
-        if step(&d, "permanent_residence")["state"] == "done" && step(&d, "health_insurance_card")["attempts"].as_i64() >= Some(2) {
+        if step(&d, "permanent_residence")["state"] == "done"
+            && step(&d, "health_insurance_card")["attempts"].as_i64() >= Some(2)
+        {
             break d;
         }
         waited += 1;
@@ -365,7 +369,12 @@ async fn a_registry_down_mid_flow_is_retried_until_it_is_back_and_written_once()
     app.dossier_when(&key, code, &["done"]).await;
     assert_eq!(app.applications(RegistryKind::Insurance).await.len(), 1);
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("lgsp_dossier_step_retries_total{flow=\"birth_residence_insurance\",step=\"health_insurance_card\"}"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "lgsp_dossier_step_retries_total{flow=\"birth_residence_insurance\",step=\"health_insurance_card\"}"
+        ),
+        "{metrics}"
+    );
 }
 
 /// An alive adult whose social-insurance history does (or does not) earn a
@@ -416,13 +425,17 @@ async fn a_death_is_registered_the_residence_removed_and_the_allowance_decided_f
     assert_eq!(ins[0]["request"]["soDinhDanhNguoiNhan"], declarant.as_str());
 
     // The person now reads as deceased, with no permanent residence.
-    let r = app.exchange_for("death_residence_allowance", &key, "population", "citizen", json!({"citizen_id": deceased})).await;
+    let r = app
+        .exchange_for("death_residence_allowance", &key, "population", "citizen", json!({"citizen_id": deceased}))
+        .await;
     assert_eq!(r.status(), 200);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["elements"]["deceased"], true, "{e:#}");
     assert_eq!(e["elements"]["date_of_death"], "2026-11-28");
     assert!(e["elements"].get("permanent_residence").is_none(), "{e:#}");
-    let r = app.exchange_for("death_residence_allowance", &key, "civil_status", "death", json!({"citizen_id": deceased})).await;
+    let r = app
+        .exchange_for("death_residence_allowance", &key, "civil_status", "death", json!({"citizen_id": deceased}))
+        .await;
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["elements"]["death_registration"]["certificate_number"], cert, "{e:#}");
 
@@ -513,7 +526,12 @@ async fn the_callback_receives_every_change_in_order_signed_after_failing_twice(
     }
     let events: Vec<(String, String)> = got
         .iter()
-        .map(|(_, b)| (b["step"].as_str().unwrap_or("").to_string(), b["step_state"].as_str().unwrap_or(b["event"].as_str().unwrap()).to_string()))
+        .map(|(_, b)| {
+            (
+                b["step"].as_str().unwrap_or("").to_string(),
+                b["step_state"].as_str().unwrap_or(b["event"].as_str().unwrap()).to_string(),
+            )
+        })
         .collect();
     assert_eq!(events[0], ("".into(), "received".into()), "{events:?}");
     assert_eq!(events[1], ("birth_registration".into(), "done".into()), "{events:?}");
@@ -622,10 +640,12 @@ async fn a_later_prefill_takes_what_no_registry_serves_from_the_kept_results() {
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let (deceased, declarant) = a_deceased(&app.mocks.population, true, 1);
 
-    let before: Value = app.prefill(&key, "survivor_benefit", "survivor_benefit", &deceased).await.json().await.unwrap();
+    let before: Value =
+        app.prefill(&key, "survivor_benefit", "survivor_benefit", &deceased).await.json().await.unwrap();
     assert_eq!(crate::helpers::field(&before, "funeral_decision")["status"], "unavailable", "{before:#}");
 
-    let filed: Value = app.file(&key, "death-kept", &death_body(&deceased, &declarant, None)).await.json().await.unwrap();
+    let filed: Value =
+        app.file(&key, "death-kept", &death_body(&deceased, &declarant, None)).await.json().await.unwrap();
     let code = filed["code"].as_str().unwrap();
     let d = app.dossier_when(&key, code, &["done"]).await;
     let decision = step(&d, "funeral_allowance")["result"]["funeral_allowance"]["decision_number"].clone();
@@ -692,7 +712,9 @@ async fn a_withdrawn_dossier_files_nothing_more_and_what_a_registry_holds_runs_t
     let filed: Value = app.file(&key, "withdraw-1", &body).await.json().await.unwrap();
     let code = filed["code"].as_str().unwrap().to_string();
     // Wait until the civil-status registry holds the application.
-    assert!(crate::helpers::eventually(|| async { !app.applications(RegistryKind::CivilStatus).await.is_empty() }).await);
+    assert!(
+        crate::helpers::eventually(|| async { !app.applications(RegistryKind::CivilStatus).await.is_empty() }).await
+    );
     let url = app.url(&format!("/v1/linked-dossiers/{code}/withdraw"));
     let r = app.client.post(&url).bearer_auth(&key).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -706,4 +728,53 @@ async fn a_withdrawn_dossier_files_nothing_more_and_what_a_registry_holds_runs_t
     assert!(app.applications(RegistryKind::Insurance).await.is_empty());
     let again = app.client.post(&url).bearer_auth(&key).send().await.unwrap();
     assert_problem(again, 409, "dossier_closed").await;
+}
+
+#[tokio::test]
+async fn stewards_register_flows_whose_steps_are_checked_against_the_adapters() {
+    use crate::helpers::STEWARD;
+    use reqwest::Method;
+    let app = spawn_app().await;
+    let r = app.admin(Method::GET, "/admin/v1/flows", STEWARD, None).await;
+    let flows: Vec<Value> = r.json().await.unwrap();
+    let ids: Vec<&str> = flows.iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["birth_residence_insurance", "death_residence_allowance"]);
+
+    let mut flow: Value = serde_json::from_str(lgsp::flow::SHIPPED[0].1).unwrap();
+    flow["id"] = json!("birth_and_card");
+    flow["steps"] = json!([flow["steps"][0].clone(), flow["steps"][2].clone()]);
+    // A read operation is no submission; a step after one not declared before it.
+    flow["steps"][0]["submit"] = json!("birth");
+    flow["steps"][1]["after"] = json!(["permanent_residence"]);
+    let r = app.admin(Method::POST, "/admin/v1/flows", STEWARD, Some(flow.clone())).await;
+    let p = assert_problem(r, 422, "invalid_flow").await;
+    let pointers: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["/steps/0/submit", "/steps/1/after/0"], "{p:#}");
+
+    flow["steps"][0]["submit"] = json!("register_birth");
+    flow["steps"][1]["after"] = json!(["birth_registration"]);
+    let r = app.admin(Method::POST, "/admin/v1/flows", STEWARD, Some(flow.clone())).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    // Partners see it at once, and may file it.
+    let key = app.partner("000.00.15.H29", everything(), 6000, 200).await;
+    let r = app.client.get(app.url("/v1/flows")).bearer_auth(&key).send().await.unwrap();
+    let listed: Vec<Value> = r.json().await.unwrap();
+    assert!(listed.iter().any(|f| f["id"] == "birth_and_card" && f["steps"].as_array().unwrap().len() == 2));
+    let (mother, head, father) = a_mother(&app.mocks.population, 11);
+    let body = json!({"flow": "birth_and_card", "requester_id": mother,
+                      "declaration": birth_declaration(&mother, &head, father.as_deref(), "Sơn")});
+    let filed: Value = app.file(&key, "custom-1", &body).await.json().await.unwrap();
+    app.dossier_when(&key, filed["code"].as_str().unwrap(), &["done"]).await;
+
+    // Disabled: no new dossiers; versions are kept.
+    let r =
+        app.admin(Method::POST, "/admin/v1/flows/birth_and_card/state", STEWARD, Some(json!({"enabled": false}))).await;
+    assert_eq!(r.status(), 204);
+    assert_problem(app.file(&key, "custom-2", &body).await, 422, "invalid_body").await;
+    let r = app.admin(Method::GET, "/admin/v1/flows/birth_and_card/versions", STEWARD, None).await;
+    let versions: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(versions.len(), 1);
+    // Writes are not exchanges: a partner cannot call a write operation directly.
+    let r = app.exchange(&key, "civil_status", "register_birth", json!({})).await;
+    assert_problem(r, 403, "forbidden").await;
 }

@@ -739,3 +739,19 @@ async fn sigkill_mid_flow_and_a_restart_finish_every_dossier_with_each_registry_
         assert!(of.iter().all(|a| a.status == 4), "{procedure}: all done");
     }
 }
+
+#[tokio::test]
+async fn the_command_line_lists_the_flows_with_their_steps() {
+    let mocks = start_mocks(200);
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path());
+    let config = write_config(dir.path(), &mocks, &database_url, "");
+    let (ok, out, err) = lgsp_cli(&config, &["flows", "list"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("birth_residence_insurance"), "{out}");
+    assert!(out.contains("death_registration → residence_removal → funeral_allowance"), "{out}");
+    let (ok, out, _) = lgsp_cli(&config, &["flows", "show", "death_residence_allowance"]);
+    assert!(ok);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["min_procedures"], 2);
+}

@@ -229,3 +229,87 @@ async fn fault_injection_is_switchable_at_run_time() {
     let r = calls.client.get(&faults_url).send().await.unwrap();
     assert_eq!(r.status(), 401, "the fault switch needs the registry's credential");
 }
+
+impl Calls<'_> {
+    async fn register_birth(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/hotich/v2/dangky/khaisinh", self.mocks.url(RegistryKind::CivilStatus)))
+            .header("X-API-Key", &default_tokens()[1])
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+    async fn application(&self, code: &str) -> Value {
+        let r = self
+            .client
+            .get(format!("{}/hotich/v2/dangky/{code}", self.mocks.url(RegistryKind::CivilStatus)))
+            .header("X-API-Key", &default_tokens()[1])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_civil_status_registry_moves_a_birth_through_its_statuses_and_the_child_becomes_data() {
+    let mocks = start_mocks(500);
+    let calls = Calls { mocks: &mocks, client: reqwest::Client::new() };
+    mocks.set_faults(RegistryKind::CivilStatus, Faults { processing_ms: 150, ..Default::default() });
+    let mother = mocks
+        .population
+        .people
+        .iter()
+        .find(|p| p.sex == lgsp::domain::Sex::Female && (22..40).contains(&p.age()) && p.is_alive())
+        .unwrap()
+        .id
+        .to_string();
+    let body = json!({"Ho": "Lê", "ChuDem": "Thu", "Ten": "Hà", "NgaySinh": "2026-11-29", "GioiTinh": "Nữ",
+                      "SoDinhDanhMe": mother, "NguoiYeuCau": {"SoDinhDanh": mother}});
+    let r = calls.register_birth("k-1", &body).await;
+    assert_eq!(r.status(), 200);
+    let receipt: Value = r.json().await.unwrap();
+    assert_eq!(receipt["Data"]["TrangThai"], 1, "waiting for receipt: {receipt}");
+    let code = receipt["Data"]["MaHoSo"].as_str().unwrap().to_string();
+    // The same key and request: the same application, nothing new.
+    let again: Value = calls.register_birth("k-1", &body).await.json().await.unwrap();
+    assert_eq!(again["Data"]["MaHoSo"], code.as_str());
+    // The same key with another request: refused in the registry's own format.
+    let mut other = body.clone();
+    other["Ten"] = json!("Hương");
+    let r = calls.register_birth("k-1", &other).await;
+    assert_eq!(r.status(), 409);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["Status"], "ERROR");
+    // No key: refused.
+    let r = calls
+        .client
+        .post(format!("{}/hotich/v2/dangky/khaisinh", mocks.url(RegistryKind::CivilStatus)))
+        .header("X-API-Key", &default_tokens()[1])
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    tokio::time::sleep(std::time::Duration::from_millis(170)).await;
+    assert_eq!(calls.application(&code).await["Data"]["TrangThai"], 3, "eligible, being processed");
+    tokio::time::sleep(std::time::Duration::from_millis(170)).await;
+    let done = calls.application(&code).await;
+    assert_eq!(done["Data"]["TrangThai"], 4, "{done}");
+    let child = done["Data"]["KetQua"]["SoDinhDanh"].as_str().unwrap().to_string();
+    assert!(lgsp::domain::CitizenId::parse(&child).is_ok());
+    assert_eq!(mocks.ledger.applications().len(), 1, "one application for three submissions");
+
+    // The child is now in the civil-status and population registries, not yet a resident.
+    let birth: Value = calls.civil("khaisinh", &child).await.json().await.unwrap();
+    assert_eq!(birth["Data"]["Ten"], "Hà");
+    assert_eq!(birth["Data"]["SoDangKy"], done["Data"]["KetQua"]["SoDangKy"]);
+    let person: Value = calls.population(&child).await.json().await.unwrap();
+    assert_eq!(person["du_lieu"]["ho_ten"], "Lê Thu Hà");
+    assert_eq!(person["du_lieu"]["thuong_tru"], Value::Null);
+    assert_eq!(calls.insurance(&child).await.status(), 404, "no card yet");
+}
