@@ -106,6 +106,9 @@ pub struct DossierSettings {
     pub poll_ms: u64,
     /// Longest wait between two tries of a step whose registry is failing.
     pub retry_max_ms: u64,
+    /// Longest wait between two readings of an application a registry is
+    /// processing (the wait doubles from `poll_ms`).
+    pub status_max_ms: u64,
     /// How long a node holds a step it claimed; another takes it over after
     /// that if the node died.
     pub lease_ms: u64,
@@ -126,6 +129,7 @@ impl Default for DossierSettings {
             worker: true,
             poll_ms: 500,
             retry_max_ms: 60_000,
+            status_max_ms: 600_000,
             lease_ms: 60_000,
             concurrency: 16,
             callback_allow_list: Vec::new(),
@@ -433,6 +437,17 @@ impl Settings {
         at_least("audit.queue_capacity", self.audit.queue_capacity as u64, 1, "records wait here to be written");
         at_least("rate_limits.timeout_ms", self.rate_limits.timeout_ms, 1, "0 would never wait for Redis");
         at_least("catalog_refresh_ms", self.catalog_refresh_ms, 50, "checking more often only loads the database");
+        let d = &self.dossiers;
+        at_least("dossiers.poll_ms", d.poll_ms, 10, "looking at the queue more often only loads the database");
+        at_least("dossiers.retry_max_ms", d.retry_max_ms, d.poll_ms, "the retries' wait starts at poll_ms");
+        at_least("dossiers.status_max_ms", d.status_max_ms, d.poll_ms, "the readings' wait starts at poll_ms");
+        at_least(
+            "dossiers.lease_ms",
+            d.lease_ms,
+            5_000,
+            "a lease shorter than a registry call lets another node take a step still being carried",
+        );
+        at_least("dossiers.concurrency", d.concurrency as u64, 1, "the worker carries this many steps at once");
         if self.workers > MAX_WORKERS {
             problems
                 .push(format!("workers is {}; set it to at most {MAX_WORKERS}, or 0 for one per core", self.workers));

@@ -314,6 +314,14 @@ impl Dossiers {
             .with_errors(errors)
         })?;
         let secret = request.callback_url.as_ref().map(|_| crate::domain::partner::new_secret("cbs_"));
+        // Kept sealed with the credentials key where the node has one: the
+        // database alone does not give it away.
+        let stored_secret = match (&secret, &self.catalog.sealing) {
+            (Some(plain), Some(key)) => {
+                Some(format!("sealed:{}", key.seal("callback", plain.as_bytes()).map_err(ApiError::internal)?))
+            }
+            (plain, _) => plain.clone(),
+        };
         let today = today_in_vietnam();
         let now = now_micros();
         let subject = flow.subject_of(&request.declaration, &request.requester_id);
@@ -345,7 +353,7 @@ impl Dossiers {
                         declaration: request.declaration.to_string(),
                         procedures: json!(procedures).to_string(),
                         callback_url: request.callback_url.clone(),
-                        callback_secret: secret.clone(),
+                        callback_secret: stored_secret.clone(),
                         state: "processing".into(),
                         received_on: today.to_string(),
                         due_on: calendar.add_working_days(today, flow2.doc.deadline_days).to_string(),
@@ -398,7 +406,7 @@ impl Dossiers {
                 location: location(&row.code),
                 code: row.code,
                 state: row.state,
-                callback_secret: row.callback_secret,
+                callback_secret: secret,
                 replayed: false,
             }),
             Err(existing) if existing.request_hash == hash_request(raw) => Ok(Filed {
@@ -601,6 +609,15 @@ impl Dossiers {
             }
         }
         Ok(out)
+    }
+}
+
+/// A dossier's callback secret as stored: opened with the credentials key
+/// when it was sealed with it.
+pub fn callback_secret(stored: &str, sealing: Option<&crate::sealing::SealingKey>) -> Option<String> {
+    match stored.strip_prefix("sealed:") {
+        Some(sealed) => sealing?.open("callback", sealed).ok().and_then(|b| String::from_utf8(b).ok()),
+        None => Some(stored.to_string()),
     }
 }
 

@@ -355,6 +355,7 @@ impl Worker {
         let me = self.node.clone();
         let d = d.clone();
         let poll = self.dossiers.settings.poll_ms as i64 * 1000;
+        let status_max = self.dossiers.settings.status_max_ms as i64 * 1000;
         let calendar = self.dossiers.calendar.clone();
         let metrics = self.metrics.clone();
         let flow = match flow {
@@ -376,6 +377,7 @@ impl Worker {
                     let now = now_micros();
                     let today = today_in_vietnam();
                     let before = StepState::parse(&steps[i].state);
+                    let last_look = steps[i].updated_at;
                     let state = match outcome["state"].as_str() {
                         Some("done") => StepState::Done,
                         Some("refused") => StepState::Refused,
@@ -399,7 +401,14 @@ impl Worker {
                         .or(s.reason.take().filter(|_| !state.is_finished()));
                     s.supplement_deadline = outcome["supplement_deadline"].as_str().map(str::to_string);
                     s.next_at = match state {
-                        StepState::Received | StepState::Processing => now + poll,
+                        // Read back again soon after it was filed, then
+                        // less and less often: twice the last wait, up to
+                        // `status_max_ms` (a registry may take days).
+                        StepState::Received | StepState::Processing => {
+                            let again = matches!(before, StepState::Received | StepState::Processing);
+                            let waited = if again { (now - last_look).max(0) } else { 0 };
+                            now + (2 * waited).clamp(poll, status_max.max(poll))
+                        }
                         _ => i64::MAX,
                     };
                     if state == StepState::Done {
@@ -489,7 +498,9 @@ impl Worker {
             let code = cb.dossier_code.clone();
             let d = self.dossiers.db.run(move |c| store::dossier(c, &code)).await?;
             let Some(d) = d else { continue };
-            let (Some(url), Some(secret)) = (d.callback_url.as_deref(), d.callback_secret.as_deref()) else {
+            let sealing = self.dossiers.catalog.sealing.clone();
+            let secret = d.callback_secret.as_deref().and_then(|s| super::callback_secret(s, sealing.as_deref()));
+            let (Some(url), Some(secret)) = (d.callback_url.as_deref(), secret.as_deref()) else {
                 let seq = cb.seq;
                 self.dossiers.db.run(move |c| store::callback_delivered(c, seq, now)).await?;
                 continue;

@@ -673,7 +673,7 @@ async fn the_command_line_registers_elements_and_sets_credentials_read_from_stan
 #[tokio::test]
 async fn sigkill_mid_flow_and_a_restart_finish_every_dossier_with_each_registry_written_once() {
     use crate::dossiers::{a_mother, birth_declaration};
-    let extra = "[dossiers]\npoll_ms = 50\nlease_ms = 1500\nretry_max_ms = 400\n";
+    let extra = "[dossiers]\npoll_ms = 50\nlease_ms = 5000\nretry_max_ms = 400\n";
     let mut r = running("000.00.15.H29", extra).await;
     // Each application takes 0.3 s at each status: the kill finds them mid-way.
     for kind in RegistryKind::ALL {
