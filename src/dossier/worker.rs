@@ -464,9 +464,9 @@ impl Worker {
                             _ => {}
                         }
                     }
-                    let withdrawn = d.state == "withdrawing";
-                    let dossier_now = dossier_state(&steps, withdrawn);
+                    // As it is now: a withdrawal may have come while the registry was called.
                     let current = store::dossier(c, &d.code)?.map(|x| x.state).unwrap_or_default();
+                    let dossier_now = dossier_state(&steps, current == "withdrawing");
                     if current != dossier_now {
                         store::set_dossier_state(c, &d.code, dossier_now, now)?;
                         if !matches!(dossier_now, "processing" | "supplement" | "withdrawing") {
