@@ -412,6 +412,25 @@ impl AuditSink {
         self.db.run(move |c| verify_anchored(c, &anchors)).await
     }
 
+    /// The chain's head: the last record's number and hash.
+    pub async fn head(&self) -> Result<(i64, String), DbError> {
+        self.flush(READ_AFTER).await;
+        self.db
+            .run(|c| {
+                Ok(audit_head::table
+                    .filter(audit_head::id.eq(1))
+                    .select((audit_head::seq, audit_head::hash))
+                    .first::<(i64, String)>(c)?)
+            })
+            .await
+    }
+
+    /// One stored record, with its hash and the hash before it.
+    pub async fn row(&self, seq: i64) -> Result<Option<AuditRow>, DbError> {
+        self.flush(READ_AFTER).await;
+        self.db.run(move |c| Ok(audit_log::table.find(seq).select(AuditRow::as_select()).first(c).optional()?)).await
+    }
+
     /// Records `from` to `from + limit - 1` as JSON lines, and how many there were.
     pub async fn export_page(&self, from: i64, limit: i64) -> Result<(Vec<u8>, i64), DbError> {
         self.flush(READ_AFTER).await;

@@ -19,7 +19,7 @@ pub struct AuditFilter {
     pub key_id: Option<String>,
     /// Personal ID number of the subject.
     pub subject: Option<String>,
-    /// `prefill` or `exchange`.
+    /// `prefill`, `exchange`, `access_log`, `dossier`, `dossier_step` or `admin`.
     pub action: Option<String>,
     /// `ok`, `partial`, `refused` or `failed`.
     pub outcome: Option<String>,

@@ -186,6 +186,26 @@ pub fn credential_state(revoked_at: Option<i64>, expires_at: Option<i64>, now: i
 }
 
 impl LiveCatalog {
+    /// Opens a console session for a live admin token: the cookie's value.
+    pub async fn open_console_session(
+        &self,
+        token_id: &str,
+    ) -> Result<(String, super::sessions::SessionRow), ApiError> {
+        let token_id = token_id.to_string();
+        Ok(self.db.run(move |c| super::sessions::open(c, &token_id)).await?)
+    }
+
+    /// The live session a console cookie names.
+    pub async fn console_session(&self, cookie: &str) -> Result<Option<super::sessions::SessionRow>, ApiError> {
+        let cookie = cookie.to_string();
+        Ok(self.db.run(move |c| super::sessions::find(c, &cookie)).await?)
+    }
+
+    pub async fn end_console_session(&self, cookie: &str) -> Result<(), ApiError> {
+        let cookie = cookie.to_string();
+        Ok(self.db.run(move |c| super::sessions::end(c, &cookie)).await?)
+    }
+
     /// Validates and publishes an adapter manifest or form definition.
     /// `path_id`, when given, must match the document's id.
     pub async fn publish(

@@ -5,6 +5,7 @@
 //! breaker) when its version has not changed.
 
 pub mod manage;
+pub mod sessions;
 pub mod store;
 
 use crate::adapter::{Adapter, OperationKind};

@@ -578,6 +578,45 @@ impl Dossiers {
         })
     }
 
+    /// How many dossiers are in progress, and how many steps are overdue.
+    pub async fn counts(&self) -> Result<Value, DbError> {
+        let today = today_in_vietnam().to_string();
+        self.db
+            .run(move |c| {
+                use crate::db::schema::dossiers;
+                use diesel::prelude::*;
+                let open: i64 = dossiers::table
+                    .filter(dossiers::state.eq_any(["processing", "supplement", "withdrawing"]))
+                    .count()
+                    .get_result(c)?;
+                let overdue = store::overdue(c, &today)?.len();
+                Ok(json!({"open": open, "overdue": overdue}))
+            })
+            .await
+    }
+
+    /// The latest dossiers, for the console.
+    pub async fn recent(&self, limit: i64) -> Result<Vec<Value>, DbError> {
+        self.db
+            .run(move |c| {
+                use crate::db::schema::dossiers;
+                use diesel::prelude::*;
+                let rows: Vec<DossierRow> = dossiers::table
+                    .order(dossiers::created_at.desc())
+                    .limit(limit)
+                    .select(DossierRow::as_select())
+                    .load(c)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|d| {
+                        json!({"code": d.code, "flow": d.flow_id, "partner": d.partner_id, "state": d.state,
+                               "received_on": d.received_on, "due_on": d.due_on})
+                    })
+                    .collect())
+            })
+            .await
+    }
+
     /// The results kept for a citizen, newest first.
     pub async fn results(&self, owner: &str) -> Result<Vec<ResultView>, DbError> {
         let owner = owner.to_string();

@@ -54,7 +54,9 @@ pub async fn observe(
     let status = res.status();
     let is_problem =
         res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if (status.is_client_error() || status.is_server_error()) && !is_problem {
+    // The console's pages show their own errors, to a person.
+    let is_page = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if (status.is_client_error() || status.is_server_error()) && !is_problem && !is_page {
         let problem = problem_for_status(status).error_response();
         let (req, _) = res.into_parts();
         res = ServiceResponse::new(req, problem);

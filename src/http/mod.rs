@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admission;
 pub mod body;
 pub mod caller;
+pub mod console;
 pub mod contract;
 pub mod credentials;
 pub mod dossiers;
@@ -151,6 +152,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(ops::openapi_json)
     .service(ops::docs)
     .service(ops::redoc_js)
+    .configure(console::routes)
     .default_service(web::route().to(ops::no_route));
 }
 

@@ -8,6 +8,7 @@ mod breaker;
 mod catalog;
 mod cluster;
 mod connect;
+mod console;
 mod credentials;
 mod dossiers;
 mod faults;

@@ -1,0 +1,285 @@
+//! The web console for stewards and auditors, served by lgsp itself at
+//! `/console`: pages rendered on the server (minijinja templates embedded in
+//! the binary), htmx for partial updates (vendored, pinned, served from
+//! `/console/static`), no script or style from anywhere else. Vietnamese
+//! first, English with `?lang=en`.
+//!
+//! Signing in exchanges an admin token for a session cookie (HttpOnly,
+//! SameSite=Strict, Secure under TLS, expiring). Every page checks the same
+//! role the admin API would, from the same catalogue, and every change needs
+//! the session's CSRF token and is audited as the API audits it.
+
+mod pages;
+mod session;
+
+use crate::state::AppState;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use minijinja::Environment;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+pub use session::ConsoleUser;
+
+const TEMPLATES: [(&str, &str); 10] = [
+    ("base.html", include_str!("templates/base.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("error.html", include_str!("templates/error.html")),
+    ("overview.html", include_str!("templates/overview.html")),
+    ("adapters.html", include_str!("templates/adapters.html")),
+    ("adapter.html", include_str!("templates/adapter.html")),
+    ("flows.html", include_str!("templates/flows.html")),
+    ("audit.html", include_str!("templates/audit.html")),
+    ("audit_record.html", include_str!("templates/audit_record.html")),
+    ("verification.html", include_str!("templates/verification.html")),
+];
+
+const HTMX: &str = include_str!("static/htmx-2.0.4.min.js");
+const CSS: &str = include_str!("static/console.css");
+
+/// Only the console's own scripts, styles and forms; never framed.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[allow(clippy::expect_used, reason = "the templates are embedded at build time, and a test renders each")]
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, text) in TEMPLATES {
+            env.add_template(name, text).expect("an embedded template parses");
+        }
+        env
+    })
+}
+
+/// The console's language: Vietnamese unless `?lang=en` (or the cookie it sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Vi,
+    En,
+}
+
+impl Lang {
+    fn of(req: &HttpRequest) -> Lang {
+        let asked = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("lang").cloned());
+        let chosen = asked.or_else(|| req.cookie("lgsp_lang").map(|c| c.value().to_string()));
+        if chosen.as_deref() == Some("en") {
+            Lang::En
+        } else {
+            Lang::Vi
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Lang::Vi => "vi",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// The console's words, in Vietnamese and English.
+const WORDS: &[(&str, &str, &str)] = &[
+    ("overview", "Tổng quan", "Overview"),
+    ("adapters", "Bộ kết nối", "Adapters"),
+    ("flows", "Quy trình liên thông", "Flows and dossiers"),
+    ("audit", "Nhật ký kiểm toán", "Audit trail"),
+    ("role_steward", "Quản trị dữ liệu", "Data steward"),
+    ("role_auditor", "Kiểm toán viên", "Auditor"),
+    ("sign_out", "Đăng xuất", "Sign out"),
+    ("sign_in", "Đăng nhập", "Sign in"),
+    ("sign_in_title", "Đăng nhập bảng điều khiển lgsp", "Sign in to the lgsp console"),
+    (
+        "sign_in_help",
+        "Dùng mã quản trị (admin token) của quản trị dữ liệu hoặc kiểm toán viên.",
+        "Use a data steward's or an auditor's admin token.",
+    ),
+    ("admin_token", "Mã quản trị", "Admin token"),
+    ("other_language", "English", "Tiếng Việt"),
+    ("readiness", "Sẵn sàng", "Readiness"),
+    ("ready", "Sẵn sàng", "Ready"),
+    ("not_ready", "Chưa sẵn sàng", "Not ready"),
+    ("catalog_version", "Phiên bản danh mục", "Catalogue version"),
+    ("chain_head", "Đầu chuỗi kiểm toán", "Audit chain head"),
+    ("dossiers_open", "Hồ sơ liên thông đang xử lý", "Linked dossiers in progress"),
+    ("overdue", "Quá hạn", "Overdue"),
+    ("registries", "Cơ sở dữ liệu kết nối", "Registries"),
+    ("adapter", "Bộ kết nối", "Adapter"),
+    ("breaker", "Ngắt mạch", "Breaker"),
+    ("breaker_closed", "Đóng (bình thường)", "Closed (normal)"),
+    ("breaker_open", "Mở (tạm dừng gọi)", "Open (calls paused)"),
+    ("breaker_half_open", "Nửa mở (đang thử)", "Half-open (probing)"),
+    ("calls", "Lượt gọi", "Calls"),
+    ("mean_latency", "Độ trễ trung bình", "Mean latency"),
+    ("state", "Trạng thái", "State"),
+    ("enabled", "Đang hoạt động", "Enabled"),
+    ("disabled", "Đã tắt", "Disabled"),
+    ("enable", "Bật", "Enable"),
+    ("disable", "Tắt", "Disable"),
+    ("expiring", "Khóa và mã sắp hết hạn", "Keys and tokens about to expire"),
+    ("credential", "Khóa / mã", "Key / token"),
+    ("owner", "Thuộc về", "Belongs to"),
+    ("expires_at", "Hết hạn", "Expires"),
+    ("nothing_expiring", "Không có khóa hay mã nào hết hạn trong 30 ngày tới.", "Nothing expires in the next 30 days."),
+    ("name", "Tên", "Name"),
+    ("upstream", "Địa chỉ", "Upstream"),
+    ("operations", "Nghiệp vụ", "Operations"),
+    ("operation", "Nghiệp vụ", "Operation"),
+    ("kind", "Loại", "Kind"),
+    ("request", "Yêu cầu", "Request"),
+    ("elements", "Phần tử dữ liệu", "Elements"),
+    ("manifest", "Bản mô tả", "Manifest"),
+    ("flow", "Quy trình", "Flow"),
+    ("steps", "Các bước", "Steps"),
+    ("deadline", "Thời hạn (ngày làm việc)", "Deadline (working days)"),
+    ("recent_dossiers", "Hồ sơ gần đây", "Recent dossiers"),
+    ("dossier", "Mã hồ sơ", "Dossier"),
+    ("partner", "Đối tác", "Partner"),
+    ("received", "Tiếp nhận", "Received"),
+    ("due", "Hạn", "Due"),
+    ("none_yet", "Chưa có.", "None yet."),
+    ("search", "Tìm", "Search"),
+    ("time", "Thời điểm", "Time"),
+    ("action", "Hành động", "Action"),
+    ("resource", "Tài nguyên", "Resource"),
+    ("subject", "Công dân", "Citizen"),
+    ("outcome", "Kết quả", "Outcome"),
+    ("no_records", "Không có bản ghi nào khớp.", "No record matches."),
+    ("older", "Cũ hơn", "Older"),
+    ("verify_chain", "Kiểm tra chuỗi", "Verify the chain"),
+    ("anchors", "Điểm neo (số:hash, cách nhau bởi dấu phẩy)", "Anchors (seq:hash, comma-separated)"),
+    ("verify", "Kiểm tra", "Verify"),
+    ("chain_intact", "Chuỗi nguyên vẹn", "The chain is intact"),
+    ("chain_broken", "Chuỗi bị phá vỡ", "The chain is broken"),
+    ("records", "bản ghi", "records"),
+    ("record", "Bản ghi", "Record"),
+    ("detail", "Chi tiết", "Detail"),
+    ("filter_partner_id", "Đối tác", "Partner"),
+    ("filter_key_id", "Khóa / mã", "Key or token"),
+    ("filter_subject", "Số định danh", "Citizen ID"),
+    ("filter_action", "Hành động", "Action"),
+    ("filter_outcome", "Kết quả", "Outcome"),
+    ("filter_resource", "Tài nguyên", "Resource"),
+    ("filter_from", "Từ (RFC 3339)", "From (RFC 3339)"),
+    ("filter_to", "Đến (RFC 3339)", "To (RFC 3339)"),
+];
+
+fn words(lang: Lang) -> Value {
+    let map: serde_json::Map<String, Value> =
+        WORDS.iter().map(|(k, vi, en)| (k.to_string(), json!(if lang == Lang::En { en } else { vi }))).collect();
+    Value::Object(map)
+}
+
+/// A page: `template` rendered with `context`, the language's words, the
+/// signed-in user and the session's CSRF token, under the console's
+/// security headers.
+pub fn page(req: &HttpRequest, user: Option<&ConsoleUser>, template: &str, mut context: Value) -> HttpResponse {
+    let lang = Lang::of(req);
+    context["lang"] = json!(lang.code());
+    context["other_lang"] = json!(if lang == Lang::En { "vi" } else { "en" });
+    context["tr"] = words(lang);
+    if let Some(u) = user {
+        context["user"] = json!({"role": u.caller.role.as_str(), "token_id": u.caller.token_id});
+        context["csrf"] = json!(u.session.csrf);
+    }
+    let rendered = templates().get_template(template).and_then(|t| t.render(&context));
+    let mut resp = match rendered {
+        Ok(html) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html),
+        Err(e) => {
+            tracing::error!(template, error = %e, "a console page failed to render");
+            HttpResponse::InternalServerError().content_type("text/plain; charset=utf-8").body("internal error")
+        }
+    };
+    secure(&mut resp, req, lang);
+    resp
+}
+
+/// The console's headers on every answer: its content policy, no framing,
+/// no caching of pages that show personal data, and the language chosen.
+fn secure(resp: &mut HttpResponse, req: &HttpRequest, lang: Lang) {
+    let h = resp.headers_mut();
+    let set = |h: &mut header::HeaderMap, name: header::HeaderName, value: &'static str| {
+        h.insert(name, header::HeaderValue::from_static(value));
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::CACHE_CONTROL, "no-store");
+    let asked = req.query_string().contains("lang=");
+    if asked {
+        let cookie = actix_web::cookie::Cookie::build("lgsp_lang", lang.code())
+            .path("/console")
+            .same_site(actix_web::cookie::SameSite::Strict)
+            .http_only(true)
+            .finish();
+        let _ = resp.add_cookie(&cookie);
+    }
+}
+
+/// An error shown as a page, with the problem's code and what to do.
+pub fn error_page(req: &HttpRequest, user: Option<&ConsoleUser>, e: &crate::error::ApiError) -> HttpResponse {
+    let mut resp =
+        page(req, user, "error.html", json!({"title": e.code.title(), "detail": e.detail, "code": e.code.as_str()}));
+    *resp.status_mut() = e.code.status();
+    resp
+}
+
+async fn htmx() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+        .body(HTMX)
+}
+
+async fn css() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(CSS)
+}
+
+/// The console's routes, under `/console`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/console")
+            .route("/static/htmx-2.0.4.min.js", web::get().to(htmx))
+            .route("/static/console.css", web::get().to(css))
+            .route("/login", web::get().to(session::login_form))
+            .route("/login", web::post().to(session::login))
+            .route("/logout", web::post().to(session::logout))
+            .route("", web::get().to(pages::overview))
+            .route("/", web::get().to(pages::overview))
+            .route("/adapters", web::get().to(pages::adapters))
+            .route("/adapters/{id}", web::get().to(pages::adapter))
+            .route("/adapters/{id}/state", web::post().to(pages::adapter_state))
+            .route("/flows", web::get().to(pages::flows))
+            .route("/audit", web::get().to(pages::audit))
+            .route("/audit/verify", web::post().to(pages::verify))
+            .route("/audit/{seq}", web::get().to(pages::audit_record)),
+    );
+}
+
+/// Whether the state the console reaches is there (for the extractors).
+fn app_state(req: &HttpRequest) -> Option<web::Data<AppState>> {
+    req.app_data::<web::Data<AppState>>().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses_and_every_word_has_both_languages() {
+        let env = templates();
+        for (name, _) in TEMPLATES {
+            assert!(env.get_template(name).is_ok(), "{name}");
+        }
+        for (key, vi, en) in WORDS {
+            assert!(!vi.is_empty() && !en.is_empty(), "{key}");
+        }
+    }
+}

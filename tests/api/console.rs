@@ -1,0 +1,215 @@
+//! The web console's pages, without a browser: the HTML the server renders,
+//! parsed and checked (roles, CSRF, sign-in and out, the admin networks, the
+//! language), over HTTP.
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp, AUDITOR, STEWARD};
+use scraper::{Html, Selector};
+
+/// A browser's worth of cookies for one signed-in user.
+struct Session<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookie: String,
+}
+
+/// A form as a browser posts it.
+trait Form {
+    fn form_of(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl Form for reqwest::RequestBuilder {
+    fn form_of(self, pairs: &[(&str, &str)]) -> Self {
+        let body: Vec<String> =
+            pairs.iter().map(|(k, v)| format!("{}={}", urlencoding::encode(k), urlencoding::encode(v))).collect();
+        self.header("Content-Type", "application/x-www-form-urlencoded").body(body.join("&"))
+    }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn set_cookie<'r>(r: &'r reqwest::Response, name: &str) -> Option<&'r str> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+}
+
+fn select<'h>(html: &'h Html, css: &str) -> Vec<scraper::ElementRef<'h>> {
+    html.select(&Selector::parse(css).unwrap()).collect()
+}
+
+fn text(e: &scraper::ElementRef) -> String {
+    e.text().collect::<String>().trim().to_string()
+}
+
+/// Signs in with `token` as a browser would: the form, its nonce cookie, the post.
+async fn sign_in<'a>(app: &'a TestApp, token: &str) -> Session<'a> {
+    let client = no_redirects();
+    let form = client.get(app.url("/console/login")).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let nonce_cookie =
+        set_cookie(&form, "lgsp_console_login").expect("the form's nonce").split(';').next().unwrap().to_string();
+    let html = Html::parse_document(&form.text().await.unwrap());
+    let nonce = select(&html, "input[name=_login]")[0].value().attr("value").unwrap().to_string();
+    let r = client
+        .post(app.url("/console/login"))
+        .header("Cookie", nonce_cookie)
+        .form_of(&[("token", token), ("_login", nonce.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "signed in");
+    let cookie = set_cookie(&r, "lgsp_console").expect("a session cookie").to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    Session { app, client, cookie: cookie.split(';').next().unwrap().to_string() }
+}
+
+impl Session<'_> {
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.app.url(path)).header("Cookie", &self.cookie).send().await.unwrap()
+    }
+
+    async fn page(&self, path: &str) -> Html {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        Html::parse_document(&r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client.post(self.app.url(path)).header("Cookie", &self.cookie).form_of(form).send().await.unwrap()
+    }
+
+    /// The CSRF token the page's forms carry.
+    async fn csrf(&self) -> String {
+        let html = self.page("/console").await;
+        select(&html, "input[name=_csrf]")[0].value().attr("value").unwrap().to_string()
+    }
+}
+
+#[tokio::test]
+async fn a_steward_signs_in_sees_the_registries_and_changes_only_with_the_pages_token() {
+    let app = spawn_app().await;
+    // Without a session: the sign-in page.
+    let r = no_redirects().get(app.url("/console/adapters")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/console/login");
+
+    let s = sign_in(&app, STEWARD).await;
+    let html = s.page("/console").await;
+    let nav: Vec<String> = select(&html, "header nav a").iter().map(text).collect();
+    assert_eq!(nav, ["Tổng quan", "Bộ kết nối", "Quy trình liên thông"], "Vietnamese first, a steward's pages");
+    let rows: Vec<String> = select(&html, "main table tbody tr td:first-child a").iter().map(text).collect();
+    assert_eq!(rows, ["civil_status", "insurance", "population"]);
+
+    // A change without the page's token is refused, and changes nothing.
+    let r = s.post("/console/adapters/population/state", &[("enabled", "false")]).await;
+    assert_eq!(r.status(), 403);
+    assert!(app.state.catalog.get().adapters["population"].enabled);
+    let csrf = s.csrf().await;
+    let r = s.post("/console/adapters/population/state", &[("enabled", "false"), ("_csrf", &csrf)]).await;
+    assert_eq!(r.status(), 303);
+    assert!(!app.state.catalog.get().adapters["population"].enabled, "disabled through the console");
+    let html = s.page("/console/adapters/population").await;
+    let button = select(&html, "form[action='/console/adapters/population/state'] button");
+    assert_eq!(text(&button[0]), "Bật", "the page offers to enable it again");
+
+    // Audited as the API audits it: the same resource, by the session's token.
+    let records = app.audit("action=admin&resource=adapters/population/state").await;
+    let items = records["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "the refused change and the change: {records:#}");
+    assert_eq!(items[0]["outcome"], "ok");
+    assert_eq!(items[0]["detail"]["via"], "console");
+    assert_eq!(items[1]["outcome"], "refused");
+    let tokens: Vec<serde_json::Value> =
+        app.admin(reqwest::Method::GET, "/admin/v1/tokens", STEWARD, None).await.json().await.unwrap();
+    let steward = tokens.iter().find(|t| t["role"] == "steward").unwrap();
+    assert_eq!(items[0]["key_id"], steward["id"], "made with the signed-in steward's token");
+
+    // An auditor's pages are not a steward's.
+    let r = s.get("/console/audit").await;
+    assert_eq!(r.status(), 403);
+
+    // Signed out, the cookie opens nothing.
+    let r = s.post("/console/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!(r.status(), 303);
+    let r = s.get("/console").await;
+    assert_eq!(r.status(), 303, "back to the sign-in page");
+}
+
+#[tokio::test]
+async fn an_auditor_searches_the_trail_verifies_the_chain_and_cannot_change_anything() {
+    let app = spawn_app().await;
+    let s = sign_in(&app, AUDITOR).await;
+    let html = s.page("/console?lang=en").await;
+    let nav: Vec<String> = select(&html, "header nav a").iter().map(text).collect();
+    assert_eq!(nav, ["Overview", "Audit trail"], "English on request, an auditor's pages");
+    // No control that changes anything: the only forms sign out.
+    let forms: Vec<&str> = select(&html, "form").iter().filter_map(|f| f.value().attr("action")).collect();
+    assert_eq!(forms, ["/console/logout"]);
+
+    let html = s.page("/console/audit?action=admin").await;
+    let rows = select(&html, "main table tbody tr");
+    assert!(!rows.is_empty());
+    let first = select(&html, "main table tbody tr td a")[0].value().attr("href").unwrap().to_string();
+    let record = s.page(&first).await;
+    let fields: Vec<String> = select(&record, "main table th").iter().map(text).collect();
+    assert!(fields.contains(&"hash".to_string()) && fields.contains(&"prev_hash".to_string()), "{fields:?}");
+
+    let csrf = s.csrf().await;
+    let r = s.post("/console/audit/verify", &[("_csrf", &csrf), ("anchors", "")]).await;
+    assert_eq!(r.status(), 200);
+    let html = Html::parse_fragment(&r.text().await.unwrap());
+    assert_eq!(select(&html, ".ok").len(), 1, "the chain is intact");
+
+    // A steward's change forged by an auditor, with the auditor's own token: refused.
+    let r = s.post("/console/adapters/population/state", &[("enabled", "false"), ("_csrf", &csrf)]).await;
+    assert_eq!(r.status(), 403);
+    assert!(app.state.catalog.get().adapters["population"].enabled);
+    let r = s.get("/console/adapters").await;
+    assert_eq!(r.status(), 403);
+
+    // A bad time filter is shown on the page, at its field's name.
+    let r = s.get("/console/audit?from=yesterday").await;
+    assert_eq!(r.status(), 400);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    assert!(text(&select(&html, ".problem")[0]).starts_with("from:"));
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_on_the_page_and_the_console_keeps_to_the_admin_networks() {
+    let app = spawn_app().await;
+    let client = no_redirects();
+    let form = client.get(app.url("/console/login")).send().await.unwrap();
+    let nonce_cookie = set_cookie(&form, "lgsp_console_login").unwrap().split(';').next().unwrap().to_string();
+    let html = Html::parse_document(&form.text().await.unwrap());
+    let nonce = select(&html, "input[name=_login]")[0].value().attr("value").unwrap().to_string();
+    let r = client
+        .post(app.url("/console/login"))
+        .header("Cookie", &nonce_cookie)
+        .form_of(&[("token", "not-a-token-at-all"), ("_login", nonce.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(set_cookie(&r, "lgsp_console").is_none());
+    let html = Html::parse_document(&r.text().await.unwrap());
+    assert_eq!(select(&html, ".problem").len(), 1);
+    // A sign-in posted from another site (no nonce of this form) is refused too.
+    let r =
+        client.post(app.url("/console/login")).form_of(&[("token", STEWARD), ("_login", "x")]).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(set_cookie(&r, "lgsp_console").is_none());
+    let refusals = app.audit("action=admin&resource=console/sign-in&outcome=refused").await;
+    assert_eq!(refusals["items"].as_array().unwrap().len(), 1, "the wrong token's refusal is audited");
+
+    let kept = spawn_app_with(|s| s.admin_networks = vec!["203.0.113.0/24".parse().unwrap()]).await;
+    let r = no_redirects().get(kept.url("/console/login")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "the console answers only the admin networks");
+}
