@@ -778,3 +778,16 @@ async fn stewards_register_flows_whose_steps_are_checked_against_the_adapters() 
     let r = app.exchange(&key, "civil_status", "register_birth", json!({})).await;
     assert_problem(r, 403, "forbidden").await;
 }
+
+#[tokio::test]
+async fn the_demos_dossiers_are_carried_end_to_end() {
+    // What `lgsp demo` files and prints, against this gateway.
+    let app = spawn_app().await;
+    let key = lgsp::demo::demo_partner(&app.state).await.unwrap().key;
+    let pop = &app.mocks.population;
+    for body in [lgsp::demo::birth_filing(pop, 0, "Thảo").unwrap(), lgsp::demo::death_filing(pop, 0).unwrap()] {
+        let d = lgsp::demo::carry_dossier(&app.client, &app.base, &key, &body, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(d["state"], "done", "{d:#}");
+        lgsp::demo::print_dossier(&d);
+    }
+}
