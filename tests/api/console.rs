@@ -104,7 +104,11 @@ async fn a_steward_signs_in_sees_the_registries_and_changes_only_with_the_pages_
     let s = sign_in(&app, STEWARD).await;
     let html = s.page("/console").await;
     let nav: Vec<String> = select(&html, "header nav a").iter().map(text).collect();
-    assert_eq!(nav, ["Tổng quan", "Bộ kết nối", "Quy trình liên thông"], "Vietnamese first, a steward's pages");
+    assert_eq!(
+        nav,
+        ["Tổng quan", "Bộ kết nối", "Đối tác", "Quy trình liên thông"],
+        "Vietnamese first, a steward's pages"
+    );
     let rows: Vec<String> = select(&html, "main table tbody tr td:first-child a").iter().map(text).collect();
     assert_eq!(rows, ["civil_status", "insurance", "population"]);
 
@@ -212,4 +216,74 @@ async fn a_wrong_token_is_refused_on_the_page_and_the_console_keeps_to_the_admin
     let kept = spawn_app_with(|s| s.admin_networks = vec!["203.0.113.0/24".parse().unwrap()]).await;
     let r = no_redirects().get(kept.url("/console/login")).send().await.unwrap();
     assert_eq!(r.status(), 403, "the console answers only the admin networks");
+}
+
+#[tokio::test]
+async fn a_steward_registers_an_adapter_refused_then_fixed_runs_it_and_grants_a_partner_a_key_shown_once() {
+    let app = spawn_app().await;
+    let s = sign_in(&app, STEWARD).await;
+    let csrf = s.csrf().await;
+    let mut manifest =
+        crate::helpers::new_registry_manifest(&app.mocks.url(lgsp::registries::RegistryKind::Population));
+    manifest["operations"]["whereabouts"]["elements"] = serde_json::json!(["full_name", "phone", "shoe_size"]);
+    let pasted = serde_json::to_string_pretty(&manifest).unwrap();
+    let r = s.post("/console/adapters", &[("_csrf", &csrf), ("document", &pasted)]).await;
+    assert_eq!(r.status(), 422);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    let errors: Vec<String> = select(&html, ".problem li .pointer").iter().map(text).collect();
+    assert_eq!(errors[0], "/operations/whereabouts/elements/2", "the error at its pointer: {errors:?}");
+    assert_eq!(text(&select(&html, "textarea[name=document]")[0]), pasted.trim(), "the paste kept, to fix");
+
+    manifest["operations"]["whereabouts"]["elements"] = serde_json::json!(["full_name", "phone"]);
+    let fixed = serde_json::to_string(&manifest).unwrap();
+    let r = s.post("/console/adapters", &[("_csrf", &csrf), ("document", &fixed)]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/console/adapters/residence_lookup");
+
+    let citizen = app.mocks.population.samples(1).adult_with_household[0].clone();
+    let r = s.post("/console/adapters/residence_lookup/test", &[("_csrf", &csrf), ("citizen_id", &citizen)]).await;
+    assert_eq!(r.status(), 200);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    let outcome: Vec<String> = select(&html, "table.dry-run tbody td.ok").iter().map(text).collect();
+    assert_eq!(outcome, ["ok"]);
+    assert!(text(&select(&html, "table.dry-run pre")[0]).contains("full_name"));
+
+    // A partner, granted a form, and a key shown once.
+    let r = s
+        .post(
+            "/console/partners",
+            &[
+                ("_csrf", &csrf),
+                ("id", "000.00.20.H29"),
+                ("name", "Cổng huyện"),
+                ("kind", "state_agency"),
+                ("rate_per_minute", "600"),
+                ("burst", "20"),
+                ("forms", "ct01"),
+                ("purposes", "residence_change"),
+                ("elements", "*"),
+                ("access_log", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let r = s.post("/console/partners/000.00.20.H29/keys", &[("_csrf", &csrf), ("label", "portal")]).await;
+    assert_eq!(r.status(), 200);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    let secret = text(&select(&html, "#new-key-secret")[0]);
+    assert!(secret.starts_with("lgsp_pk_"), "{secret}");
+    let again = s.page("/console/partners/000.00.20.H29").await;
+    assert!(select(&again, "#new-key-secret").is_empty(), "shown once");
+    assert!(!again.html().contains(&secret));
+    // The key works, for the form granted.
+    let r = app.prefill(&secret, "ct01", "residence_change", &citizen).await;
+    assert_eq!(r.status(), 200);
+    let r = app.prefill(&secret, "tk1_ts", "health_insurance_enrolment", &citizen).await;
+    assert_eq!(r.status(), 403, "only the form granted");
+
+    // Each change is in the trail, as the API's would be.
+    for resource in ["adapters", "adapters/residence_lookup/test", "partners", "partners/000.00.20.H29/keys"] {
+        let found = app.audit(&format!("action=admin&resource={resource}")).await;
+        assert!(!found["items"].as_array().unwrap().is_empty(), "{resource}");
+    }
 }

@@ -21,7 +21,12 @@ use std::sync::OnceLock;
 
 pub use session::ConsoleUser;
 
-const TEMPLATES: [(&str, &str); 10] = [
+const TEMPLATES: [(&str, &str); 15] = [
+    ("problems.html", include_str!("templates/problems.html")),
+    ("dry_run.html", include_str!("templates/dry_run.html")),
+    ("partners.html", include_str!("templates/partners.html")),
+    ("partner.html", include_str!("templates/partner.html")),
+    ("policy_fields.html", include_str!("templates/policy_fields.html")),
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -86,6 +91,48 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("overview", "Tổng quan", "Overview"),
     ("adapters", "Bộ kết nối", "Adapters"),
     ("flows", "Quy trình liên thông", "Flows and dossiers"),
+    ("partners", "Đối tác", "Partners"),
+    ("register_adapter", "Đăng ký bộ kết nối", "Register an adapter"),
+    ("manifest_json", "Bản mô tả (JSON)", "Manifest (JSON)"),
+    ("register", "Đăng ký", "Register"),
+    ("dry_run", "Chạy thử với CSDL", "Dry run against the registry"),
+    ("citizen_id", "Số định danh cá nhân", "Personal ID number"),
+    ("run", "Chạy", "Run"),
+    ("versions", "Các phiên bản", "Versions"),
+    ("version", "Phiên bản", "Version"),
+    ("published_at", "Công bố lúc", "Published"),
+    ("by", "Bởi", "By"),
+    ("current", "hiện hành", "current"),
+    ("roll_back", "Quay lại phiên bản này", "Roll back to it"),
+    ("publish_version", "Công bố phiên bản mới", "Publish a new version"),
+    ("publish", "Công bố", "Publish"),
+    ("quota", "Hạn mức", "Quota"),
+    ("new_partner", "Thêm đối tác", "New partner"),
+    ("agency_code", "Mã định danh cơ quan", "Agency code"),
+    ("per_minute", "Lượt mỗi phút", "Requests per minute"),
+    ("burst", "Đột biến", "Burst"),
+    ("create", "Tạo", "Create"),
+    ("policy", "Chính sách truy cập", "Access policy"),
+    ("policy_forms", "Biểu mẫu", "Forms"),
+    ("policy_purposes", "Mục đích", "Purposes"),
+    ("policy_operations", "Nghiệp vụ", "Operations"),
+    ("policy_elements", "Phần tử dữ liệu", "Elements"),
+    ("policy_networks", "Mạng được phép", "Networks"),
+    ("policy_access_log", "Nhật ký truy cập", "Access log"),
+    ("save", "Lưu", "Save"),
+    ("keys", "Khóa API", "API keys"),
+    ("key", "Khóa", "Key"),
+    ("label", "Nhãn", "Label"),
+    ("created", "Tạo lúc", "Created"),
+    ("last_used", "Dùng lần cuối", "Last used"),
+    ("revoked", "Đã thu hồi", "Revoked"),
+    ("revoke", "Thu hồi", "Revoke"),
+    ("new_key", "Tạo khóa mới", "New key"),
+    (
+        "key_shown_once",
+        "Khóa mới chỉ hiển thị một lần: hãy lưu lại ngay.",
+        "The new key is shown this once: keep it now.",
+    ),
     ("audit", "Nhật ký kiểm toán", "Audit trail"),
     ("role_steward", "Quản trị dữ liệu", "Data steward"),
     ("role_auditor", "Kiểm toán viên", "Auditor"),
@@ -255,7 +302,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/", web::get().to(pages::overview))
             .route("/adapters", web::get().to(pages::adapters))
             .route("/adapters/{id}", web::get().to(pages::adapter))
+            .route("/adapters", web::post().to(pages::register_adapter))
             .route("/adapters/{id}/state", web::post().to(pages::adapter_state))
+            .route("/adapters/{id}/publish", web::post().to(pages::publish_adapter))
+            .route("/adapters/{id}/test", web::post().to(pages::test_adapter))
+            .route("/partners", web::get().to(pages::partners))
+            .route("/partners", web::post().to(pages::create_partner))
+            .route("/partners/{id}", web::get().to(pages::partner))
+            .route("/partners/{id}", web::post().to(pages::update_partner))
+            .route("/partners/{id}/keys", web::post().to(pages::create_key))
+            .route("/partners/{id}/keys/{key}/revoke", web::post().to(pages::revoke_key))
             .route("/flows", web::get().to(pages::flows))
             .route("/audit", web::get().to(pages::audit))
             .route("/audit/verify", web::post().to(pages::verify))

@@ -106,52 +106,226 @@ pub(super) async fn adapter(
         return error_page(&req, Some(&user), &e);
     }
     let catalog = state.catalog.get();
-    match catalog.adapters.get(path.as_str()) {
-        Some(a) => page(
-            &req,
-            Some(&user),
-            "adapter.html",
-            json!({"title": a.adapter.id, "page": "adapters", "adapter": adapter_view(a)}),
-        ),
-        None => error_page(&req, Some(&user), &ApiError::not_found(format!("No adapter \"{path}\"."))),
+    drop(catalog);
+    match adapter_context(&state, &path, json!({})).await {
+        Ok(context) => page(&req, Some(&user), "adapter.html", context),
+        Err(e) => error_page(&req, Some(&user), &e),
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct StateForm {
-    #[serde(rename = "_csrf", default)]
-    csrf: String,
-    enabled: String,
+/// A steward's change made through the console: the role and the page's
+/// CSRF token checked, then `change` run and audited as the admin API audits
+/// it, under the API's resource, with what was sent and `"via": "console"`.
+async fn steward_change<F, Fut>(
+    req: &HttpRequest,
+    user: &ConsoleUser,
+    state: &AppState,
+    resource: String,
+    sent: Value,
+    csrf: &str,
+    change: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<HttpResponse, ApiError>>,
+{
+    let mut audit = crate::http::admission::Audit::start(req, crate::audit::Action::Admin, resource);
+    audit.record.detail["via"] = json!("console");
+    let result = async {
+        user.require(Role::Steward)?;
+        user.check_csrf(req, Some(csrf))?;
+        change().await
+    }
+    .await;
+    audit.finish_admin(state, req, sent.to_string().as_bytes(), result).await
 }
 
-/// Enables or disables an adapter: the API's change, audited under the
-/// API's resource (`adapters/{id}/state`), by the session's token.
+fn see_other(to: String) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, to)).finish()
+}
+
+/// The form fields a page posts, as they came.
+type Fields = web::Form<BTreeMap<String, String>>;
+
+fn field<'f>(form: &'f Fields, name: &str) -> &'f str {
+    form.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// Enables or disables an adapter, or rolls it back to an earlier version:
+/// the API's `adapters/{id}/state`.
 pub(super) async fn adapter_state(
     req: HttpRequest,
     user: ConsoleUser,
     path: web::Path<String>,
-    form: web::Form<StateForm>,
+    form: Fields,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let id = path.into_inner();
-    let sent = json!({"enabled": form.enabled == "true", "via": "console"}).to_string();
-    let mut audit =
-        crate::http::admission::Audit::start(&req, crate::audit::Action::Admin, format!("adapters/{id}/state"));
-    audit.record.detail["via"] = json!("console");
-    let result = async {
-        user.require(Role::Steward)?;
-        user.check_csrf(&req, Some(&form.csrf))?;
-        let enabled = match form.enabled.as_str() {
-            "true" => true,
-            "false" => false,
-            _ => return Err(ApiError::new(ErrorCode::InvalidBody, "enabled is true or false.")),
-        };
-        state.catalog.set_enabled(DocKind::Adapter, &id, enabled).await?;
-        Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, format!("/console/adapters/{id}"))).finish())
+    let version: Option<i32> = form.get("current_version").and_then(|v| v.parse().ok());
+    let enabled = match field(&form, "enabled") {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    };
+    let sent = json!({"enabled": enabled, "current_version": version});
+    let result =
+        steward_change(&req, &user, &state, format!("adapters/{id}/state"), sent, field(&form, "_csrf"), || async {
+            if enabled.is_none() && version.is_none() {
+                return Err(ApiError::new(ErrorCode::InvalidBody, "Choose to enable, disable or roll back."));
+            }
+            if let Some(v) = version {
+                state.catalog.rollback(DocKind::Adapter, &id, v).await?;
+            }
+            if let Some(e) = enabled {
+                state.catalog.set_enabled(DocKind::Adapter, &id, e).await?;
+            }
+            Ok(see_other(format!("/console/adapters/{id}")))
+        })
+        .await;
+    result.unwrap_or_else(|e| error_page(&req, Some(&user), &e))
+}
+
+/// The adapter page's context: the adapter, its versions, and whatever the
+/// page shows besides (a refused manifest, a dry run).
+async fn adapter_context(state: &AppState, id: &str, extra: Value) -> Result<Value, ApiError> {
+    let catalog = state.catalog.get();
+    let a = catalog.adapters.get(id).ok_or_else(|| ApiError::not_found(format!("No adapter \"{id}\".")))?;
+    let versions = state.catalog.versions(DocKind::Adapter, id).await?;
+    let mut context = json!({"title": id, "page": "adapters", "adapter": adapter_view(a), "versions": versions});
+    if let (Some(c), Some(e)) = (context.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
     }
+    Ok(context)
+}
+
+/// A refused document shown on its page: the problem, each error at its
+/// pointer, and the text as pasted, to fix.
+fn refused(e: &ApiError, pasted: &str) -> Value {
+    json!({"problem_detail": e.detail, "errors": e.errors, "pasted": pasted})
+}
+
+/// Registers an adapter pasted into the page (the API's `POST adapters`).
+pub(super) async fn register_adapter(
+    req: HttpRequest,
+    user: ConsoleUser,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let text = field(&form, "document").to_string();
+    let doc: Result<Value, _> = serde_json::from_str(&text);
+    let sent = doc.as_ref().cloned().unwrap_or(Value::Null);
+    let result = steward_change(&req, &user, &state, "adapters".into(), sent, field(&form, "_csrf"), || async {
+        let doc = doc.map_err(|e| {
+            ApiError::new(ErrorCode::MalformedJson, format!("The manifest is not JSON: {e}"))
+                .with_errors(vec![crate::error::FieldError::new("", e.to_string())])
+        })?;
+        let by = format!("steward:{}", user.caller.token_id);
+        let (id, _) =
+            state.catalog.publish(DocKind::Adapter, doc, None, &by, crate::catalog::store::Publish::Create).await?;
+        Ok(see_other(format!("/console/adapters/{id}")))
+    })
     .await;
-    match audit.finish_admin(&state, &req, sent.as_bytes(), result).await {
-        Ok(resp) => resp,
+    match result {
+        Ok(r) => r,
+        Err(e) if matches!(e.code.status().as_u16(), 400 | 409 | 422) => {
+            let catalog = state.catalog.get();
+            let list: Vec<Value> = catalog.adapters.values().map(adapter_view).collect();
+            let mut context = refused(&e, &text);
+            context["title"] = json!("Adapters");
+            context["page"] = json!("adapters");
+            context["adapters"] = json!(list);
+            let mut resp = page(&req, Some(&user), "adapters.html", context);
+            *resp.status_mut() = e.code.status();
+            resp
+        }
+        Err(e) => error_page(&req, Some(&user), &e),
+    }
+}
+
+/// Publishes a new version of an adapter pasted into its page (`PUT adapters/{id}`).
+pub(super) async fn publish_adapter(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let text = field(&form, "document").to_string();
+    let doc: Result<Value, _> = serde_json::from_str(&text);
+    let sent = doc.as_ref().cloned().unwrap_or(Value::Null);
+    let result = steward_change(&req, &user, &state, format!("adapters/{id}"), sent, field(&form, "_csrf"), || async {
+        let doc = doc.map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("The manifest is not JSON: {e}")))?;
+        let by = format!("steward:{}", user.caller.token_id);
+        state
+            .catalog
+            .publish(DocKind::Adapter, doc, Some(&id), &by, crate::catalog::store::Publish::NewVersion)
+            .await?;
+        Ok(see_other(format!("/console/adapters/{id}")))
+    })
+    .await;
+    match result {
+        Ok(r) => r,
+        Err(e) if matches!(e.code.status().as_u16(), 400 | 422) => {
+            match adapter_context(&state, &id, refused(&e, &text)).await {
+                Ok(context) => {
+                    let mut resp = page(&req, Some(&user), "adapter.html", context);
+                    *resp.status_mut() = e.code.status();
+                    resp
+                }
+                Err(e) => error_page(&req, Some(&user), &e),
+            }
+        }
+        Err(e) => error_page(&req, Some(&user), &e),
+    }
+}
+
+/// A dry run of every operation against the registry for a citizen: what
+/// came back, mapped (the API's `adapters/{id}/test`). An htmx fragment, or
+/// the adapter's page without scripts.
+pub(super) async fn test_adapter(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let citizen = field(&form, "citizen_id").trim().to_string();
+    let sent = json!({"citizen_id": citizen});
+    let mut found = Vec::new();
+    let result =
+        steward_change(&req, &user, &state, format!("adapters/{id}/test"), sent, field(&form, "_csrf"), || async {
+            let cid = crate::http::body::citizen_id_at("/citizen_id", &citizen)?;
+            let adapter = state.catalog.get().adapters.get(&id).map(|a| a.adapter.clone());
+            let adapter = adapter.ok_or_else(|| ApiError::not_found(format!("No adapter \"{id}\".")))?;
+            let reads: Vec<String> = adapter
+                .operations
+                .values()
+                .filter(|op| op.kind == crate::adapter::OperationKind::Read)
+                .map(|op| op.name.clone())
+                .collect();
+            found = adapter.dry_run(&json!({"citizen_id": cid.to_string()}), &reads, &state.http, &state.metrics).await;
+            Ok(HttpResponse::Ok().finish())
+        })
+        .await;
+    if let Err(e) = result {
+        return error_page(&req, Some(&user), &e);
+    }
+    let results: Vec<Value> = found
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            v["elements_text"] =
+                json!(r.elements.as_ref().map(|e| serde_json::to_string_pretty(e).unwrap_or_default()));
+            v
+        })
+        .collect();
+    if req.headers().contains_key("hx-request") {
+        return page(&req, Some(&user), "dry_run.html", json!({"results": results}));
+    }
+    match adapter_context(&state, &id, json!({"results": results})).await {
+        Ok(context) => page(&req, Some(&user), "adapter.html", context),
         Err(e) => error_page(&req, Some(&user), &e),
     }
 }
@@ -330,4 +504,197 @@ pub(super) async fn verify(
         Err(e) => return error_page(&req, Some(&user), &e),
     };
     page(&req, Some(&user), "verification.html", context)
+}
+
+/// A partner's policy as the page's fields show it: each list comma-separated.
+fn policy_fields(p: &crate::domain::partner::Policy) -> Value {
+    let join = |s: &std::collections::BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
+    let nets: Vec<String> = p.networks.iter().map(|n| n.to_string()).collect();
+    json!({"forms": join(&p.forms), "purposes": join(&p.purposes), "operations": join(&p.operations),
+           "elements": join(&p.elements), "networks": nets.join(", "), "access_log": p.access_log})
+}
+
+/// The policy a page's fields give, as the API's JSON.
+fn policy_of(form: &Fields) -> Value {
+    let list = |name: &str| -> Vec<String> {
+        field(form, name).split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    };
+    json!({"forms": list("forms"), "purposes": list("purposes"), "operations": list("operations"),
+           "elements": list("elements"), "networks": list("networks"), "access_log": field(form, "access_log") == "true"})
+}
+
+fn number(form: &Fields, name: &str) -> Value {
+    field(form, name).trim().parse::<u64>().map(|n| json!(n)).unwrap_or(json!(field(form, name)))
+}
+
+async fn partners_page(req: &HttpRequest, user: &ConsoleUser, state: &AppState, extra: Value) -> HttpResponse {
+    let catalog = state.catalog.get();
+    let mut partners: Vec<Value> =
+        catalog.partners.values().map(|p| serde_json::to_value(&**p).unwrap_or_default()).collect();
+    partners.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    let mut context = json!({"title": "Partners", "page": "partners", "partners": partners, "policy": {}, "sent": {}});
+    if let (Some(c), Some(e)) = (context.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    page(req, Some(user), "partners.html", context)
+}
+
+pub(super) async fn partners(req: HttpRequest, user: ConsoleUser, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    partners_page(&req, &user, &state, json!({})).await
+}
+
+/// Registers a partner from the page's form (the API's `POST partners`).
+pub(super) async fn create_partner(
+    req: HttpRequest,
+    user: ConsoleUser,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let body = json!({
+        "id": field(&form, "id").trim(), "name": field(&form, "name").trim(), "kind": field(&form, "kind"),
+        "rate_per_minute": number(&form, "rate_per_minute"), "burst": number(&form, "burst"), "policy": policy_of(&form),
+    });
+    let sent = body.clone();
+    let result = steward_change(&req, &user, &state, "partners".into(), sent, field(&form, "_csrf"), || async {
+        let input: crate::catalog::manage::PartnerInput =
+            crate::http::body::typed_value(body.clone(), ErrorCode::InvalidPartner, "The form does not fit a partner")?;
+        let id = input.id.clone();
+        state.catalog.create_partner(input).await?;
+        Ok(see_other(format!("/console/partners/{id}")))
+    })
+    .await;
+    match result {
+        Ok(r) => r,
+        Err(e) if matches!(e.code.status().as_u16(), 400 | 409 | 422) => {
+            let policy = policy_of(&form);
+            let extra = json!({"problem_detail": e.detail, "errors": e.errors, "sent": body, "policy": {
+                "forms": field(&form, "forms"), "purposes": field(&form, "purposes"), "operations": field(&form, "operations"),
+                "elements": field(&form, "elements"), "networks": field(&form, "networks"), "access_log": policy["access_log"]}});
+            let mut resp = partners_page(&req, &user, &state, extra).await;
+            *resp.status_mut() = e.code.status();
+            resp
+        }
+        Err(e) => error_page(&req, Some(&user), &e),
+    }
+}
+
+async fn partner_page(req: &HttpRequest, user: &ConsoleUser, state: &AppState, id: &str, extra: Value) -> HttpResponse {
+    let catalog = state.catalog.get();
+    let Some(p) = catalog.partners.get(id).cloned() else {
+        return error_page(req, Some(user), &ApiError::not_found(format!("No partner \"{id}\".")));
+    };
+    let keys = match state.catalog.keys(id).await {
+        Ok(k) => k,
+        Err(e) => return error_page(req, Some(user), &e),
+    };
+    let mut context =
+        json!({"title": p.name, "page": "partners", "partner": &*p, "policy": policy_fields(&p.policy), "keys": keys});
+    if let (Some(c), Some(e)) = (context.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    page(req, Some(user), "partner.html", context)
+}
+
+pub(super) async fn partner(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    partner_page(&req, &user, &state, &path, json!({})).await
+}
+
+/// Changes a partner's policy and quota (the API's `PATCH partners/{id}`).
+pub(super) async fn update_partner(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let body = json!({"rate_per_minute": number(&form, "rate_per_minute"), "burst": number(&form, "burst"), "policy": policy_of(&form)});
+    let result =
+        steward_change(&req, &user, &state, format!("partners/{id}"), body.clone(), field(&form, "_csrf"), || async {
+            let patch: crate::catalog::manage::PartnerPatch = crate::http::body::typed_value(
+                body.clone(),
+                ErrorCode::InvalidPartner,
+                "The form does not fit a partner",
+            )?;
+            state.catalog.update_partner(&id, patch).await?;
+            Ok(see_other(format!("/console/partners/{id}")))
+        })
+        .await;
+    match result {
+        Ok(r) => r,
+        Err(e) if matches!(e.code.status().as_u16(), 400 | 422) => {
+            let extra = json!({"problem_detail": e.detail, "errors": e.errors});
+            let mut resp = partner_page(&req, &user, &state, &id, extra).await;
+            *resp.status_mut() = e.code.status();
+            resp
+        }
+        Err(e) => error_page(&req, Some(&user), &e),
+    }
+}
+
+/// Makes a key for the partner: shown on the page that answers, once.
+pub(super) async fn create_key(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let label = field(&form, "label").trim().to_string();
+    let mut made = None;
+    let result = steward_change(
+        &req,
+        &user,
+        &state,
+        format!("partners/{id}/keys"),
+        json!({"label": label}),
+        field(&form, "_csrf"),
+        || async {
+            made = Some(state.catalog.create_key(&id, &label, None).await?);
+            Ok(HttpResponse::Created().finish())
+        },
+    )
+    .await;
+    match (result, made) {
+        (Ok(_), Some(key)) => partner_page(&req, &user, &state, &id, json!({"new_key": key})).await,
+        (Err(e), _) => error_page(&req, Some(&user), &e),
+        (Ok(_), None) => error_page(&req, Some(&user), &ApiError::internal("no key made")),
+    }
+}
+
+/// Revokes one of the partner's keys (the API's `DELETE partners/{id}/keys/{key}`).
+pub(super) async fn revoke_key(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<(String, String)>,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (id, key) = path.into_inner();
+    let result = steward_change(
+        &req,
+        &user,
+        &state,
+        format!("partners/{id}/keys/{key}"),
+        json!({}),
+        field(&form, "_csrf"),
+        || async {
+            state.catalog.revoke_key(&id, &key).await?;
+            Ok(see_other(format!("/console/partners/{id}")))
+        },
+    )
+    .await;
+    result.unwrap_or_else(|e| error_page(&req, Some(&user), &e))
 }
