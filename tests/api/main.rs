@@ -5,6 +5,7 @@
 
 mod adapters;
 mod breaker;
+mod browser;
 mod catalog;
 mod cluster;
 mod connect;
