@@ -156,7 +156,19 @@ async fn a_steward_and_then_an_auditor_go_through_the_console_in_a_real_browser(
 
     // The steward: an adapter refused, then fixed.
     b.sign_in(STEWARD).await;
-    assert_eq!(b.all_text("header nav a").await, ["Tổng quan", "Bộ kết nối", "Đối tác", "Quy trình liên thông"]);
+    assert_eq!(
+        b.all_text("header nav a").await,
+        [
+            "Tổng quan",
+            "Bộ kết nối",
+            "Biểu mẫu",
+            "Phần tử dữ liệu",
+            "Thông tin xác thực",
+            "Đối tác",
+            "Quy trình liên thông",
+            "Mã quản trị"
+        ]
+    );
     b.visit("/console/adapters").await;
     let mut manifest =
         crate::helpers::new_registry_manifest(&app.mocks.url(lgsp::registries::RegistryKind::Population));

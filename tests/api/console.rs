@@ -106,7 +106,16 @@ async fn a_steward_signs_in_sees_the_registries_and_changes_only_with_the_pages_
     let nav: Vec<String> = select(&html, "header nav a").iter().map(text).collect();
     assert_eq!(
         nav,
-        ["Tổng quan", "Bộ kết nối", "Đối tác", "Quy trình liên thông"],
+        [
+            "Tổng quan",
+            "Bộ kết nối",
+            "Biểu mẫu",
+            "Phần tử dữ liệu",
+            "Thông tin xác thực",
+            "Đối tác",
+            "Quy trình liên thông",
+            "Mã quản trị"
+        ],
         "Vietnamese first, a steward's pages"
     );
     let rows: Vec<String> = select(&html, "main table tbody tr td:first-child a").iter().map(text).collect();
@@ -286,4 +295,62 @@ async fn a_steward_registers_an_adapter_refused_then_fixed_runs_it_and_grants_a_
         let found = app.audit(&format!("action=admin&resource={resource}")).await;
         assert!(!found["items"].as_array().unwrap().is_empty(), "{resource}");
     }
+}
+
+#[tokio::test]
+async fn stewards_pages_show_forms_cut_set_credentials_write_only_make_tokens_once_and_follow_dossiers() {
+    let app = spawn_app().await;
+    let key = app.partner("000.00.15.H29", crate::helpers::everything(), 6000, 200).await;
+    let citizen = app.mocks.population.samples(1).adult_with_household[0].clone();
+    assert_eq!(app.prefill(&key, "ct01", "residence_change", &citizen).await.status(), 200);
+    let s = sign_in(&app, STEWARD).await;
+
+    // Forms: the ceiling and the measured cut, as bars.
+    let html = s.page("/console/forms").await;
+    let ct01 = select(&html, "main table tbody tr").into_iter().find(|r| text(r).contains("ct01")).unwrap();
+    let bars: Vec<&str> =
+        ct01.select(&Selector::parse("svg.bar").unwrap()).filter_map(|b| b.value().attr("aria-label")).collect();
+    assert_eq!(bars.len(), 2, "the ceiling and the measured cut: {}", ct01.html());
+
+    // A credential is set and never shown again, not even in the trail.
+    let csrf = s.csrf().await;
+    let secret = "a-very-secret-registry-token-0001";
+    let r = s
+        .post("/console/credentials", &[("_csrf", &csrf), ("name", "land"), ("kind", "static"), ("first", secret)])
+        .await;
+    assert_eq!(r.status(), 303);
+    let page = s.get("/console/credentials").await.text().await.unwrap();
+    assert!(page.contains(">land<") && !page.contains(secret), "listed, never shown");
+    let trail = app.audit("action=admin&resource=credentials/land").await;
+    assert_eq!(trail["items"][0]["detail"]["sent"], serde_json::json!({"kind": "static"}));
+    assert!(!trail.to_string().contains(secret));
+
+    // An admin token, shown once, then revoked.
+    let r = s.post("/console/tokens", &[("_csrf", &csrf), ("role", "auditor"), ("label", "inspector")]).await;
+    assert_eq!(r.status(), 200);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    let token = text(&select(&html, "#new-key-secret")[0]);
+    let auditor = sign_in(&app, &token).await;
+    assert_eq!(auditor.get("/console/audit").await.status(), 200, "the new token opens the console");
+    let tokens = s.page("/console/tokens").await;
+    assert!(!tokens.html().contains(&token), "shown once");
+    let id = text(&select(&html, "#new-key .muted")[0]);
+    let revoke = format!("/console/tokens/{id}/revoke");
+    assert_eq!(select(&tokens, &format!("form[action='{revoke}']")).len(), 1, "the new token's revoke button");
+    assert_eq!(s.post(&revoke, &[("_csrf", &csrf)]).await.status(), 303);
+    assert_eq!(auditor.get("/console/audit").await.status(), 303, "revoking the token ends its sessions");
+
+    // A dossier's steps and timeline.
+    let (mother, head, father) = crate::dossiers::a_mother(&app.mocks.population, 12);
+    let body = serde_json::json!({"flow": "birth_residence_insurance", "requester_id": mother,
+        "declaration": crate::dossiers::birth_declaration(&mother, &head, father.as_deref(), "Tâm")});
+    let filed: serde_json::Value = app.file(&key, "console-1", &body).await.json().await.unwrap();
+    let code = filed["code"].as_str().unwrap();
+    app.dossier_when(&key, code, &["done"]).await;
+    let flows = s.page("/console/flows").await;
+    assert!(select(&flows, &format!("a[href='/console/dossiers/{code}']")).len() == 1);
+    let html = s.page(&format!("/console/dossiers/{code}")).await;
+    let steps: Vec<String> =
+        select(&html, "main table:first-of-type tbody tr td:first-child").iter().map(text).collect();
+    assert_eq!(steps, ["birth_registration", "permanent_residence", "health_insurance_card"]);
 }

@@ -21,7 +21,12 @@ use std::sync::OnceLock;
 
 pub use session::ConsoleUser;
 
-const TEMPLATES: [(&str, &str); 15] = [
+const TEMPLATES: [(&str, &str); 20] = [
+    ("forms.html", include_str!("templates/forms.html")),
+    ("elements.html", include_str!("templates/elements.html")),
+    ("credentials.html", include_str!("templates/credentials.html")),
+    ("tokens.html", include_str!("templates/tokens.html")),
+    ("dossier.html", include_str!("templates/dossier.html")),
     ("problems.html", include_str!("templates/problems.html")),
     ("dry_run.html", include_str!("templates/dry_run.html")),
     ("partners.html", include_str!("templates/partners.html")),
@@ -92,6 +97,35 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("adapters", "Bộ kết nối", "Adapters"),
     ("flows", "Quy trình liên thông", "Flows and dossiers"),
     ("partners", "Đối tác", "Partners"),
+    ("forms", "Biểu mẫu", "Forms"),
+    ("form", "Biểu mẫu", "Form"),
+    ("fields", "Trường gắn CSDL", "Fields bound"),
+    ("ceiling", "Trần tối đa", "Ceiling"),
+    ("measured_cut", "Mức giảm đo được", "Measured cut"),
+    (
+        "cut_target",
+        "Mỗi biểu mẫu phải giảm ít nhất 20% dữ liệu công dân khai (vạch đỏ).",
+        "Every form must cut what a citizen declares by at least 20% (the red mark).",
+    ),
+    ("element", "Phần tử", "Element"),
+    ("class", "Phân loại", "Class"),
+    ("credentials", "Thông tin xác thực", "Credentials"),
+    (
+        "credentials_help",
+        "Chỉ ghi: giá trị được niêm phong và không bao giờ hiển thị lại.",
+        "Write-only: values are sealed and never shown again.",
+    ),
+    ("updated", "Cập nhật", "Updated"),
+    ("set_credential", "Đặt hoặc thay thông tin xác thực", "Set or rotate a credential"),
+    ("token_or_user", "Mã hoặc tên đăng nhập", "Token or user name"),
+    ("password", "Mật khẩu", "Password"),
+    ("tokens", "Mã quản trị", "Admin tokens"),
+    ("role", "Vai trò", "Role"),
+    ("new_token", "Tạo mã quản trị", "New admin token"),
+    ("step", "Bước", "Step"),
+    ("reference", "Số hồ sơ tại CSDL", "Registry reference"),
+    ("result", "Kết quả", "Result"),
+    ("timeline", "Diễn biến", "Timeline"),
     ("register_adapter", "Đăng ký bộ kết nối", "Register an adapter"),
     ("manifest_json", "Bản mô tả (JSON)", "Manifest (JSON)"),
     ("register", "Đăng ký", "Register"),
@@ -313,6 +347,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/partners/{id}/keys", web::post().to(pages::create_key))
             .route("/partners/{id}/keys/{key}/revoke", web::post().to(pages::revoke_key))
             .route("/flows", web::get().to(pages::flows))
+            .route("/dossiers/{code}", web::get().to(pages::dossier))
+            .route("/forms", web::get().to(pages::forms))
+            .route("/elements", web::get().to(pages::elements))
+            .route("/credentials", web::get().to(pages::credentials))
+            .route("/credentials", web::post().to(pages::set_credential))
+            .route("/tokens", web::get().to(pages::tokens))
+            .route("/tokens", web::post().to(pages::create_token))
+            .route("/tokens/{id}/revoke", web::post().to(pages::revoke_token))
             .route("/audit", web::get().to(pages::audit))
             .route("/audit/verify", web::post().to(pages::verify))
             .route("/audit/{seq}", web::get().to(pages::audit_record)),

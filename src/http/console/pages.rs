@@ -698,3 +698,177 @@ pub(super) async fn revoke_key(
     .await;
     result.unwrap_or_else(|e| error_page(&req, Some(&user), &e))
 }
+
+/// Each form: its fields bound to registries (the ceiling) and the cut of
+/// declared data its prefills measured, as bars, against the 20% target.
+pub(super) async fn forms(req: HttpRequest, user: ConsoleUser, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    let catalog = state.catalog.get();
+    let mut forms = Vec::new();
+    for f in catalog.forms.values() {
+        let details = state.audit.prefill_details(f.form.id().to_string(), 10_000).await.unwrap_or_default();
+        let c = crate::http::partner::coverage_of(&f.form, &details);
+        let pct = |x: f64| (x * 1000.0).round() / 10.0;
+        forms.push(json!({
+            "id": f.form.id(), "version": f.form.version, "title": f.form.doc.title, "enabled": f.enabled,
+            "bound": c.bound_fields, "total": c.declarable_fields, "ceiling_pct": pct(c.ceiling),
+            "measured_pct": c.measured.as_ref().map(|m| pct(m.cut)), "prefills": c.measured.as_ref().map(|m| m.prefills),
+        }));
+    }
+    page(&req, Some(&user), "forms.html", json!({"title": "Forms", "page": "forms", "forms": forms}))
+}
+
+pub(super) async fn elements(req: HttpRequest, user: ConsoleUser, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    let catalog = state.catalog.get();
+    let list: Vec<Value> = catalog
+        .elements
+        .all()
+        .map(|e| {
+            json!({"id": e.doc.id, "version": e.version, "label_en": e.doc.label_en, "label_vi": e.doc.label_vi,
+                   "class": e.doc.class.as_str(), "shared": e.doc.shared})
+        })
+        .collect();
+    page(&req, Some(&user), "elements.html", json!({"title": "Elements", "page": "elements", "elements": list}))
+}
+
+fn credentials_context(state: &AppState, extra: Value) -> Value {
+    let mut context =
+        json!({"title": "Credentials", "page": "credentials", "credentials": state.catalog.credentials()});
+    if let (Some(c), Some(e)) = (context.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    context
+}
+
+pub(super) async fn credentials(req: HttpRequest, user: ConsoleUser, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    page(&req, Some(&user), "credentials.html", credentials_context(&state, json!({})))
+}
+
+/// Sets or rotates an upstream credential: write-only, never shown again;
+/// the record keeps its kind alone, as the API's does.
+pub(super) async fn set_credential(
+    req: HttpRequest,
+    user: ConsoleUser,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let name = field(&form, "name").trim().to_string();
+    let kind = field(&form, "kind").to_string();
+    let (first, second) = (field(&form, "first").to_string(), field(&form, "second").to_string());
+    let sent = json!({"kind": kind.chars().take(32).collect::<String>()});
+    let resource = format!("credentials/{name}");
+    let result = steward_change(&req, &user, &state, resource, sent, field(&form, "_csrf"), || async {
+        use crate::domain::credential::Credential;
+        let credential = match kind.as_str() {
+            "static" => Credential::Static { token: first.clone() },
+            "basic" => Credential::Basic { username: first.clone(), password: second.clone() },
+            "login" => Credential::Login { username: first.clone(), password: second.clone() },
+            _ => return Err(ApiError::new(ErrorCode::InvalidCredential, "The kind is static, basic or login.")),
+        };
+        state.catalog.set_credential(&name, credential, &format!("steward:{}", user.caller.token_id)).await?;
+        Ok(see_other("/console/credentials".into()))
+    })
+    .await;
+    match result {
+        Ok(r) => r,
+        Err(e) if matches!(e.code.status().as_u16(), 400 | 422) => {
+            let context = credentials_context(&state, json!({"problem_detail": e.detail, "errors": e.errors}));
+            let mut resp = page(&req, Some(&user), "credentials.html", context);
+            *resp.status_mut() = e.code.status();
+            resp
+        }
+        Err(e) => error_page(&req, Some(&user), &e),
+    }
+}
+
+async fn tokens_page(req: &HttpRequest, user: &ConsoleUser, state: &AppState, extra: Value) -> HttpResponse {
+    let tokens = match state.catalog.admin_tokens().await {
+        Ok(t) => t,
+        Err(e) => return error_page(req, Some(user), &e),
+    };
+    let mut context = json!({"title": "Tokens", "page": "tokens", "tokens": tokens});
+    if let (Some(c), Some(e)) = (context.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    page(req, Some(user), "tokens.html", context)
+}
+
+/// Admin tokens, for stewards only.
+pub(super) async fn tokens(req: HttpRequest, user: ConsoleUser, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    tokens_page(&req, &user, &state, json!({})).await
+}
+
+/// Makes an admin token: shown on the page that answers, once.
+pub(super) async fn create_token(
+    req: HttpRequest,
+    user: ConsoleUser,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let role = Role::parse(field(&form, "role"));
+    let label = field(&form, "label").trim().to_string();
+    let sent = json!({"role": field(&form, "role"), "label": label});
+    let mut made = None;
+    let result = steward_change(&req, &user, &state, "tokens".into(), sent, field(&form, "_csrf"), || async {
+        let role = role.ok_or_else(|| ApiError::new(ErrorCode::InvalidBody, "The role is steward or auditor."))?;
+        made = Some(state.catalog.create_admin_token(role, &label, None).await?);
+        Ok(HttpResponse::Created().finish())
+    })
+    .await;
+    match (result, made) {
+        (Ok(_), Some(token)) => tokens_page(&req, &user, &state, json!({"new_token": token})).await,
+        (Err(e), _) => error_page(&req, Some(&user), &e),
+        (Ok(_), None) => error_page(&req, Some(&user), &ApiError::internal("no token made")),
+    }
+}
+
+pub(super) async fn revoke_token(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let result =
+        steward_change(&req, &user, &state, format!("tokens/{id}"), json!({}), field(&form, "_csrf"), || async {
+            state.catalog.revoke_admin_token(&id).await?;
+            Ok(see_other("/console/tokens".into()))
+        })
+        .await;
+    result.unwrap_or_else(|e| error_page(&req, Some(&user), &e))
+}
+
+/// A dossier's steps and timeline, as its partner reads them.
+pub(super) async fn dossier(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    let view = match state.dossiers.view_any(&path).await {
+        Ok(v) => v,
+        Err(e) => return error_page(&req, Some(&user), &e),
+    };
+    let mut d = serde_json::to_value(&view).unwrap_or_default();
+    if let Some(steps) = d["steps"].as_array_mut() {
+        for s in steps {
+            s["result_text"] = json!(serde_json::to_string_pretty(&s["result"]).unwrap_or_default());
+        }
+    }
+    page(&req, Some(&user), "dossier.html", json!({"title": view.code, "page": "flows", "d": d}))
+}
