@@ -425,6 +425,40 @@ impl AuditSink {
             .await
     }
 
+    /// Calls per minute since `since` (microseconds), by partner and by the
+    /// operations called: `(minute, partner, adapters as stored, count)`,
+    /// counted in the database from the trail itself, so every node shows
+    /// the whole cluster's traffic without Prometheus.
+    pub async fn traffic(&self, since: i64) -> Result<Vec<(i64, String, String, i64)>, DbError> {
+        #[derive(diesel::QueryableByName)]
+        struct Bucket {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            minute: i64,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            partner_id: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            adapters: String,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            calls: i64,
+        }
+        self.db
+            .run(move |c| {
+                let sql = "SELECT ts / 60000000 AS minute, partner_id, adapters, COUNT(*) AS calls FROM audit_log \
+                           WHERE ts >= $1 AND action IN ('prefill', 'exchange', 'dossier_step') \
+                           GROUP BY ts / 60000000, partner_id, adapters";
+                let rows: Vec<Bucket> = match c {
+                    DbConnection::Sqlite(c) => {
+                        diesel::sql_query(sql.replace("$1", "?")).bind::<diesel::sql_types::BigInt, _>(since).load(c)?
+                    }
+                    DbConnection::Postgres(c) => {
+                        diesel::sql_query(sql).bind::<diesel::sql_types::BigInt, _>(since).load(c)?
+                    }
+                };
+                Ok(rows.into_iter().map(|b| (b.minute, b.partner_id, b.adapters, b.calls)).collect())
+            })
+            .await
+    }
+
     /// One stored record, with its hash and the hash before it.
     pub async fn row(&self, seq: i64) -> Result<Option<AuditRow>, DbError> {
         self.flush(READ_AFTER).await;

@@ -305,6 +305,12 @@ async fn stewards_pages_show_forms_cut_set_credentials_write_only_make_tokens_on
     assert_eq!(app.prefill(&key, "ct01", "residence_change", &citizen).await.status(), 200);
     let s = sign_in(&app, STEWARD).await;
 
+    // The overview charts the last hour's calls, by partner and by adapter.
+    let html = s.page("/console").await;
+    let charts: Vec<&str> = select(&html, "svg.spark").iter().filter_map(|c| c.value().attr("aria-label")).collect();
+    assert!(charts.contains(&"000.00.15.H29: 1"), "{charts:?}");
+    assert!(charts.iter().any(|c| c.starts_with("population: ")), "{charts:?}");
+
     // Forms: the ceiling and the measured cut, as bars.
     let html = s.page("/console/forms").await;
     let ct01 = select(&html, "main table tbody tr").into_iter().find(|r| text(r).contains("ct01")).unwrap();

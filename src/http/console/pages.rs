@@ -59,6 +59,7 @@ pub(super) async fn overview(req: HttpRequest, user: ConsoleUser, state: web::Da
         })
         .collect();
     expiring.sort_by(|a, b| a["expires_at"].as_str().cmp(&b["expires_at"].as_str()));
+    let (by_partner, by_adapter) = traffic(&state).await;
     page(
         &req,
         Some(&user),
@@ -66,6 +67,7 @@ pub(super) async fn overview(req: HttpRequest, user: ConsoleUser, state: web::Da
         json!({
             "title": "lgsp", "page": "overview", "ready": state.is_ready(), "catalog_version": catalog.version,
             "chain": {"seq": head.0, "hash": head.1}, "dossiers": dossiers, "adapters": adapters, "expiring": expiring,
+            "traffic_partners": by_partner, "traffic_adapters": by_adapter,
         }),
     )
 }
@@ -871,4 +873,47 @@ pub(super) async fn dossier(
         }
     }
     page(&req, Some(&user), "dossier.html", json!({"title": view.code, "page": "flows", "d": d}))
+}
+
+/// The last hour's calls per minute, by partner and by adapter, as bar
+/// charts (SVG drawn here: no chart script to load): at most six series
+/// each, the busiest first.
+async fn traffic(state: &AppState) -> (Vec<Value>, Vec<Value>) {
+    const MINUTES: i64 = 60;
+    let now_minute = crate::db::now_micros() / 60_000_000;
+    let since = (now_minute - MINUTES + 1) * 60_000_000;
+    let rows = state.audit.traffic(since).await.unwrap_or_default();
+    let mut partners: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut adapters: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (minute, partner, called, calls) in rows {
+        let slot = (minute - (now_minute - MINUTES + 1)).clamp(0, MINUTES - 1) as usize;
+        partners.entry(partner).or_insert_with(|| vec![0; MINUTES as usize])[slot] += calls;
+        let ops: Vec<String> = serde_json::from_str(&called).unwrap_or_default();
+        let names: std::collections::BTreeSet<String> =
+            ops.iter().map(|o| o.split('.').next().unwrap_or(o).to_string()).collect();
+        for a in names {
+            adapters.entry(a).or_insert_with(|| vec![0; MINUTES as usize])[slot] += calls;
+        }
+    }
+    let chart = |series: BTreeMap<String, Vec<i64>>| -> Vec<Value> {
+        let mut series: Vec<(String, Vec<i64>)> = series.into_iter().collect();
+        series.sort_by_key(|(_, v)| -v.iter().sum::<i64>());
+        series
+            .into_iter()
+            .take(6)
+            .map(|(name, counts)| {
+                let peak = counts.iter().copied().max().unwrap_or(0).max(1);
+                let bars: Vec<Value> = counts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| {
+                        let h = (*n as f64 / peak as f64 * 36.0).round() as i64;
+                        json!({"x": i * 4, "y": 40 - h, "h": h, "n": n})
+                    })
+                    .collect();
+                json!({"name": name, "total": counts.iter().sum::<i64>(), "peak": peak, "bars": bars})
+            })
+            .collect()
+    };
+    (chart(partners), chart(adapters))
 }
