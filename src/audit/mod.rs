@@ -459,6 +459,21 @@ impl AuditSink {
             .await
     }
 
+    /// A partner's calls since `since` (microseconds), and how many of them
+    /// were refused.
+    pub async fn partner_counts(&self, partner: String, since: i64) -> Result<(i64, i64), DbError> {
+        self.db
+            .run(move |c| {
+                let mine = || {
+                    audit_log::table.filter(audit_log::partner_id.eq(partner.clone())).filter(audit_log::ts.ge(since))
+                };
+                let calls: i64 = mine().count().get_result(c)?;
+                let refused: i64 = mine().filter(audit_log::outcome.eq("refused")).count().get_result(c)?;
+                Ok((calls, refused))
+            })
+            .await
+    }
+
     /// One stored record, with its hash and the hash before it.
     pub async fn row(&self, seq: i64) -> Result<Option<AuditRow>, DbError> {
         self.flush(READ_AFTER).await;

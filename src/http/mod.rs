@@ -152,7 +152,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .service(ops::openapi_json)
     .service(ops::docs)
     .service(ops::redoc_js)
-    .configure(console::routes)
+    .configure(|cfg| console::routes(cfg, settings))
     .default_service(web::route().to(ops::no_route));
 }
 

@@ -360,3 +360,55 @@ async fn stewards_pages_show_forms_cut_set_credentials_write_only_make_tokens_on
         select(&html, "main table:first-of-type tbody tr td:first-child").iter().map(text).collect();
     assert_eq!(steps, ["birth_registration", "permanent_residence", "health_insurance_card"]);
 }
+
+#[tokio::test]
+async fn keys_rotate_with_a_grace_period_versions_compare_and_the_trail_exports_from_the_console() {
+    let app = spawn_app().await;
+    let old = app.partner("000.00.15.H29", crate::helpers::everything(), 6000, 200).await;
+    let citizen = app.mocks.population.samples(1).adult_with_household[0].clone();
+    assert_eq!(app.prefill(&old, "ct01", "nowhere", &citizen).await.status(), 422, "a refusal, for the counts");
+    let s = sign_in(&app, STEWARD).await;
+    let csrf = s.csrf().await;
+
+    let html = s.page("/console/partners/000.00.15.H29").await;
+    let counts = text(&select(&html, "main > p.muted")[0]);
+    assert!(counts.contains("1 lượt gọi") && counts.contains("1 bị từ chối"), "{counts}");
+    let rotate = select(&html, "form[action$='/rotate']")[0].value().attr("action").unwrap().to_string();
+    let r = s.post(&rotate, &[("_csrf", &csrf), ("grace_hours", "1")]).await;
+    assert_eq!(r.status(), 200);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    let new = text(&select(&html, "#new-key-secret")[0]);
+    assert_ne!(new, old);
+    assert_eq!(app.prefill(&new, "ct01", "residence_change", &citizen).await.status(), 200);
+    assert_eq!(
+        app.prefill(&old, "ct01", "residence_change", &citizen).await.status(),
+        200,
+        "the old key, in its grace period"
+    );
+
+    // Two versions of an adapter, compared.
+    let mut manifest: serde_json::Value = serde_json::from_str(lgsp::adapter::SHIPPED[0].1).unwrap();
+    manifest["upstream"]["timeout_ms"] = serde_json::json!(1500);
+    let r =
+        s.post("/console/adapters/population/publish", &[("_csrf", &csrf), ("document", &manifest.to_string())]).await;
+    assert_eq!(r.status(), 303);
+    let html = s.page("/console/adapters/population/diff?a=1&b=2").await;
+    let changed: Vec<String> = select(&html, "table.diff tr.differs td:last-child").iter().map(text).collect();
+    assert_eq!(changed, ["\"timeout_ms\": 1500"]);
+
+    // The auditor exports the trail, which verifies without the database.
+    let a = sign_in(&app, AUDITOR).await;
+    let r = a.get("/console/audit/export?from=1").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let lines = r.text().await.unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &lines).unwrap();
+    let v = lgsp::audit::verify_export(
+        std::io::BufReader::new(std::fs::File::open(file.path()).unwrap()),
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.records as usize, lines.lines().count());
+}

@@ -21,7 +21,8 @@ use std::sync::OnceLock;
 
 pub use session::ConsoleUser;
 
-const TEMPLATES: [(&str, &str); 20] = [
+const TEMPLATES: [(&str, &str); 21] = [
+    ("diff.html", include_str!("templates/diff.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("elements.html", include_str!("templates/elements.html")),
     ("credentials.html", include_str!("templates/credentials.html")),
@@ -128,6 +129,14 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("timeline", "Diễn biến", "Timeline"),
     ("traffic", "Lưu lượng 60 phút qua, theo đối tác và bộ kết nối", "The last hour's calls, by partner and adapter"),
     ("peak", "cao nhất", "peak"),
+    ("lines_differ", "dòng khác nhau", "lines differ"),
+    ("compare", "So sánh", "Compare"),
+    ("rotate", "Thay khóa", "Rotate"),
+    ("grace_hours", "Số giờ khóa cũ còn hiệu lực", "Hours the old key keeps working"),
+    ("last_hour", "60 phút qua", "The last hour"),
+    ("calls_word", "lượt gọi", "calls"),
+    ("refused_word", "bị từ chối", "refused"),
+    ("export", "Tải nhật ký (JSON lines, 10.000 bản ghi mỗi tệp)", "Export (JSON lines, 10,000 records a file)"),
     ("no_traffic", "Chưa có lượt gọi nào trong 60 phút qua.", "No calls in the last hour."),
     ("register_adapter", "Đăng ký bộ kết nối", "Register an adapter"),
     ("manifest_json", "Bản mô tả (JSON)", "Manifest (JSON)"),
@@ -327,9 +336,11 @@ async fn css() -> HttpResponse {
 }
 
 /// The console's routes, under `/console`.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut web::ServiceConfig, settings: &crate::config::Settings) {
     cfg.service(
         web::scope("/console")
+            // A manifest pasted into a form is as large as one sent to the API.
+            .app_data(web::FormConfig::default().limit(settings.max_body_bytes))
             .route("/static/htmx-2.0.4.min.js", web::get().to(htmx))
             .route("/static/console.css", web::get().to(css))
             .route("/login", web::get().to(session::login_form))
@@ -349,6 +360,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/partners/{id}", web::post().to(pages::update_partner))
             .route("/partners/{id}/keys", web::post().to(pages::create_key))
             .route("/partners/{id}/keys/{key}/revoke", web::post().to(pages::revoke_key))
+            .route("/partners/{id}/keys/{key}/rotate", web::post().to(pages::rotate_key))
+            .route("/adapters/{id}/diff", web::get().to(pages::adapter_diff))
+            .route("/audit/export", web::get().to(pages::export))
             .route("/flows", web::get().to(pages::flows))
             .route("/dossiers/{code}", web::get().to(pages::dossier))
             .route("/forms", web::get().to(pages::forms))

@@ -592,8 +592,10 @@ async fn partner_page(req: &HttpRequest, user: &ConsoleUser, state: &AppState, i
         Ok(k) => k,
         Err(e) => return error_page(req, Some(user), &e),
     };
-    let mut context =
-        json!({"title": p.name, "page": "partners", "partner": &*p, "policy": policy_fields(&p.policy), "keys": keys});
+    let since = crate::db::now_micros() - 3_600_000_000;
+    let (calls, refused) = state.audit.partner_counts(p.id.clone(), since).await.unwrap_or((0, 0));
+    let mut context = json!({"title": p.name, "page": "partners", "partner": &*p, "policy": policy_fields(&p.policy),
+                             "keys": keys, "traffic": {"calls": calls, "refused": refused}});
     if let (Some(c), Some(e)) = (context.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
     }
@@ -916,4 +918,107 @@ async fn traffic(state: &AppState) -> (Vec<Value>, Vec<Value>) {
             .collect()
     };
     (chart(partners), chart(adapters))
+}
+
+/// Rotates a partner's key: a new key, shown once; the old one works for the
+/// grace period chosen (the API's `partners/{id}/keys/{key}/rotate`).
+pub(super) async fn rotate_key(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<(String, String)>,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (id, key) = path.into_inner();
+    let hours: u64 = field(&form, "grace_hours").trim().parse().unwrap_or(24);
+    let sent = json!({"grace_seconds": hours * 3600});
+    let mut made = None;
+    let resource = format!("partners/{id}/keys/{key}/rotate");
+    let result = steward_change(&req, &user, &state, resource, sent, field(&form, "_csrf"), || async {
+        let grace = std::time::Duration::from_secs(hours.saturating_mul(3600));
+        made = Some(state.catalog.rotate_key(&id, &key, grace, None).await?);
+        Ok(HttpResponse::Created().finish())
+    })
+    .await;
+    match (result, made) {
+        (Ok(_), Some(new)) => partner_page(&req, &user, &state, &id, json!({"new_key": new})).await,
+        (Err(e), _) => error_page(&req, Some(&user), &e),
+        (Ok(_), None) => error_page(&req, Some(&user), &ApiError::internal("no key made")),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ExportQuery {
+    from: Option<i64>,
+}
+
+/// The trail as JSON lines, a page of 10,000 records from `from`: what
+/// `lgsp audit verify --file` checks without the database.
+pub(super) async fn export(
+    req: HttpRequest,
+    user: ConsoleUser,
+    q: web::Query<ExportQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Err(e) = user.require(Role::Auditor) {
+        return error_page(&req, Some(&user), &e);
+    }
+    let from = q.from.unwrap_or(1).max(1);
+    match state.audit.export_page(from, 10_000).await {
+        Ok((lines, _)) => HttpResponse::Ok()
+            .content_type("application/x-ndjson")
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"lgsp-audit-from-{from}.jsonl\""),
+            ))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(lines),
+        Err(e) => error_page(&req, Some(&user), &e.into()),
+    }
+}
+
+/// Two versions of an adapter's manifest side by side, line by line, with
+/// the lines that differ marked.
+pub(super) async fn adapter_diff(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    q: web::Query<BTreeMap<String, String>>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    let id = path.into_inner();
+    let version = |k: &str| q.get(k).and_then(|v| v.parse::<i32>().ok());
+    let (Some(a), Some(b)) = (version("a"), version("b")) else {
+        let e = ApiError::new(ErrorCode::InvalidParameter, "Choose two versions to compare (a and b).");
+        return error_page(&req, Some(&user), &e);
+    };
+    let docs = async {
+        let (_, left) = state.catalog.document(DocKind::Adapter, &id, Some(a)).await?;
+        let (_, right) = state.catalog.document(DocKind::Adapter, &id, Some(b)).await?;
+        Ok::<_, ApiError>((left, right))
+    }
+    .await;
+    let (left, right) = match docs {
+        Ok(d) => d,
+        Err(e) => return error_page(&req, Some(&user), &e),
+    };
+    let text = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let (l, r) = (text(&left), text(&right));
+    let (l, r): (Vec<&str>, Vec<&str>) = (l.lines().collect(), r.lines().collect());
+    let rows: Vec<Value> = (0..l.len().max(r.len()))
+        .map(|i| {
+            let (x, y) = (l.get(i).copied().unwrap_or(""), r.get(i).copied().unwrap_or(""));
+            json!({"a": x, "b": y, "differs": x != y})
+        })
+        .collect();
+    let changed = rows.iter().filter(|r| r["differs"] == true).count();
+    page(
+        &req,
+        Some(&user),
+        "diff.html",
+        json!({"title": format!("{id} v{a} / v{b}"), "page": "adapters", "id": id, "a": a, "b": b, "rows": rows, "changed": changed}),
+    )
 }
