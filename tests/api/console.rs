@@ -412,3 +412,29 @@ async fn keys_rotate_with_a_grace_period_versions_compare_and_the_trail_exports_
     assert!(v.is_intact(), "{v:?}");
     assert_eq!(v.records as usize, lines.lines().count());
 }
+
+#[tokio::test]
+async fn elements_forms_and_flows_are_registered_by_paste_and_a_forms_bindings_are_shown() {
+    let app = spawn_app().await;
+    let s = sign_in(&app, STEWARD).await;
+    let csrf = s.csrf().await;
+    let html = s.page("/console/forms/ct01").await;
+    let bound: Vec<String> = select(&html, "main table tbody td .tag").iter().map(text).collect();
+    assert!(bound.contains(&"full_name".to_string()), "{bound:?}");
+
+    let element = serde_json::json!({"id": "vehicle_plate", "label_en": "Vehicle plate", "label_vi": "Biển số xe",
+                                     "class": "basic", "schema": {"type": "strin"}});
+    let r = s.post("/console/elements", &[("_csrf", &csrf), ("document", &element.to_string())]).await;
+    assert_eq!(r.status(), 422);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    assert!(!select(&html, ".problem li").is_empty());
+    assert!(text(&select(&html, "textarea[name=document]")[0]).contains("vehicle_plate"), "the paste kept");
+    let fixed = serde_json::json!({"id": "vehicle_plate", "label_en": "Vehicle plate", "label_vi": "Biển số xe",
+                                   "class": "basic", "schema": {"type": "string"}});
+    let r = s.post("/console/elements", &[("_csrf", &csrf), ("document", &fixed.to_string())]).await;
+    assert_eq!(r.status(), 303);
+    let html = s.page("/console/elements").await;
+    assert!(select(&html, "main table tbody td.mono").iter().any(|c| text(c) == "vehicle_plate"));
+    let r = s.post("/console/flows", &[("_csrf", &csrf), ("document", "{\"id\": \"x\"}")]).await;
+    assert_eq!(r.status(), 422, "a flow, checked as the API checks it");
+}

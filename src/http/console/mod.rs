@@ -21,7 +21,9 @@ use std::sync::OnceLock;
 
 pub use session::ConsoleUser;
 
-const TEMPLATES: [(&str, &str); 21] = [
+const TEMPLATES: [(&str, &str); 23] = [
+    ("paste.html", include_str!("templates/paste.html")),
+    ("form.html", include_str!("templates/form.html")),
     ("diff.html", include_str!("templates/diff.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("elements.html", include_str!("templates/elements.html")),
@@ -130,6 +132,12 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("traffic", "Lưu lượng 60 phút qua, theo đối tác và bộ kết nối", "The last hour's calls, by partner and adapter"),
     ("peak", "cao nhất", "peak"),
     ("lines_differ", "dòng khác nhau", "lines differ"),
+    ("register_document", "Đăng ký mới (dán JSON)", "Register a new one (paste its JSON)"),
+    ("document_json", "Tài liệu (JSON)", "Document (JSON)"),
+    ("field", "Trường", "Field"),
+    ("bound_to", "Lấy từ phần tử", "Bound to element"),
+    ("person", "Người", "Person"),
+    ("declared", "công dân tự khai", "declared by the citizen"),
     ("compare", "So sánh", "Compare"),
     ("rotate", "Thay khóa", "Rotate"),
     ("grace_hours", "Số giờ khóa cũ còn hiệu lực", "Hours the old key keeps working"),
@@ -366,6 +374,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &crate::config::Settings) 
             .route("/flows", web::get().to(pages::flows))
             .route("/dossiers/{code}", web::get().to(pages::dossier))
             .route("/forms", web::get().to(pages::forms))
+            .route("/forms", web::post().to(pages::register_form))
+            .route("/forms/{id}", web::get().to(pages::form))
+            .route("/elements", web::post().to(pages::register_element))
+            .route("/flows", web::post().to(pages::register_flow))
             .route("/elements", web::get().to(pages::elements))
             .route("/credentials", web::get().to(pages::credentials))
             .route("/credentials", web::post().to(pages::set_credential))

@@ -336,6 +336,10 @@ pub(super) async fn flows(req: HttpRequest, user: ConsoleUser, state: web::Data<
     if let Err(e) = user.require(Role::Steward) {
         return error_page(&req, Some(&user), &e);
     }
+    page(&req, Some(&user), "flows.html", flows_context(&state).await)
+}
+
+async fn flows_context(state: &AppState) -> Value {
     let catalog = state.catalog.get();
     let flows: Vec<Value> = catalog
         .flows
@@ -347,12 +351,7 @@ pub(super) async fn flows(req: HttpRequest, user: ConsoleUser, state: web::Data<
         })
         .collect();
     let dossiers = state.dossiers.recent(50).await.unwrap_or_default();
-    page(
-        &req,
-        Some(&user),
-        "flows.html",
-        json!({"title": "Flows", "page": "flows", "flows": flows, "dossiers": dossiers}),
-    )
+    json!({"title": "Flows", "page": "flows", "flows": flows, "dossiers": dossiers, "collection": "flows"})
 }
 
 const FILTERS: [(&str, &str); 8] = [
@@ -709,6 +708,10 @@ pub(super) async fn forms(req: HttpRequest, user: ConsoleUser, state: web::Data<
     if let Err(e) = user.require(Role::Steward) {
         return error_page(&req, Some(&user), &e);
     }
+    page(&req, Some(&user), "forms.html", forms_context(&state).await)
+}
+
+async fn forms_context(state: &AppState) -> Value {
     let catalog = state.catalog.get();
     let mut forms = Vec::new();
     for f in catalog.forms.values() {
@@ -721,13 +724,17 @@ pub(super) async fn forms(req: HttpRequest, user: ConsoleUser, state: web::Data<
             "measured_pct": c.measured.as_ref().map(|m| pct(m.cut)), "prefills": c.measured.as_ref().map(|m| m.prefills),
         }));
     }
-    page(&req, Some(&user), "forms.html", json!({"title": "Forms", "page": "forms", "forms": forms}))
+    json!({"title": "Forms", "page": "forms", "forms": forms, "collection": "forms"})
 }
 
 pub(super) async fn elements(req: HttpRequest, user: ConsoleUser, state: web::Data<AppState>) -> HttpResponse {
     if let Err(e) = user.require(Role::Steward) {
         return error_page(&req, Some(&user), &e);
     }
+    page(&req, Some(&user), "elements.html", elements_context(&state))
+}
+
+fn elements_context(state: &AppState) -> Value {
     let catalog = state.catalog.get();
     let list: Vec<Value> = catalog
         .elements
@@ -737,7 +744,7 @@ pub(super) async fn elements(req: HttpRequest, user: ConsoleUser, state: web::Da
                    "class": e.doc.class.as_str(), "shared": e.doc.shared})
         })
         .collect();
-    page(&req, Some(&user), "elements.html", json!({"title": "Elements", "page": "elements", "elements": list}))
+    json!({"title": "Elements", "page": "elements", "elements": list, "collection": "elements"})
 }
 
 fn credentials_context(state: &AppState, extra: Value) -> Value {
@@ -1021,4 +1028,93 @@ pub(super) async fn adapter_diff(
         "diff.html",
         json!({"title": format!("{id} v{a} / v{b}"), "page": "adapters", "id": id, "a": a, "b": b, "rows": rows, "changed": changed}),
     )
+}
+
+/// Registers a document pasted into its collection's page (an element, a
+/// form, a flow), as the API's `POST {collection}` does; refused, the page
+/// shows every error at its pointer with the paste kept.
+async fn register_document(
+    req: HttpRequest,
+    user: ConsoleUser,
+    form: Fields,
+    state: web::Data<AppState>,
+    kind: DocKind,
+) -> HttpResponse {
+    let collection = kind.noun_plural();
+    let text = field(&form, "document").to_string();
+    let doc: Result<Value, _> = serde_json::from_str(&text);
+    let sent = doc.as_ref().cloned().unwrap_or(Value::Null);
+    let result = steward_change(&req, &user, &state, collection.into(), sent, field(&form, "_csrf"), || async {
+        let doc = doc.map_err(|e| {
+            ApiError::new(ErrorCode::MalformedJson, format!("The document is not JSON: {e}"))
+                .with_errors(vec![crate::error::FieldError::new("", e.to_string())])
+        })?;
+        let by = format!("steward:{}", user.caller.token_id);
+        state.catalog.publish(kind, doc, None, &by, crate::catalog::store::Publish::Create).await?;
+        Ok(see_other(format!("/console/{collection}")))
+    })
+    .await;
+    match result {
+        Ok(r) => r,
+        Err(e) if matches!(e.code.status().as_u16(), 400 | 409 | 422) => {
+            let mut context = match kind {
+                DocKind::Form => forms_context(&state).await,
+                DocKind::Element => elements_context(&state),
+                _ => flows_context(&state).await,
+            };
+            if let (Some(c), Some(r)) = (context.as_object_mut(), refused(&e, &text).as_object()) {
+                c.extend(r.clone());
+            }
+            let mut resp = page(&req, Some(&user), &format!("{collection}.html"), context);
+            *resp.status_mut() = e.code.status();
+            resp
+        }
+        Err(e) => error_page(&req, Some(&user), &e),
+    }
+}
+
+pub(super) async fn register_form(
+    req: HttpRequest,
+    user: ConsoleUser,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    register_document(req, user, form, state, DocKind::Form).await
+}
+
+pub(super) async fn register_element(
+    req: HttpRequest,
+    user: ConsoleUser,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    register_document(req, user, form, state, DocKind::Element).await
+}
+
+pub(super) async fn register_flow(
+    req: HttpRequest,
+    user: ConsoleUser,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    register_document(req, user, form, state, DocKind::Flow).await
+}
+
+/// A form's fields, each with the element and person it is bound to.
+pub(super) async fn form(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    let catalog = state.catalog.get();
+    let Some(f) = catalog.forms.get(path.as_str()) else {
+        return error_page(&req, Some(&user), &ApiError::not_found(format!("No form \"{path}\".")));
+    };
+    let mut doc = serde_json::to_value(&f.form.doc).unwrap_or_default();
+    doc["version"] = json!(f.form.version);
+    page(&req, Some(&user), "form.html", json!({"title": f.form.doc.title, "page": "forms", "form": doc}))
 }
