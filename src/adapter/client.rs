@@ -539,6 +539,24 @@ impl Adapter {
         op.map(&response, wanted).map_err(|e| self.invalid_output(metrics, e))
     }
 
+    /// [`Adapter::exchange`] for a dry run: the registry's answer as it came
+    /// (once it passed its schema) beside what was mapped from it.
+    pub async fn exchange_showing(
+        &self,
+        op: &Operation,
+        request: &Value,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> (Option<Value>, Result<MappedElements, ExchangeError>) {
+        match self.checked_call(op, request, http, metrics, None, None).await {
+            Ok(raw) => {
+                let mapped = op.map(&raw, &|_| true).map_err(|e| self.invalid_output(metrics, e));
+                (Some(raw), mapped)
+            }
+            Err(e) => (None, Err(e)),
+        }
+    }
+
     /// A flow step's call: a write (sent with `key` in the operation's
     /// idempotency header) or a status look-up, with its outcome mapped and
     /// checked. The four checkpoints apply as to any exchange.

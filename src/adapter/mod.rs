@@ -748,6 +748,11 @@ pub struct DryRunResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub elements: Option<Value>,
+    /// The registry's answer as it came (once it passed its schema), to
+    /// compare with the elements mapped from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub raw: Option<Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// What went wrong, as a partner would be told.
@@ -768,9 +773,11 @@ impl Adapter {
         metrics: &crate::telemetry::Metrics,
     ) -> Vec<DryRunResult> {
         let mut out = Vec::new();
-        for op in self.operations.values().filter(|op| only.is_empty() || only.contains(&op.name)) {
+        // Reads only: a dry run never files an application with a registry.
+        let reads = self.operations.values().filter(|op| op.kind == OperationKind::Read);
+        for op in reads.filter(|op| only.is_empty() || only.contains(&op.name)) {
             let started = std::time::Instant::now();
-            let result = self.exchange(op, request, http, metrics, &|_| true, None).await;
+            let (raw, result) = self.exchange_showing(op, request, http, metrics).await;
             let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
             out.push(match result {
                 Ok(m) => DryRunResult {
@@ -779,6 +786,7 @@ impl Adapter {
                     status: CallOutcome::Ok,
                     latency_ms,
                     elements: Some(m.elements),
+                    raw,
                     notes: m.notes,
                     detail: None,
                     errors: Vec::new(),
@@ -792,6 +800,7 @@ impl Adapter {
                         status,
                         latency_ms,
                         elements: None,
+                        raw,
                         notes: Vec::new(),
                         detail: Some(problem.detail),
                         errors: problem.errors,

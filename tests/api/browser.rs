@@ -177,8 +177,29 @@ async fn a_steward_and_then_an_auditor_go_through_the_console_in_a_real_browser(
     b.click("form[action='/console/adapters'] button").await;
     let refused = b.all_text(".problem li .pointer").await;
     assert_eq!(refused.first().map(String::as_str), Some("/operations/whereabouts/elements/2"), "{refused:?}");
+    // Fixed, and uploaded as a file this time: the page reads it into the text area.
     manifest["operations"]["whereabouts"]["elements"] = json!(["full_name", "phone"]);
-    b.fill("textarea[name=document]", &serde_json::to_string_pretty(&manifest).unwrap()).await;
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let upload = b.client.find(Locator::Css("form[action='/console/adapters'] input[type=file]")).await.unwrap();
+    upload.send_keys(file.path().to_str().unwrap()).await.unwrap();
+    let read = b
+        .client
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("textarea[name=document]"))
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if read.prop("value").await.unwrap().unwrap_or_default().contains("\"phone\"\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !read.prop("value").await.unwrap().unwrap_or_default().contains("shoe_size"),
+        "the file replaced the paste"
+    );
     b.click("form[action='/console/adapters'] button").await;
     assert!(b.client.current_url().await.unwrap().path().ends_with("/console/adapters/residence_lookup"));
 
@@ -188,6 +209,7 @@ async fn a_steward_and_then_an_auditor_go_through_the_console_in_a_real_browser(
     b.click("form[action='/console/adapters/residence_lookup/test'] button").await;
     b.wait_for("#dry-run table.dry-run").await;
     assert_eq!(b.text("#dry-run td.ok").await, "ok");
+    assert!(b.text("#dry-run pre.raw").await.contains("du_lieu"), "the registry's answer beside the elements");
     b.shoot("dry-run").await;
 
     // A partner, its key shown once, a form granted.

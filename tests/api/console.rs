@@ -255,7 +255,8 @@ async fn a_steward_registers_an_adapter_refused_then_fixed_runs_it_and_grants_a_
     let html = Html::parse_document(&r.text().await.unwrap());
     let outcome: Vec<String> = select(&html, "table.dry-run tbody td.ok").iter().map(text).collect();
     assert_eq!(outcome, ["ok"]);
-    assert!(text(&select(&html, "table.dry-run pre")[0]).contains("full_name"));
+    assert!(text(&select(&html, "table.dry-run td:last-child pre")[0]).contains("full_name"));
+    assert!(text(&select(&html, "table.dry-run pre.raw")[0]).contains("du_lieu"), "the raw answer beside it");
 
     // A partner, granted a form, and a key shown once.
     let r = s

@@ -49,6 +49,7 @@ const TEMPLATES: [(&str, &str); 23] = [
 
 const HTMX: &str = include_str!("static/htmx-2.0.4.min.js");
 const CSS: &str = include_str!("static/console.css");
+const JS: &str = include_str!("static/console.js");
 
 /// Only the console's own scripts, styles and forms; never framed.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -132,6 +133,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("traffic", "Lưu lượng 60 phút qua, theo đối tác và bộ kết nối", "The last hour's calls, by partner and adapter"),
     ("peak", "cao nhất", "peak"),
     ("lines_differ", "dòng khác nhau", "lines differ"),
+    ("raw_answer", "Dữ liệu CSDL trả về", "The registry's answer"),
+    ("or_upload", "hoặc tải tệp lên", "or upload a file"),
     ("register_document", "Đăng ký mới (dán JSON)", "Register a new one (paste its JSON)"),
     ("document_json", "Tài liệu (JSON)", "Document (JSON)"),
     ("field", "Trường", "Field"),
@@ -336,6 +339,13 @@ async fn htmx() -> HttpResponse {
         .body(HTMX)
 }
 
+async fn js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(JS)
+}
+
 async fn css() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
@@ -351,6 +361,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &crate::config::Settings) 
             .app_data(web::FormConfig::default().limit(settings.max_body_bytes))
             .route("/static/htmx-2.0.4.min.js", web::get().to(htmx))
             .route("/static/console.css", web::get().to(css))
+            .route("/static/console.js", web::get().to(js))
             .route("/login", web::get().to(session::login_form))
             .route("/login", web::post().to(session::login))
             .route("/logout", web::post().to(session::logout))

@@ -318,8 +318,10 @@ pub(super) async fn test_adapter(
         .iter()
         .map(|r| {
             let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-            v["elements_text"] =
-                json!(r.elements.as_ref().map(|e| serde_json::to_string_pretty(e).unwrap_or_default()));
+            let pretty =
+                |x: &Option<Value>| json!(x.as_ref().map(|e| serde_json::to_string_pretty(e).unwrap_or_default()));
+            v["elements_text"] = pretty(&r.elements);
+            v["raw_text"] = pretty(&r.raw);
             v
         })
         .collect();
