@@ -324,6 +324,9 @@ pub struct AuditSink {
     store_before_answer: bool,
     /// Where the trail is read from.
     db: Db,
+    /// This node's last verification of the chain: when, whether intact,
+    /// how many records.
+    last_verified: Mutex<Option<(i64, bool, i64)>>,
 }
 
 impl AuditSink {
@@ -350,6 +353,7 @@ impl AuditSink {
             metrics,
             store_before_answer: settings.store_before_answer,
             db,
+            last_verified: Mutex::new(None),
         }
     }
 
@@ -409,7 +413,15 @@ impl AuditSink {
     /// The chain verified against `anchors`, every record queued so far stored first.
     pub async fn verify(&self, anchors: BTreeMap<i64, String>) -> Result<Verification, DbError> {
         self.flush(READ_AFTER).await;
-        self.db.run(move |c| verify_anchored(c, &anchors)).await
+        let v = self.db.run(move |c| verify_anchored(c, &anchors)).await?;
+        *self.last_verified.lock() = Some((crate::db::now_micros(), v.is_intact(), v.records));
+        Ok(v)
+    }
+
+    /// This node's last verification of the chain: when (microseconds),
+    /// whether it was intact, and how many records it checked.
+    pub fn last_verification(&self) -> Option<(i64, bool, i64)> {
+        *self.last_verified.lock()
     }
 
     /// The chain's head: the last record's number and hash.

@@ -180,6 +180,11 @@ async fn an_auditor_searches_the_trail_verifies_the_chain_and_cannot_change_anyt
     assert_eq!(r.status(), 200);
     let html = Html::parse_fragment(&r.text().await.unwrap());
     assert_eq!(select(&html, ".ok").len(), 1, "the chain is intact");
+    let overview = s.page("/console").await;
+    assert!(
+        select(&overview, ".card .ok").iter().any(|e| text(e) == "Chuỗi nguyên vẹn"),
+        "the last verification, on the overview"
+    );
 
     // A steward's change forged by an auditor, with the auditor's own token: refused.
     let r = s.post("/console/adapters/population/state", &[("enabled", "false"), ("_csrf", &csrf)]).await;

@@ -134,6 +134,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("peak", "cao nhất", "peak"),
     ("lines_differ", "dòng khác nhau", "lines differ"),
     ("raw_answer", "Dữ liệu CSDL trả về", "The registry's answer"),
+    ("last_verified", "Kiểm tra gần nhất", "Last verified"),
     ("or_upload", "hoặc tải tệp lên", "or upload a file"),
     ("register_document", "Đăng ký mới (dán JSON)", "Register a new one (paste its JSON)"),
     ("document_json", "Tài liệu (JSON)", "Document (JSON)"),

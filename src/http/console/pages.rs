@@ -66,7 +66,9 @@ pub(super) async fn overview(req: HttpRequest, user: ConsoleUser, state: web::Da
         "overview.html",
         json!({
             "title": "lgsp", "page": "overview", "ready": state.is_ready(), "catalog_version": catalog.version,
-            "chain": {"seq": head.0, "hash": head.1}, "dossiers": dossiers, "adapters": adapters, "expiring": expiring,
+            "chain": {"seq": head.0, "hash": head.1, "verified": state.audit.last_verification().map(|(at, intact, n)| {
+                json!({"at": crate::db::micros_to_rfc3339(at), "intact": intact, "records": n})
+            })}, "dossiers": dossiers, "adapters": adapters, "expiring": expiring,
             "traffic_partners": by_partner, "traffic_adapters": by_adapter,
         }),
     )
