@@ -12,7 +12,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$BIN" registries serve --citizens 2000 --population-port "$P_POP" --civil-status-port "$P_CIVIL" \
-  --insurance-port "$P_INS" --business-port 0 >"$WORK/mocks.log" 2>&1 &
+  --insurance-port "$P_INS" --business-port 0 --portal-port 0 >"$WORK/mocks.log" 2>&1 &
 PIDS+=($!)
 cat >"$WORK/lgsp.toml" <<TOML
 host = "127.0.0.1"

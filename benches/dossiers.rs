@@ -47,6 +47,7 @@ async fn run(label: &str, database_url: String, n: usize) {
         .args(["registries", "serve", "--citizens", "50000", "--seed", "11"])
         .args(["--population-port", &ports[0].to_string(), "--civil-status-port", &ports[1].to_string()])
         .args(["--insurance-port", &ports[2].to_string(), "--business-port", &ports[3].to_string()])
+        .args(["--portal-port", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -75,7 +75,7 @@ wait_http() { # url [header]
 
 say "starting the mock registries ($CITIZENS citizens)"
 "$BIN" registries serve --citizens "$CITIZENS" --population-port $P_POP --civil-status-port $P_CIVIL \
-  --insurance-port $P_INS >"$WORK/mocks.log" 2>&1 &
+  --insurance-port $P_INS --portal-port 0 >"$WORK/mocks.log" 2>&1 &
 PIDS+=($!)
 "$BIN" registries sample --citizens "$CITIZENS" --per-kind 500 --json >"$WORK/samples.json"
 python3 -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["adult_with_household"]))' \

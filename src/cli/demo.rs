@@ -29,11 +29,13 @@ async fn gateway_with_mocks(
     use crate::registries::{MockConfig, MockRegistries};
     // The business registry beside the others: on 7104 when they have fixed ports.
     let business_port = (mock_ports[0] != 0).then_some(7104);
+    let portal_port = (mock_ports[0] != 0).then_some(7105);
     let config = MockConfig {
         seed: population.seed,
         citizens: population.citizens,
         ports: mock_ports,
         business_port,
+        portal_port,
         ..Default::default()
     };
     let mocks = MockRegistries::start(&config)?;

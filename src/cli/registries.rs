@@ -30,6 +30,9 @@ pub enum RegistriesCommand {
         insurance_port: u16,
         #[arg(long, default_value_t = 7104)]
         business_port: u16,
+        /// The national public-service portal's sync interface.
+        #[arg(long, default_value_t = 7105)]
+        portal_port: u16,
         /// The business registry's login (DangNhap): user name.
         #[arg(long, env = "LGSP_MOCK_BUSINESS_USER", default_value = "lgsp")]
         business_user: String,
@@ -88,6 +91,7 @@ pub(super) fn run(command: RegistriesCommand) -> anyhow::Result<ExitCode> {
             civil_status_port,
             insurance_port,
             business_port,
+            portal_port,
             business_user,
             business_password,
             workers,
@@ -108,6 +112,8 @@ pub(super) fn run(command: RegistriesCommand) -> anyhow::Result<ExitCode> {
                     password: business_password,
                     ..Default::default()
                 },
+                portal_port: Some(portal_port),
+                portal: Default::default(),
             };
             actix_rt::System::new().block_on(async move {
                 let started = std::time::Instant::now();
@@ -122,6 +128,7 @@ pub(super) fn run(command: RegistriesCommand) -> anyhow::Result<ExitCode> {
                     println!("{:<13} {}", kind.name(), mocks.url(kind));
                 }
                 println!("{:<13} {}/dkkd/ws (SOAP)", "business", mocks.business.url());
+                println!("{:<13} {}/dvcqg/api (the national portal's sync)", "portal", mocks.portal.url());
                 tokio::signal::ctrl_c().await?;
                 mocks.stop().await;
                 anyhow::Ok(())

@@ -8,6 +8,7 @@ pub mod business;
 pub mod ledger;
 pub mod names;
 pub mod population;
+pub mod portal;
 pub mod render;
 pub mod writes;
 
@@ -496,6 +497,9 @@ pub struct MockConfig {
     /// The business registry's port; `None` picks a free one.
     pub business_port: Option<u16>,
     pub business: business::BusinessConfig,
+    /// The national public-service portal's port; `None` picks a free one.
+    pub portal_port: Option<u16>,
+    pub portal: portal::PortalConfig,
 }
 
 impl Default for MockConfig {
@@ -509,6 +513,8 @@ impl Default for MockConfig {
             workers: 1,
             business_port: None,
             business: business::BusinessConfig::default(),
+            portal_port: None,
+            portal: portal::PortalConfig::default(),
         }
     }
 }
@@ -524,6 +530,8 @@ pub struct MockRegistries {
     pub ledger: Arc<Ledger>,
     /// The business-registration database (SOAP), which no shipped adapter calls.
     pub business: business::BusinessRegistry,
+    /// The national public-service portal's sync interface.
+    pub portal: portal::NationalPortal,
     pub states: Vec<web::Data<RegistryState>>,
     pub ports: [u16; 3],
     pub host: String,
@@ -587,7 +595,9 @@ impl MockRegistries {
             &config.host,
             config.business_port.unwrap_or(0),
         )?;
-        Ok(MockRegistries { population, ledger, business, states, ports, host: config.host.clone(), handles })
+        let portal =
+            portal::NationalPortal::start(config.portal.clone(), &config.host, config.portal_port.unwrap_or(0))?;
+        Ok(MockRegistries { population, ledger, business, portal, states, ports, host: config.host.clone(), handles })
     }
 
     pub fn url(&self, kind: RegistryKind) -> String {
@@ -610,5 +620,6 @@ impl MockRegistries {
             h.stop(true).await;
         }
         self.business.stop().await;
+        self.portal.stop().await;
     }
 }

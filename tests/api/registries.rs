@@ -313,3 +313,96 @@ async fn the_civil_status_registry_moves_a_birth_through_its_statuses_and_the_ch
     assert_eq!(person["du_lieu"]["thuong_tru"], Value::Null);
     assert_eq!(calls.insurance(&child).await.status(), 404, "no card yet");
 }
+
+#[tokio::test]
+async fn the_national_portal_takes_dossiers_and_steps_in_its_own_conventions_and_can_drop_steps() {
+    let mocks = start_mocks(200);
+    let client = reqwest::Client::new();
+    let base = format!("{}/dvcqg/api", mocks.portal.url());
+    let r = client
+        .post(format!("{base}/dang-nhap"))
+        .json(&json!({"TenDangNhap": "lgsp", "MatKhau": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let login: Value = client
+        .post(format!("{base}/dang-nhap"))
+        .json(&json!({"TenDangNhap": "lgsp", "MatKhau": "portal-dev-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = login["PhienLamViec"].as_str().unwrap().to_string();
+    let post = |path: &str, body: Value| {
+        client.post(format!("{base}/{path}")).header("PhienLamViec", &session).json(&body).send()
+    };
+    let record = json!({"MaHoSo": "000.00.15.H29-261205-0001", "MaTTHC": "1.001193", "MaCoQuan": "000.00.15.H29",
+                        "LoaiDoiTuong": 1, "MaDoiTuong": "001090001234", "KenhThucHien": 2,
+                        "NgayTiepNhan": "20261205083000", "NgayHenTra": "20261208170000", "TrangThaiHoSo": 2});
+    let mut bad = record.clone();
+    bad["MaHoSo"] = json!("HS-1");
+    let mut late = record.clone();
+    late["MaHoSo"] = json!("000.00.15.H29-261205-0002");
+    late["NgayTiepNhan"] = json!("05/12/2026");
+    let r: Value =
+        post("dong-bo-ho-so", json!({"DanhSachHoSo": [record, bad, late]})).await.unwrap().json().await.unwrap();
+    let codes: Vec<&str> = r["KetQua"].as_array().unwrap().iter().map(|k| k["MaLoi"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["0", "HS01", "HS03"], "each record answered on its own: {r}");
+
+    let step = |n: i64, status: i64| {
+        json!({"ThuTu": n, "NguoiXuLy": "Cán bộ một cửa", "ThoiDiemXuLy": "20261205090000", "TrangThai": status,
+               "NoiDungXuLy": "Tiếp nhận", "NgayBatDau": "20261205083000", "NgayKetThucTheoQuyDinh": "20261208170000"})
+    };
+    let code = "000.00.15.H29-261205-0001";
+    let r: Value = post("cap-nhat-tien-do", json!({"MaHoSo": code, "QuaTrinhXuLy": [step(1, 2), step(2, 4)]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["MaLoi"], "0");
+    // The same step again is kept once.
+    post("cap-nhat-tien-do", json!({"MaHoSo": code, "QuaTrinhXuLy": [step(2, 4)]})).await.unwrap();
+    let held: Value = client
+        .get(format!("{base}/tra-cuu-ho-so?MaHoSo={code}"))
+        .header("PhienLamViec", &session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(held["QuaTrinhXuLy"].as_array().unwrap().len(), 2);
+    assert_eq!(held["HoSo"]["TrangThaiHoSo"], 2);
+
+    // Dropping steps: acknowledged, not kept.
+    mocks.portal.state.faults.write().drop_steps = true;
+    let r: Value = post("cap-nhat-tien-do", json!({"MaHoSo": code, "QuaTrinhXuLy": [step(3, 9)]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["MaLoi"], "0");
+    assert_eq!(mocks.portal.state.records.lock()[code].steps.len(), 2);
+    // A step for a dossier never synced, and a session it never gave.
+    let r: Value =
+        post("cap-nhat-tien-do", json!({"MaHoSo": "000.00.15.H29-261205-0099", "QuaTrinhXuLy": [step(1, 2)]}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(r["MaLoi"], "TD04");
+    let r = client
+        .post(format!("{base}/dong-bo-ho-so"))
+        .header("PhienLamViec", "nope")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
