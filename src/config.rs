@@ -92,6 +92,33 @@ pub struct Settings {
     /// A file holding the key instead (its only content).
     pub credentials_key_file: Option<std::path::PathBuf>,
     pub dossiers: DossierSettings,
+    pub portal: PortalSettings,
+}
+
+/// The national public-service portal the province's dossiers are carried
+/// to; with no `url`, nothing is sent (the dossiers wait in the outbox).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortalSettings {
+    pub url: String,
+    pub username: String,
+    pub password: Secret,
+    /// How often the outbox is looked at, in milliseconds.
+    pub poll_ms: u64,
+    /// Longest wait between two tries while the portal is down.
+    pub retry_max_ms: u64,
+}
+
+impl Default for PortalSettings {
+    fn default() -> Self {
+        PortalSettings {
+            url: String::new(),
+            username: String::new(),
+            password: Secret::default(),
+            poll_ms: 500,
+            retry_max_ms: 60_000,
+        }
+    }
 }
 
 /// How linked dossiers are carried.
@@ -274,6 +301,7 @@ impl Default for Settings {
             credentials_key: Secret::default(),
             credentials_key_file: None,
             dossiers: DossierSettings::default(),
+            portal: PortalSettings::default(),
         }
     }
 }

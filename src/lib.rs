@@ -25,5 +25,6 @@ pub mod schema;
 pub mod sealing;
 pub mod startup;
 pub mod state;
+pub mod sync;
 pub mod telemetry;
 pub mod tls;

@@ -146,6 +146,10 @@ impl Application {
 
         let audit = Arc::new(AuditSink::start(db.clone(), metrics.clone(), &settings.audit));
         let dossiers = Arc::new(Dossiers::new(db.clone(), catalog.clone(), settings.dossiers.clone()));
+        let sync = Arc::new(crate::sync::PortalSync::new(db.clone(), settings.portal.clone(), http.clone()));
+        if !settings.portal.url.is_empty() {
+            crate::sync::PortalSync::spawn(&sync, db_ready.clone());
+        }
         let worker = settings.dossiers.worker.then(|| {
             let worker = Arc::new(Worker::new(dossiers.clone(), http.clone(), metrics.clone(), audit.clone()));
             Worker::spawn(&worker, db_ready.clone());
@@ -169,6 +173,7 @@ impl Application {
             audit,
             dossiers,
             worker,
+            sync,
         });
 
         // Follow catalogue changes made by other nodes; prune idle rate-limit buckets.

@@ -31,6 +31,8 @@ pub struct AppState {
     pub dossiers: Arc<Dossiers>,
     /// This node's worker of the dossier queue (`dossiers.worker`).
     pub worker: Option<Arc<Worker>>,
+    /// The dossiers carried to the national portal, and their outbox.
+    pub sync: Arc<crate::sync::PortalSync>,
 }
 
 impl AppState {

@@ -283,3 +283,43 @@ diesel::allow_tables_to_appear_in_same_query!(
     partners,
     api_keys
 );
+
+diesel::table! {
+    sync_dossiers (code) {
+        code -> Text,
+        partner_id -> Text,
+        request_hash -> Text,
+        record -> Text,
+        status -> Text,
+        events -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_events (dossier_code, seq) {
+        dossier_code -> Text,
+        seq -> Integer,
+        event_id -> Text,
+        request_hash -> Text,
+        event -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    portal_outbox (id) {
+        id -> BigInt,
+        dossier_code -> Text,
+        kind -> Text,
+        payload -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_at -> BigInt,
+        lease_until -> BigInt,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        delivered_at -> Nullable<BigInt>,
+    }
+}

@@ -224,6 +224,20 @@ impl Metered for DossierCall {
     }
 }
 
+/// `/v1/dossiers…`: the one-stop system reporting a dossier or its changes.
+pub struct SyncCall;
+
+impl Metered for SyncCall {
+    const ACTION: Action = Action::Dossier;
+    const BODY: bool = true;
+    fn resource(req: &HttpRequest) -> String {
+        match req.match_info().get("code") {
+            Some(code) => format!("dossiers/{code}"),
+            None => "dossiers".into(),
+        }
+    }
+}
+
 /// `GET /v1/subjects/{citizen_id}/results`.
 pub struct ResultsCall;
 

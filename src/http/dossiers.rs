@@ -216,3 +216,73 @@ pub async fn subject_results(
     .await;
     audit.finish(&state, result).await
 }
+
+/// The one-stop system's grant: the purpose `dossier_sync` (or every purpose).
+fn may_report(caller: &PartnerCaller) -> Result<(), ApiError> {
+    let p = &caller.partner.policy.purposes;
+    if p.contains("dossier_sync") || p.contains("*") {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::Forbidden,
+        format!("Partner {} is not granted the purpose \"dossier_sync\" (the one-stop system's).", caller.partner.id),
+    ))
+}
+
+/// The province's one-stop system reports a dossier: stored with its record
+/// for the national portal, and carried there in order, once.
+#[utoipa::path(tag = "partners", request_body = crate::sync::DossierReport,
+    responses((status = 202, body = crate::sync::Reported), (status = 200, body = crate::sync::Reported, description = "A repeated report"),
+        (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("partner_key" = [])))]
+#[post("/v1/dossiers")]
+pub async fn report_dossier(
+    req: HttpRequest,
+    call: Admitted<crate::http::admission::SyncCall>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Admitted { caller, mut audit, body, .. } = call;
+    let result = async {
+        may_report(&caller)?;
+        let raw = json_body(&req, &body)?;
+        let r: crate::sync::DossierReport =
+            typed_value(raw.clone(), ErrorCode::InvalidBody, "The body does not fit a dossier")?;
+        audit.record.subject = Some(r.applicant_id.chars().take(50).collect());
+        audit.record.resource = format!("dossiers/{}", r.code);
+        let reported = state.sync.report_dossier(&caller.partner.id, &raw, r).await?;
+        let status =
+            if reported.replayed { actix_web::http::StatusCode::OK } else { actix_web::http::StatusCode::ACCEPTED };
+        Ok(HttpResponse::build(status).json(reported))
+    }
+    .await;
+    audit.finish(&state, result).await
+}
+
+/// A status change of a reported dossier: stored with the record's new status
+/// and the processing step for the national portal.
+#[utoipa::path(tag = "partners", params(("code" = String, Path, description = "The dossier code")), request_body = crate::sync::EventReport,
+    responses((status = 202, body = crate::sync::Reported), (status = 200, body = crate::sync::Reported, description = "A repeated report"),
+        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("partner_key" = [])))]
+#[post("/v1/dossiers/{code}/events")]
+pub async fn report_event(
+    req: HttpRequest,
+    path: web::Path<String>,
+    call: Admitted<crate::http::admission::SyncCall>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Admitted { caller, audit, body, .. } = call;
+    let result = async {
+        may_report(&caller)?;
+        let raw = json_body(&req, &body)?;
+        let e: crate::sync::EventReport =
+            typed_value(raw.clone(), ErrorCode::InvalidBody, "The body does not fit a change")?;
+        let reported = state.sync.report_event(&caller.partner.id, &path, &raw, e).await?;
+        let status =
+            if reported.replayed { actix_web::http::StatusCode::OK } else { actix_web::http::StatusCode::ACCEPTED };
+        Ok(HttpResponse::build(status).json(reported))
+    }
+    .await;
+    audit.finish(&state, result).await
+}

@@ -66,6 +66,8 @@ documented_routes!(
     dossiers::supplement_dossier,
     dossiers::withdraw_dossier,
     dossiers::subject_results,
+    dossiers::report_dossier,
+    dossiers::report_event,
     elements::partner_elements,
     admin::create_adapter,
     admin::update_adapter,

@@ -160,6 +160,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut lgsp::config::Settings)) -> TestApp {
+    spawn_app_with_mocks(|s, _| customise(s)).await
+}
+
+/// [`spawn_app_with`], the settings made knowing where the mocks run.
+pub async fn spawn_app_with_mocks(customise: impl FnOnce(&mut lgsp::config::Settings, &MockRegistries)) -> TestApp {
     init_logs();
     let mocks = start_mocks(3_000);
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +175,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut lgsp::config::Settings))
         lgsp::config::Secret::new(format!("steward:{STEWARD}")),
         lgsp::config::Secret::new(format!("auditor:{AUDITOR}")),
     ];
-    customise(&mut settings);
+    customise(&mut settings, &mocks);
     let app = Application::build(settings).await.expect("gateway builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();

@@ -21,5 +21,6 @@ mod prefill;
 mod process;
 mod registries;
 mod storage;
+mod sync;
 mod tls;
 mod trail;
