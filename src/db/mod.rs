@@ -71,6 +71,15 @@ impl From<DbError> for ApiError {
                     .with_retry_after(1)
             }
             DbError::Query(diesel::result::Error::NotFound) => ApiError::not_found("No such record."),
+            // SQLite's lock held by another writer past busy_timeout: the
+            // database is busy, not broken.
+            DbError::Query(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("database is locked") || info.message().contains("database is busy") =>
+            {
+                tracing::warn!(cause = info.message(), "database busy");
+                ApiError::new(ErrorCode::DatabaseUnavailable, "The database is unavailable or busy; retry shortly.")
+                    .with_retry_after(1)
+            }
             DbError::Query(e) => ApiError::internal(e),
         }
     }
@@ -161,6 +170,33 @@ fn apply_pending<B: diesel::backend::Backend>(
         tracing::info!(pending = ?names, "applying migrations; not ready until they are done");
     }
     pending.iter().map(|m| conn.run_migration(&**m).map(|v| v.to_string())).collect()
+}
+
+/// Runs `f` in a transaction that writes: on SQLite one that takes the write
+/// lock at its start (`BEGIN IMMEDIATE`, waiting up to `busy_timeout` for
+/// it), so that it never fails at once for having read first while another
+/// connection wrote; on PostgreSQL an ordinary one.
+pub fn write_transaction<T>(
+    c: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    if !matches!(c, DbConnection::Sqlite(_)) {
+        return diesel::Connection::transaction(c, f);
+    }
+    c.batch_execute("BEGIN IMMEDIATE")?;
+    match f(c) {
+        Ok(v) => match c.batch_execute("COMMIT") {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                let _ = c.batch_execute("ROLLBACK");
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let _ = c.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// Current time as microseconds since the Unix epoch (how timestamps are stored).

@@ -14,7 +14,6 @@ use crate::domain::calendar::{today_in_vietnam, WorkingCalendar};
 use crate::domain::dossier_code::DossierCode;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::flow::Flow;
-use diesel::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -331,7 +330,7 @@ impl Dossiers {
         let outcome = self
             .db
             .run(move |c| {
-                c.transaction::<_, DbError, _>(|c| {
+                crate::db::write_transaction(c, |c| {
                     store::lock_day(c, &flow2.doc.receiving_agency, &day)?;
                     if let Some(existing) = store::dossier_by_key(c, &partner, &key)? {
                         return Ok(Err(existing));
@@ -510,7 +509,7 @@ impl Dossiers {
         let outcome = self
             .db
             .run(move |c| {
-                c.transaction::<_, DbError, _>(|c| {
+                crate::db::write_transaction(c, |c| {
                     store::lock_dossier(c, &code2)?;
                     let steps = store::steps(c, &code2)?;
                     let waiting: Vec<&StepRow> = steps
@@ -560,7 +559,7 @@ impl Dossiers {
         let state = self
             .db
             .run(move |c| {
-                c.transaction::<_, DbError, _>(|c| {
+                crate::db::write_transaction(c, |c| {
                     store::lock_dossier(c, &code2)?;
                     let Some(d) = store::dossier(c, &code2)? else { return Ok(None) };
                     if matches!(d.state.as_str(), "done" | "partly_done" | "refused" | "failed" | "withdrawn") {

@@ -17,7 +17,6 @@ use crate::db::{now_micros, DbConnection, DbError};
 use crate::domain::calendar::today_in_vietnam;
 use crate::flow::Flow;
 use crate::telemetry::Metrics;
-use diesel::Connection;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -320,7 +319,7 @@ impl Worker {
         self.dossiers
             .db
             .run(move |c| {
-                c.transaction(|c| {
+                crate::db::write_transaction(c, |c| {
                     store::save_step(c, &step)?;
                     // The first fault of a run shows in the timeline; the
                     // retries after it only in the step's attempts.
@@ -365,7 +364,7 @@ impl Worker {
         self.dossiers
             .db
             .run(move |c| {
-                c.transaction(|c| {
+                crate::db::write_transaction(c, |c| {
                     store::lock_dossier(c, &d.code)?;
                     let mut steps = store::steps(c, &d.code)?;
                     let Some(i) = steps.iter().position(|s| s.step_id == step.step_id) else { return Ok(()) };

@@ -236,7 +236,7 @@ impl PortalSync {
         let outcome = self
             .db
             .run(move |c| {
-                c.transaction::<_, DbError, _>(|c| {
+                crate::db::write_transaction(c, |c| {
                     let existing: Option<String> =
                         sync_dossiers::table.find(&code).select(sync_dossiers::request_hash).first(c).optional()?;
                     if let Some(previous) = existing {
@@ -293,7 +293,7 @@ impl PortalSync {
         let outcome = self
             .db
             .run(move |c| {
-                c.transaction::<_, DbError, _>(|c| {
+                crate::db::write_transaction(c, |c| {
                     // The dossier's row first: its lock orders the dossier's changes.
                     let touched = diesel::update(sync_dossiers::table.find(&code2).filter(sync_dossiers::partner_id.eq(&partner)))
                         .set(sync_dossiers::events.eq(sync_dossiers::events + 1))

@@ -113,3 +113,52 @@ async fn what_the_portal_refuses_is_kept_with_its_error_and_bad_reports_are_refu
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
+
+#[tokio::test]
+async fn two_nodes_deliver_one_outbox_without_sending_anything_twice() {
+    let (app, key) = with_portal().await;
+    let mut settings = app.node_settings();
+    settings.portal = app.state.settings.portal.clone();
+    let other = TestApp::start_node(settings).await;
+    let other_ready = crate::helpers::eventually(|| async {
+        app.client.get(format!("{other}/v1/flows")).bearer_auth(&key).send().await.unwrap().status() != 401
+    })
+    .await;
+    assert!(other_ready);
+    let codes: Vec<String> = (1..=8).map(|i| format!("000.00.15.H29-261205-{:04}", 100 + i)).collect();
+    for (i, code) in codes.iter().enumerate() {
+        let base = if i % 2 == 0 { app.base.clone() } else { other.clone() };
+        let r =
+            app.client.post(format!("{base}/v1/dossiers")).bearer_auth(&key).json(&dossier(code)).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        for (n, status) in ["processing", "processed"].iter().enumerate() {
+            let base = if n % 2 == 0 { other.clone() } else { app.base.clone() };
+            let r = app
+                .client
+                .post(format!("{base}/v1/dossiers/{code}/events"))
+                .bearer_auth(&key)
+                .json(&event(&format!("{code}-{n}"), status, n as u32))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+    }
+    let delivered = crate::helpers::eventually(|| async {
+        let mut all = true;
+        for code in &codes {
+            all &= app.state.sync.outbox(code).await.unwrap().iter().all(|r| r.state == "delivered");
+        }
+        all
+    })
+    .await;
+    assert!(delivered);
+    let records = app.mocks.portal.state.records.lock();
+    for code in &codes {
+        let held = &records[code];
+        assert_eq!(held.versions, 3, "{code}: the record once, then once per change");
+        let statuses: Vec<i64> = held.steps.values().map(|s| s["TrangThai"].as_i64().unwrap()).collect();
+        assert_eq!(statuses, [4, 9], "{code}");
+        assert_eq!(held.record["TrangThaiHoSo"], 9);
+    }
+}
