@@ -42,6 +42,18 @@ async fn https_is_served_with_the_configured_certificate_and_plain_http_is_not()
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"status\":\"ok\""), "{answer}");
 
+    // Under TLS, the console's cookies are Secure.
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(b"GET /console/login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    let cookie =
+        answer.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie: lgsp_console_login=")).unwrap_or("");
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{answer}");
+
     // Plain HTTP on the TLS port gets no HTTP answer.
     let plain = reqwest::Client::new().get(format!("http://{addr}/healthz")).send().await;
     assert!(plain.is_err(), "{plain:?}");

@@ -30,13 +30,7 @@ pub struct ConsoleUser {
 impl ConsoleUser {
     /// Refuses a page that needs `role`, as the admin API would.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
-        if self.caller.role == role {
-            return Ok(());
-        }
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("This needs the {} role; you are signed in as {}.", role.as_str(), self.caller.role.as_str()),
-        ))
+        crate::http::caller::admit_admin(&self.caller, role)
     }
 
     /// Refuses a change whose CSRF token (the form's `_csrf`, or htmx's
