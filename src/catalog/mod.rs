@@ -483,26 +483,39 @@ pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<usize> 
         if !elements.is_empty() {
             note("elements", serde_json::json!({"shipped": elements, "version": 1}));
         }
+        // A shipped document no steward changed since is brought up to this
+        // version's (the adapters' write operations came so); one a steward
+        // published over is left as it is.
+        macro_rules! upgrade {
+            ($module:ident, $id:expr, $text:expr, $what:expr) => {
+                if let Some(cur) = store::$module::current(c, $id)? {
+                    let by_shipped = store::$module::versions(c, $id)?
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|v| v.current && v.created_by == "shipped");
+                    if by_shipped && cur.document != $text.trim() {
+                        if let Some(version) = store::$module::publish(c, $id, $text.trim(), "shipped", Publish::NewVersion)? {
+                            note($what, serde_json::json!({"upgraded": $id, "version": version}));
+                        }
+                    }
+                    continue;
+                }
+            };
+        }
         for (id, text) in crate::adapter::SHIPPED {
-            if store::adapters::exists(c, id)? {
-                continue;
-            }
+            upgrade!(adapters, id, text, "adapters");
             if let Some(version) = store::adapters::publish(c, id, text.trim(), "shipped", Publish::Create)? {
                 note("adapters", serde_json::json!({"shipped": id, "version": version}));
             }
         }
         for (id, text) in crate::form::SHIPPED {
-            if store::forms::exists(c, id)? {
-                continue;
-            }
+            upgrade!(forms, id, text, "forms");
             if let Some(version) = store::forms::publish(c, id, text.trim(), "shipped", Publish::Create)? {
                 note("forms", serde_json::json!({"shipped": id, "version": version}));
             }
         }
         for (id, text) in crate::flow::SHIPPED {
-            if store::flows::exists(c, id)? {
-                continue;
-            }
+            upgrade!(flows, id, text, "flows");
             if let Some(version) = store::flows::publish(c, id, text.trim(), "shipped", Publish::Create)? {
                 note("flows", serde_json::json!({"shipped": id, "version": version}));
             }

@@ -607,12 +607,21 @@ async fn two_nodes_work_one_queue_and_run_each_step_once() {
     }
     let sequences: std::collections::BTreeSet<&str> = codes.iter().map(|c| c.rsplit('-').next().unwrap()).collect();
     assert_eq!(sequences.len(), codes.len(), "each dossier its own number of the day: {codes:?}");
-    // Each step was sent once: one audited call per submission.
+    // Each step was sent once: one audited call per submission (the other
+    // node's records are written by its own audit writer, a moment later).
+    let count = |items: &Vec<Value>, op: &str| items.iter().filter(|r| r["resource"] == op).count();
+    let ops = ["civil_status.register_birth", "population.register_residence", "insurance.issue_child_card"];
+    let all_in = crate::helpers::eventually(|| async {
+        let calls = app.audit("action=dossier_step&limit=500").await;
+        let items = calls["items"].as_array().unwrap().clone();
+        ops.iter().all(|op| count(&items, op) >= codes.len())
+    })
+    .await;
+    assert!(all_in);
     let calls = app.audit("action=dossier_step&limit=500").await;
     let items = calls["items"].as_array().unwrap();
-    for op in ["civil_status.register_birth", "population.register_residence", "insurance.issue_child_card"] {
-        let n = items.iter().filter(|r| r["resource"] == op).count();
-        assert_eq!(n, codes.len(), "{op} sent once per dossier");
+    for op in ops {
+        assert_eq!(count(items, op), codes.len(), "{op} sent once per dossier");
     }
     for kind in RegistryKind::ALL {
         assert_eq!(app.applications(kind).await.len(), codes.len(), "{kind:?}");

@@ -151,3 +151,39 @@ async fn a_saturated_pool_answers_unavailable_quickly() {
     drop(held);
     db.run(Db::ping).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_shipped_adapter_no_steward_changed_is_brought_up_to_date_at_start_and_a_stewards_is_left_alone() {
+    use lgsp::catalog::store::{adapters, Publish};
+    let app = crate::helpers::spawn_app().await;
+    // As an earlier version shipped it: without the write operations.
+    let mut old: serde_json::Value = serde_json::from_str(lgsp::adapter::SHIPPED[1].1).unwrap();
+    for op in ["register_birth", "register_death", "application", "supplement"] {
+        old["operations"].as_object_mut().unwrap().remove(op);
+    }
+    let mut stewards: serde_json::Value = serde_json::from_str(lgsp::adapter::SHIPPED[2].1).unwrap();
+    stewards["upstream"]["timeout_ms"] = serde_json::json!(2500);
+    let (old_text, stewards_text) = (old.to_string(), stewards.to_string());
+    app.state
+        .db
+        .run(move |c| {
+            adapters::publish(c, "civil_status", &old_text, "shipped", Publish::NewVersion)?;
+            adapters::publish(c, "insurance", &stewards_text, "steward:adm_test", Publish::NewVersion)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // The next node to start upgrades the one, and leaves the other.
+    let _other = app.second_node().await;
+    let (civil, insurance) = app
+        .state
+        .db
+        .run(|c| Ok((adapters::current(c, "civil_status")?.unwrap(), adapters::current(c, "insurance")?.unwrap())))
+        .await
+        .unwrap();
+    assert_eq!(civil.version, 3);
+    assert_eq!(civil.document, lgsp::adapter::SHIPPED[1].1.trim());
+    assert_eq!(insurance.version, 2, "a steward's version is theirs");
+    let upgraded = app.audit("action=admin&resource=adapters&key_id=startup").await;
+    assert!(upgraded.to_string().contains("\"upgraded\":\"civil_status\""), "{upgraded:#}");
+}
