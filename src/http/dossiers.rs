@@ -61,6 +61,18 @@ async fn file_inner(
     let raw = json_body(req, body)?;
     let request: FileRequest = typed_value(raw.clone(), ErrorCode::InvalidBody, "The body does not fit a dossier")?;
     let requester = citizen_id_at("/requester_id", &request.requester_id)?;
+    let mut limits = Vec::new();
+    if request.procedures.as_ref().is_some_and(|p| p.len() > 20) {
+        limits.push(FieldError::new("/procedures", "at most 20 procedures"));
+    }
+    if request.callback_url.as_ref().is_some_and(|u| u.chars().count() > 2000) {
+        limits.push(FieldError::new("/callback_url", "at most 2000 characters"));
+    }
+    if !limits.is_empty() {
+        return Err(
+            ApiError::new(ErrorCode::InvalidBody, "The body does not fit a dossier; see errors.").with_errors(limits)
+        );
+    }
     let catalog = state.catalog.get();
     let flow = catalog.flow(&request.flow).cloned().ok_or_else(|| {
         let known: Vec<&str> = catalog.flows.values().filter(|f| f.enabled).map(|f| f.flow.id()).collect();
@@ -142,9 +154,21 @@ pub async fn supplement_dossier(
     let result = async {
         let raw = json_body(&req, &body)?;
         let s: SupplementRequest = typed_value(raw, ErrorCode::InvalidBody, "The body does not fit a supplement")?;
-        if s.documents.is_empty() || s.documents.len() > 20 || s.documents.iter().any(|d| d.name.trim().is_empty()) {
-            return Err(ApiError::new(ErrorCode::InvalidBody, "Send 1 to 20 documents, each with a name.")
-                .with_errors(vec![FieldError::new("/documents", "1 to 20 documents, each named")]));
+        let long = |t: &Option<String>, n: usize| t.as_ref().is_some_and(|t| t.chars().count() > n);
+        let badly_named = s
+            .documents
+            .iter()
+            .any(|d| d.name.trim().is_empty() || d.name.chars().count() > 300 || long(&d.reference, 300));
+        if s.documents.is_empty() || s.documents.len() > 20 || badly_named {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                "Send 1 to 20 documents, each named in at most 300 characters.",
+            )
+            .with_errors(vec![FieldError::new("/documents", "1 to 20 documents, each named")]));
+        }
+        if long(&s.note, 2000) {
+            return Err(ApiError::new(ErrorCode::InvalidBody, "The note has at most 2000 characters.")
+                .with_errors(vec![FieldError::new("/note", "at most 2000 characters")]));
         }
         let step = state.dossiers.supplement(&caller.partner.id, &path, s).await?;
         audit.record.detail["step"] = json!(step);

@@ -122,6 +122,15 @@ fn check_record(r: &Value) -> Result<String, (&'static str, String)> {
             return Err(("HS01", format!("Thiếu {field}")));
         }
     }
+    // Procedures are known by their code in the national database of
+    // administrative procedures: a digit, a dot, six digits (1.001193).
+    let procedure = text("MaTTHC").unwrap_or("");
+    let known = procedure.len() == 8
+        && procedure.as_bytes()[1] == b'.'
+        && procedure.bytes().enumerate().all(|(i, b)| i == 1 || b.is_ascii_digit());
+    if !known {
+        return Err(("HS05", format!("MaTTHC {procedure} không có trong CSDL quốc gia về thủ tục hành chính")));
+    }
     if !matches!(r["KenhThucHien"].as_i64(), Some(1..=3)) {
         return Err(("HS01", "KenhThucHien là 1 (trực tiếp), 2 (trực tuyến) hoặc 3 (bưu chính)".into()));
     }

@@ -141,9 +141,26 @@ fn invalid(errors: Vec<FieldError>) -> ApiError {
 }
 
 /// The national record of a reported dossier.
+/// `value` has `min` to `max` characters; otherwise why not, at `pointer`.
+fn length(errors: &mut Vec<FieldError>, pointer: &str, value: &str, min: usize, max: usize) {
+    let n = value.chars().count();
+    if n < min || n > max {
+        errors.push(FieldError::new(pointer, format!("{min} to {max} characters")));
+    }
+}
+
 pub fn national_record(r: &DossierReport) -> Result<Value, ApiError> {
     let codes = national_codes();
     let mut errors = Vec::new();
+    length(&mut errors, "/procedure_code", &r.procedure_code, 1, 50);
+    length(&mut errors, "/agency", &r.agency, 1, 50);
+    length(&mut errors, "/applicant_id", &r.applicant_id, 1, 50);
+    if r.documents.len() > 100 {
+        errors.push(FieldError::new("/documents", "at most 100 documents"));
+    }
+    for (i, d) in r.documents.iter().enumerate() {
+        length(&mut errors, &format!("/documents/{i}/name"), &d.name, 1, 300);
+    }
     if crate::domain::dossier_code::DossierCode::parse(&r.code).is_err() {
         errors.push(FieldError::new("/code", "a dossier code as Decree 61/2018 gives it: AGENCY-yyMMdd-NNNN"));
     }
@@ -282,6 +299,8 @@ impl PortalSync {
     ) -> Result<Reported, ApiError> {
         let codes = national_codes();
         let mut errors = Vec::new();
+        length(&mut errors, "/event_id", &e.event_id, 1, 100);
+        length(&mut errors, "/actor", &e.actor, 1, 300);
         let status = code_of(&codes.statuses, &e.status, "/status").map_err(|x| errors.push(x)).unwrap_or(0);
         let at = portal_time(&e.at, "/at").map_err(|x| errors.push(x)).unwrap_or_default();
         let due = e.due_at.as_ref().map(|d| portal_time(d, "/due_at").map_err(|x| errors.push(x)).unwrap_or_default());

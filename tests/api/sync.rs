@@ -86,7 +86,7 @@ async fn every_change_reaches_the_portal_once_and_in_order_after_it_was_down() {
 async fn what_the_portal_refuses_is_kept_with_its_error_and_bad_reports_are_refused_here() {
     let (app, key) = with_portal().await;
     let mut refused = dossier("000.00.15.H29-261205-0002");
-    refused["agency"] = json!("");
+    refused["procedure_code"] = json!("TTHC-01");
     assert_eq!(app.report(&key, "/v1/dossiers", &refused).await.status(), 202);
     let kept = crate::helpers::eventually(|| async {
         app.state.sync.outbox("000.00.15.H29-261205-0002").await.unwrap().first().is_some_and(|r| r.state == "refused")
@@ -94,14 +94,15 @@ async fn what_the_portal_refuses_is_kept_with_its_error_and_bad_reports_are_refu
     .await;
     assert!(kept);
     let rows = app.state.sync.outbox("000.00.15.H29-261205-0002").await.unwrap();
-    assert!(rows[0].last_error.as_deref().unwrap().starts_with("HS01"), "{rows:?}");
+    assert!(rows[0].last_error.as_deref().unwrap().starts_with("HS05"), "{rows:?}");
 
     let mut bad = dossier("000.00.15.H29-261205-0003");
     bad["status"] = json!("lost");
     bad["received_at"] = json!("05/12/2026");
+    bad["agency"] = json!("");
     let p = assert_problem(app.report(&key, "/v1/dossiers", &bad).await, 422, "invalid_body").await;
     let pointers: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
-    assert_eq!(pointers, ["/status", "/received_at"]);
+    assert_eq!(pointers, ["/agency", "/status", "/received_at"]);
     assert_problem(
         app.report(&key, "/v1/dossiers/000.00.15.H29-261205-0009/events", &event("x", "processing", 0)).await,
         404,
