@@ -14,6 +14,7 @@ pub mod flows;
 pub mod middleware;
 pub mod ops;
 pub mod partner;
+pub mod reconciliation;
 
 use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error};
@@ -68,6 +69,8 @@ documented_routes!(
     dossiers::subject_results,
     dossiers::report_dossier,
     dossiers::report_event,
+    reconciliation::reconciliation,
+    reconciliation::resend,
     elements::partner_elements,
     admin::create_adapter,
     admin::update_adapter,

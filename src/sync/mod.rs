@@ -595,3 +595,176 @@ mod tests {
         assert_eq!(national_codes().channels["post"], 3);
     }
 }
+
+/// One dossier on which the province and the portal disagree, and why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Difference {
+    pub code: String,
+    pub procedure: String,
+    /// The national channel code (1 in person, 2 online, 3 post).
+    pub channel: i64,
+    /// The national status lgsp holds.
+    pub status: i64,
+    /// `never_sent`, `refused`, `steps_missing` or `status_behind`.
+    pub why: String,
+    pub detail: String,
+}
+
+/// The province's dossiers received in a period, against what the portal holds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Reconciliation {
+    pub from: String,
+    pub to: String,
+    pub dossiers: usize,
+    pub matching: usize,
+    /// Per `procedure/channel/status`: the dossiers lgsp holds, and how many the portal holds alike.
+    pub tally: std::collections::BTreeMap<String, (usize, usize)>,
+    pub differences: Vec<Difference>,
+}
+
+impl PortalSync {
+    async fn lookup(&self, code: &str) -> Result<Option<Value>, String> {
+        let url = format!(
+            "{}/dvcqg/api/tra-cuu-ho-so?MaHoSo={}",
+            self.settings.url.trim_end_matches('/'),
+            urlencoding::encode(code)
+        );
+        let mut fresh = false;
+        loop {
+            let session = self.session(fresh).await?;
+            let r = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(10))
+                .header("PhienLamViec", session)
+                .send()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            match r.status().as_u16() {
+                401 if !fresh => fresh = true,
+                404 => return Ok(None),
+                200 => return r.json().await.map(Some).map_err(|e| e.without_url().to_string()),
+                s => return Err(format!("the portal answered {s}")),
+            }
+        }
+    }
+
+    /// Compares the dossiers received from `from` to `to` (`yyyy-mm-dd`,
+    /// both included) with what the portal holds, asking it for each.
+    pub async fn reconcile(&self, from: jiff::civil::Date, to: jiff::civil::Date) -> Result<Reconciliation, ApiError> {
+        if self.settings.url.is_empty() {
+            return Err(ApiError::new(ErrorCode::NotReady, "No national portal is configured (portal.url)."));
+        }
+        let rows: Vec<(String, String, i32)> = self
+            .db
+            .run(|c| {
+                Ok(sync_dossiers::table
+                    .select((sync_dossiers::code, sync_dossiers::record, sync_dossiers::events))
+                    .order(sync_dossiers::code)
+                    .load(c)?)
+            })
+            .await?;
+        let day = |d: jiff::civil::Date| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
+        let (lo, hi) = (day(from), day(to));
+        let mut out = Reconciliation {
+            from: from.to_string(),
+            to: to.to_string(),
+            dossiers: 0,
+            matching: 0,
+            tally: Default::default(),
+            differences: Vec::new(),
+        };
+        for (code, record, events) in rows {
+            let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
+            let received = record["NgayTiepNhan"].as_str().unwrap_or("").get(..8).unwrap_or("").to_string();
+            if received < lo || received > hi {
+                continue;
+            }
+            out.dossiers += 1;
+            let procedure = record["MaTTHC"].as_str().unwrap_or("").to_string();
+            let (channel, status) =
+                (record["KenhThucHien"].as_i64().unwrap_or(0), record["TrangThaiHoSo"].as_i64().unwrap_or(0));
+            let key = format!("{procedure}/{channel}/{status}");
+            let held = self.lookup(&code).await.map_err(|why| {
+                ApiError::new(ErrorCode::UpstreamUnavailable, format!("The portal could not be asked: {why}"))
+            })?;
+            let difference = match held {
+                None => {
+                    let refused = self.outbox(&code).await?.into_iter().find(|r| r.state == "refused");
+                    match refused {
+                        Some(r) => Some(("refused", r.last_error.unwrap_or_default())),
+                        None => Some(("never_sent", "the portal holds no such dossier".to_string())),
+                    }
+                }
+                Some(h) => {
+                    let steps = h["QuaTrinhXuLy"].as_array().map_or(0, Vec::len);
+                    if (steps as i32) < events {
+                        Some(("steps_missing", format!("the portal holds {steps} of {events} steps")))
+                    } else if h["HoSo"]["TrangThaiHoSo"].as_i64() != Some(status) {
+                        Some((
+                            "status_behind",
+                            format!("the portal holds status {}, lgsp {status}", h["HoSo"]["TrangThaiHoSo"]),
+                        ))
+                    } else {
+                        None
+                    }
+                }
+            };
+            let entry = out.tally.entry(key).or_insert((0, 0));
+            entry.0 += 1;
+            match difference {
+                None => {
+                    entry.1 += 1;
+                    out.matching += 1;
+                }
+                Some((why, detail)) => {
+                    out.differences.push(Difference { code, procedure, channel, status, why: why.into(), detail })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends again, whole, each dossier that differs (its record, then every
+    /// step in order): what the portal lacks is filled, what it holds is
+    /// replaced by the same. Returns the dossiers queued.
+    pub async fn resend(&self, differences: &[Difference]) -> Result<Vec<String>, DbError> {
+        let codes: Vec<String> = differences.iter().filter(|d| d.why != "refused").map(|d| d.code.clone()).collect();
+        let queued = codes.clone();
+        self.db
+            .run(move |c| {
+                crate::db::write_transaction(c, |c| {
+                    let now = now_micros();
+                    for code in &codes {
+                        let record: String = sync_dossiers::table.find(code).select(sync_dossiers::record).first(c)?;
+                        let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
+                        queue(c, code, "record", &record, now)?;
+                        let events: Vec<(i32, String)> = sync_events::table
+                            .filter(sync_events::dossier_code.eq(code))
+                            .order(sync_events::seq)
+                            .select((sync_events::seq, sync_events::event))
+                            .load(c)?;
+                        for (seq, event) in events {
+                            let e: EventReport = match serde_json::from_str(&event) {
+                                Ok(e) => e,
+                                Err(_) => continue,
+                            };
+                            let codes = national_codes();
+                            let status = codes.statuses.get(&e.status).copied().unwrap_or(0);
+                            let at = portal_time(&e.at, "/at").unwrap_or_default();
+                            let due = e.due_at.as_ref().and_then(|d| portal_time(d, "/due_at").ok());
+                            let step = json!({"MaHoSo": code, "QuaTrinhXuLy": [{
+                                "ThuTu": seq, "NguoiXuLy": e.actor, "ThoiDiemXuLy": at, "TrangThai": status,
+                                "NoiDungXuLy": e.note.unwrap_or_default(), "NgayBatDau": at, "NgayKetThucTheoQuyDinh": due,
+                            }]});
+                            queue(c, code, "step", &step, now)?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(queued)
+    }
+}

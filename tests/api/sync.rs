@@ -163,3 +163,77 @@ async fn two_nodes_deliver_one_outbox_without_sending_anything_twice() {
         assert_eq!(held.record["TrangThaiHoSo"], 9);
     }
 }
+
+#[tokio::test]
+async fn reconciliation_finds_steps_the_portal_dropped_and_what_it_never_got_and_resending_closes_them() {
+    let (app, key) = with_portal().await;
+    let all_sent = |codes: Vec<&'static str>| {
+        let app = &app;
+        async move {
+            crate::helpers::eventually(|| async {
+                let mut done = true;
+                for c in &codes {
+                    done &= app.state.sync.outbox(c).await.unwrap().iter().all(|r| r.state != "pending");
+                }
+                done
+            })
+            .await
+        }
+    };
+    // The portal drops the steps of the first dossier.
+    app.mocks.portal.state.faults.write().drop_steps = true;
+    let dropped = "000.00.15.H29-261205-0201";
+    assert_eq!(app.report(&key, "/v1/dossiers", &dossier(dropped)).await.status(), 202);
+    for (i, s) in ["processing", "processed"].iter().enumerate() {
+        let path = format!("/v1/dossiers/{dropped}/events");
+        assert_eq!(app.report(&key, &path, &event(&format!("d{i}"), s, i as u32)).await.status(), 202);
+    }
+    assert!(all_sent(vec![dropped]).await);
+    app.mocks.portal.state.faults.write().drop_steps = false;
+    // One the portal refused, and one it never got (taken out of the outbox as if lost).
+    let mut refused = dossier("000.00.15.H29-261205-0202");
+    refused["procedure_code"] = json!("TTHC-02");
+    assert_eq!(app.report(&key, "/v1/dossiers", &refused).await.status(), 202);
+    let fine = "000.00.15.H29-261205-0203";
+    assert_eq!(app.report(&key, "/v1/dossiers", &dossier(fine)).await.status(), 202);
+    assert!(all_sent(vec!["000.00.15.H29-261205-0202", fine]).await);
+    app.mocks.portal.state.records.lock().remove(fine);
+
+    let q = "/admin/v1/reconciliation?from=2026-12-05&to=2026-12-05";
+    let r = app.admin(reqwest::Method::GET, q, crate::helpers::STEWARD, None).await;
+    assert_eq!(r.status(), 200);
+    let found: Value = r.json().await.unwrap();
+    assert_eq!(found["dossiers"], 3);
+    let whys: Vec<(String, String)> = found["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap().to_string(), d["why"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        whys,
+        [
+            (dropped.to_string(), "steps_missing".to_string()),
+            ("000.00.15.H29-261205-0202".to_string(), "refused".to_string()),
+            (fine.to_string(), "never_sent".to_string()),
+        ]
+    );
+    let resend = "/admin/v1/reconciliation/resend?from=2026-12-05&to=2026-12-05";
+    let r = app.admin(reqwest::Method::POST, resend, crate::helpers::STEWARD, None).await;
+    let resent: Value = r.json().await.unwrap();
+    assert_eq!(resent["dossiers"], json!([dropped, fine]), "not the refused one: a person fixes it first");
+    assert!(all_sent(vec![dropped, fine]).await);
+    let found: Value = app.admin(reqwest::Method::GET, q, crate::helpers::STEWARD, None).await.json().await.unwrap();
+    let left: Vec<&str> = found["differences"].as_array().unwrap().iter().map(|d| d["why"].as_str().unwrap()).collect();
+    assert_eq!(left, ["refused"], "resending closed the rest");
+    assert_eq!(app.mocks.portal.state.records.lock()[dropped].steps.len(), 2);
+    let r = app
+        .admin(
+            reqwest::Method::GET,
+            "/admin/v1/reconciliation?from=2026-12-06&to=2026-12-05",
+            crate::helpers::STEWARD,
+            None,
+        )
+        .await;
+    assert_problem(r, 400, "invalid_parameter").await;
+}
