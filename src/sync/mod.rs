@@ -610,6 +610,15 @@ pub struct Difference {
     pub detail: String,
 }
 
+/// Dossiers of one procedure, channel and status.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Tally {
+    /// Those lgsp holds.
+    pub held: usize,
+    /// Those the portal holds alike.
+    pub matching: usize,
+}
+
 /// The province's dossiers received in a period, against what the portal holds.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Reconciliation {
@@ -618,7 +627,7 @@ pub struct Reconciliation {
     pub dossiers: usize,
     pub matching: usize,
     /// Per `procedure/channel/status`: the dossiers lgsp holds, and how many the portal holds alike.
-    pub tally: std::collections::BTreeMap<String, (usize, usize)>,
+    pub tally: std::collections::BTreeMap<String, Tally>,
     pub differences: Vec<Difference>,
 }
 
@@ -710,11 +719,11 @@ impl PortalSync {
                     }
                 }
             };
-            let entry = out.tally.entry(key).or_insert((0, 0));
-            entry.0 += 1;
+            let entry = out.tally.entry(key).or_default();
+            entry.held += 1;
             match difference {
                 None => {
-                    entry.1 += 1;
+                    entry.matching += 1;
                     out.matching += 1;
                 }
                 Some((why, detail)) => {
