@@ -109,7 +109,9 @@ impl Worker {
         Ok(n)
     }
 
-    fn flow(&self, d: &DossierRow, conn_doc: Option<String>) -> Option<Arc<Flow>> {
+    /// The flow a dossier was filed with: the catalogue's, or an earlier
+    /// version compiled once from its stored document (read only then).
+    async fn flow(&self, d: &DossierRow) -> Option<Arc<Flow>> {
         let catalog = self.dossiers.catalog.get();
         if let Some(f) = catalog.flows.get(&d.flow_id).filter(|f| f.flow.version == d.flow_version) {
             return Some(f.flow.clone());
@@ -118,7 +120,10 @@ impl Worker {
         if let Some(f) = self.older.lock().get(&key) {
             return Some(f.clone());
         }
-        let doc: Value = serde_json::from_str(&conn_doc?).ok()?;
+        let (id, version) = key.clone();
+        let stored =
+            self.dossiers.db.run(move |c| crate::catalog::store::flows::document(c, &id, version)).await.ok()??;
+        let doc: Value = serde_json::from_str(&stored).ok()?;
         let forms = catalog.forms.keys().cloned().collect();
         let flow = Flow::compile(&doc, d.flow_version, &catalog.operation_kinds(), &forms, &catalog.elements).ok()?;
         let flow = Arc::new(flow);
@@ -136,16 +141,15 @@ impl Worker {
             .run(move |c| {
                 let Some(d) = store::dossier(c, &code2)? else { return Ok(None) };
                 let steps = store::steps(c, &code2)?;
-                let doc = crate::catalog::store::flows::document(c, &d.flow_id, d.flow_version)?;
-                Ok(Some((d, steps, doc, step2)))
+                Ok(Some((d, steps, step2)))
             })
             .await?;
-        let Some((dossier, steps, doc, step_id)) = loaded else { return Ok(()) };
+        let Some((dossier, steps, step_id)) = loaded else { return Ok(()) };
         let Some(step) = steps.iter().find(|s| s.step_id == step_id).cloned() else { return Ok(()) };
         if step.lease_owner.as_deref() != Some(self.node.as_str()) {
             return Ok(());
         }
-        let Some(flow) = self.flow(&dossier, doc) else {
+        let Some(flow) = self.flow(&dossier).await else {
             return self.stop(&dossier, &step, "the flow this dossier was filed with no longer compiles").await;
         };
         let Some(decl) = flow.step(&step.step_id) else {
@@ -359,7 +363,7 @@ impl Worker {
         let metrics = self.metrics.clone();
         let flow = match flow {
             Some(f) => Some(f),
-            None => self.flow(&d, None),
+            None => self.flow(&d).await,
         };
         self.dossiers
             .db
