@@ -50,6 +50,7 @@ const TEMPLATES: [(&str, &str); 23] = [
 const HTMX: &str = include_str!("static/htmx-2.0.4.min.js");
 const CSS: &str = include_str!("static/console.css");
 const JS: &str = include_str!("static/console.js");
+const JS_TYPE: &str = "text/javascript; charset=utf-8";
 
 /// Only the console's own scripts, styles and forms; never framed.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -333,25 +334,12 @@ pub fn error_page(req: &HttpRequest, user: Option<&ConsoleUser>, e: &crate::erro
     resp
 }
 
-async fn htmx() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
-        .body(HTMX)
-}
-
-async fn js() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(JS)
-}
-
-async fn css() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(CSS)
+/// A file the console embeds: htmx, pinned by its name, is cached for good;
+/// the console's own script and style are checked each time.
+fn embedded(content_type: &'static str, cache: &'static str, body: &'static str) -> actix_web::Route {
+    web::get().to(move || async move {
+        HttpResponse::Ok().content_type(content_type).insert_header((header::CACHE_CONTROL, cache)).body(body)
+    })
 }
 
 /// The console's routes, under `/console`.
@@ -360,9 +348,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &crate::config::Settings) 
         web::scope("/console")
             // A manifest pasted into a form is as large as one sent to the API.
             .app_data(web::FormConfig::default().limit(settings.max_body_bytes))
-            .route("/static/htmx-2.0.4.min.js", web::get().to(htmx))
-            .route("/static/console.css", web::get().to(css))
-            .route("/static/console.js", web::get().to(js))
+            .route("/static/htmx-2.0.4.min.js", embedded(JS_TYPE, "public, max-age=31536000, immutable", HTMX))
+            .route("/static/console.css", embedded("text/css; charset=utf-8", "no-cache", CSS))
+            .route("/static/console.js", embedded(JS_TYPE, "no-cache", JS))
             .route("/login", web::get().to(session::login_form))
             .route("/login", web::post().to(session::login))
             .route("/logout", web::post().to(session::logout))
