@@ -107,6 +107,9 @@ pub struct PortalSettings {
     pub poll_ms: u64,
     /// Longest wait between two tries while the portal is down.
     pub retry_max_ms: u64,
+    /// How long a node holds a change it is sending; a node killed while
+    /// sending leaves it to another (or to itself restarted) after this.
+    pub lease_ms: u64,
 }
 
 impl Default for PortalSettings {
@@ -117,6 +120,7 @@ impl Default for PortalSettings {
             password: Secret::default(),
             poll_ms: 500,
             retry_max_ms: 60_000,
+            lease_ms: 60_000,
         }
     }
 }
@@ -476,6 +480,15 @@ impl Settings {
             "a lease shorter than a registry call lets another node take a step still being carried",
         );
         at_least("dossiers.concurrency", d.concurrency as u64, 1, "the worker carries this many steps at once");
+        let p = &self.portal;
+        at_least("portal.poll_ms", p.poll_ms, 10, "looking at the outbox more often only loads the database");
+        at_least("portal.retry_max_ms", p.retry_max_ms, p.poll_ms, "the retries' wait starts at poll_ms");
+        at_least(
+            "portal.lease_ms",
+            p.lease_ms,
+            3_000,
+            "a change is sent within a third of its lease; shorter leaves the portal no time to answer",
+        );
         if self.workers > MAX_WORKERS {
             problems
                 .push(format!("workers is {}; set it to at most {MAX_WORKERS}, or 0 for one per core", self.workers));

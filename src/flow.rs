@@ -27,6 +27,10 @@ pub struct FlowDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub form: Option<String>,
     pub purpose: String,
+    /// The group's code in the national database of procedures, under which
+    /// its dossiers are synced to the national portal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub procedure_code: Option<String>,
     pub receiving_agency: String,
     #[serde(default = "default_deadline")]
     pub deadline_days: u32,

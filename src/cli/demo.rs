@@ -18,6 +18,27 @@ pub enum ReportCommand {
         #[arg(long, default_value_t = 5)]
         per_kind: usize,
     },
+    /// The dossiers received in a period against what the national portal
+    /// holds: those that differ and why, the tally per procedure, channel and
+    /// status, and Decision 766's counters; exits 1 while any differs.
+    Reconcile {
+        /// First day received (yyyy-mm-dd).
+        #[arg(long)]
+        from: String,
+        /// Last day received (yyyy-mm-dd), included.
+        #[arg(long)]
+        to: String,
+        /// Send again, whole, every differing dossier the portal did not
+        /// refuse, wait for them to be delivered, and reconcile again.
+        #[arg(long)]
+        resend: bool,
+        /// Print the reconciliation as JSON (as GET /admin/v1/reconciliation answers).
+        #[arg(long)]
+        json: bool,
+        /// How long --resend waits for the portal, in seconds.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+    },
 }
 
 /// Mock registries on free ports and a gateway on a throw-away database.

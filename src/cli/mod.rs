@@ -7,6 +7,7 @@ mod change;
 mod credentials;
 mod demo;
 mod partners;
+mod reconcile;
 mod registries;
 mod server;
 mod tokens;
@@ -153,6 +154,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { population } => demo::demo(settings, population),
         Command::Report { command: ReportCommand::Forms { population, per_kind } } => {
             demo::report_forms(settings, population, per_kind)
+        }
+        Command::Report { command: ReportCommand::Reconcile { from, to, resend, json, wait_secs } } => {
+            reconcile::run(settings, from, to, resend, json, std::time::Duration::from_secs(wait_secs))
         }
         Command::Adapters { command } => catalog::documents(settings, DocKind::Adapter, command),
         Command::Forms { command } => catalog::documents(settings, DocKind::Form, command),

@@ -391,6 +391,20 @@ impl Dossiers {
                     store::insert_dossier(c, &row, &steps)?;
                     let detail = json!({"procedures": procedures, "partner": partner});
                     store::event(c, &code, None, "received", &detail, now)?;
+                    crate::sync::linked::filed(
+                        c,
+                        &crate::sync::linked::Filed {
+                            code: &code,
+                            partner: &partner,
+                            procedure_code: flow2.doc.procedure_code.as_deref().unwrap_or(&flow2.doc.id),
+                            agency,
+                            requester: &row.requester_id,
+                            title: &flow2.doc.title,
+                            received_at: now,
+                            due_on: &row.due_on,
+                        },
+                        now,
+                    )?;
                     if row.callback_url.is_some() {
                         store::queue_callback(c, &code, &callback_body(&row, None, "received", now), now)?;
                     }
@@ -505,7 +519,7 @@ impl Dossiers {
         let row = self.owned(partner_id, code).await?;
         let documents = json!({"documents": s.documents, "note": s.note});
         let wanted = s.step.clone();
-        let code2 = row.code.clone();
+        let (code2, partner) = (row.code.clone(), row.partner_id.clone());
         let outcome = self
             .db
             .run(move |c| {
@@ -535,6 +549,17 @@ impl Dossiers {
                     }
                     let state = dossier_state(&all, false);
                     store::set_dossier_state(c, &code2, state, now)?;
+                    let what = format!("{}:supplement_received", step.step_id);
+                    let change = crate::sync::linked::Change {
+                        code: &code2,
+                        partner: &partner,
+                        state,
+                        actor: "applicant",
+                        note: format!("{}: supplement_received", step.step_id),
+                        due_on: None,
+                        what: &what,
+                    };
+                    crate::sync::linked::changed(c, &change, now)?;
                     Ok(Ok(step.step_id))
                 })
             })
@@ -576,6 +601,16 @@ impl Dossiers {
                     let state = dossier_state(&steps, true);
                     store::set_dossier_state(c, &code2, state, now)?;
                     store::event(c, &code2, None, "withdrawn", &json!({}), now)?;
+                    let change = crate::sync::linked::Change {
+                        code: &code2,
+                        partner: &d.partner_id,
+                        state,
+                        actor: "applicant",
+                        note: "withdrawn".into(),
+                        due_on: None,
+                        what: "withdrawn",
+                    };
+                    crate::sync::linked::changed(c, &change, now)?;
                     if d.callback_url.is_some() {
                         let d = DossierRow { state: state.into(), ..d };
                         store::queue_callback(c, &code2, &callback_body(&d, None, "withdrawn", now), now)?;

@@ -476,6 +476,24 @@ impl Worker {
                             store::event(c, &d.code, None, dossier_now, &json!({}), now)?;
                         }
                     }
+                    if changed {
+                        let step = &steps[i];
+                        let (actor, title) = match flow.as_deref().and_then(|f| f.step(&step_id)) {
+                            Some(decl) => (decl.doc.adapter.as_str(), decl.doc.title.as_str()),
+                            None => (step_id.as_str(), step_id.as_str()),
+                        };
+                        let what = format!("{step_id}:{}", state.as_str());
+                        let change = crate::sync::linked::Change {
+                            code: &d.code,
+                            partner: &d.partner_id,
+                            state: dossier_now,
+                            actor,
+                            note: format!("{title}: {}", state.as_str()),
+                            due_on: step.due_on.as_deref(),
+                            what: &what,
+                        };
+                        crate::sync::linked::changed(c, &change, now)?;
+                    }
                     if changed && d.callback_url.is_some() {
                         let row = DossierRow { state: dossier_now.into(), ..d.clone() };
                         store::queue_callback(

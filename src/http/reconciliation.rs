@@ -2,7 +2,7 @@
 //! (stewards): the differences, dossier by dossier, and one call that sends
 //! again what the portal lacks.
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::http::admin::audited;
 use crate::http::caller::Steward;
 use crate::state::AppState;
@@ -23,15 +23,7 @@ pub struct Period {
 }
 
 fn days(p: &Period) -> Result<(jiff::civil::Date, jiff::civil::Date), ApiError> {
-    let day = |name: &str, v: &str| {
-        v.parse::<jiff::civil::Date>()
-            .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("{name} is a day as 2026-12-05: {e}")))
-    };
-    let (from, to) = (day("from", &p.from)?, day("to", &p.to)?);
-    if from > to {
-        return Err(ApiError::new(ErrorCode::InvalidParameter, "from comes after to."));
-    }
-    Ok((from, to))
+    crate::sync::period(&p.from, &p.to)
 }
 
 /// Compares the dossiers received in the period with what the portal holds,

@@ -6,8 +6,14 @@
 //! outages, once. The local statuses and channels map to the national ones
 //! as `schemas/flows/national-statuses.json` declares.
 
+pub mod linked;
+mod reconcile;
+pub mod store;
+
+pub use reconcile::{Counters, Difference, Reconciliation, Tally};
+
 use crate::config::PortalSettings;
-use crate::db::schema::{portal_outbox, sync_dossiers, sync_events};
+use crate::db::schema::portal_outbox;
 use crate::db::{now_micros, Db, DbError};
 use crate::error::{ApiError, ErrorCode, FieldError};
 use diesel::prelude::*;
@@ -22,6 +28,10 @@ use std::time::Duration;
 pub struct NationalCodes {
     pub statuses: std::collections::BTreeMap<String, i64>,
     pub channels: std::collections::BTreeMap<String, i64>,
+    /// A linked dossier's state to a local status.
+    pub linked: std::collections::BTreeMap<String, String>,
+    /// The local channel of linked dossiers (filed through portals).
+    pub linked_channel: String,
 }
 
 #[allow(clippy::expect_used, reason = "the map is embedded at build time, and a test reads it")]
@@ -82,7 +92,7 @@ pub struct DossierReport {
 }
 
 /// A status change of a dossier, as the one-stop system reports it.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"event_id": "evt-0001", "status": "processing", "at": "2026-12-05T09:00:00+07:00",
     "actor": "Nguyễn Văn A, Bộ phận một cửa", "note": "Chuyển phòng chuyên môn", "due_at": "2026-12-08T17:00:00+07:00"}))]
@@ -98,7 +108,7 @@ pub struct EventReport {
     #[serde(default)]
     pub note: Option<String>,
     /// RFC 3339: when this step is due.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<String>,
 }
 
@@ -110,6 +120,19 @@ pub struct Reported {
     pub seq: i32,
     /// Whether this repeats a report already taken (nothing new was stored).
     pub replayed: bool,
+}
+
+/// A period of days received, `from` to `to` (`yyyy-mm-dd`), both included.
+pub fn period(from: &str, to: &str) -> Result<(jiff::civil::Date, jiff::civil::Date), ApiError> {
+    let day = |name: &str, v: &str| {
+        v.parse::<jiff::civil::Date>()
+            .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("{name} is a day as 2026-12-05: {e}")))
+    };
+    let (from, to) = (day("from", from)?, day("to", to)?);
+    if from > to {
+        return Err(ApiError::new(ErrorCode::InvalidParameter, "from comes after to."));
+    }
+    Ok((from, to))
 }
 
 /// An instant as the portal writes it: `yyyyMMddHHmmss` in Vietnam's time.
@@ -164,32 +187,37 @@ pub fn national_record(r: &DossierReport) -> Result<Value, ApiError> {
     if crate::domain::dossier_code::DossierCode::parse(&r.code).is_err() {
         errors.push(FieldError::new("/code", "a dossier code as Decree 61/2018 gives it: AGENCY-yyMMdd-NNNN"));
     }
-    let kind = match r.applicant_type.as_str() {
-        "citizen" => 1,
-        "organisation" => 2,
-        _ => {
-            errors.push(FieldError::new("/applicant_type", "citizen or organisation"));
-            0
-        }
-    };
-    let mut take = |res: Result<Value, FieldError>| res.map_err(|e| errors.push(e)).unwrap_or(Value::Null);
-    let channel = take(code_of(&codes.channels, &r.channel, "/channel").map(Value::from));
-    let status = take(code_of(&codes.statuses, &r.status, "/status").map(Value::from));
-    let received = take(portal_time(&r.received_at, "/received_at").map(Value::from));
-    let due = match &r.due_at {
-        Some(d) => take(portal_time(d, "/due_at").map(Value::from)),
-        None => Value::Null,
-    };
+    if !matches!(r.applicant_type.as_str(), "citizen" | "organisation") {
+        errors.push(FieldError::new("/applicant_type", "citizen or organisation"));
+    }
+    let checks = [
+        code_of(&codes.channels, &r.channel, "/channel").map(drop),
+        code_of(&codes.statuses, &r.status, "/status").map(drop),
+        portal_time(&r.received_at, "/received_at").map(drop),
+        r.due_at.as_ref().map_or(Ok(()), |d| portal_time(d, "/due_at").map(drop)),
+    ];
+    errors.extend(checks.into_iter().filter_map(Result::err));
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
+    Ok(record_as_is(r))
+}
+
+/// The national record of a report, its values as they stand.
+fn record_as_is(r: &DossierReport) -> Value {
+    let codes = national_codes();
+    let time = |t: &str| portal_time(t, "").unwrap_or_else(|_| t.to_string());
     let documents: Vec<Value> =
         r.documents.iter().map(|d| json!({"TenGiayTo": d.name, "SoHoa": d.digitised, "TaiSuDung": d.reused})).collect();
-    Ok(json!({
+    let kind = if r.applicant_type == "organisation" { 2 } else { 1 };
+    let channel = codes.channels.get(&r.channel).copied().unwrap_or(0);
+    let status = codes.statuses.get(&r.status).copied().unwrap_or(0);
+    let (received, due) = (time(&r.received_at), r.due_at.as_deref().map(time));
+    json!({
         "MaHoSo": r.code, "MaTTHC": r.procedure_code, "MaCoQuan": r.agency, "LoaiDoiTuong": kind,
         "MaDoiTuong": r.applicant_id, "KenhThucHien": channel, "NgayTiepNhan": received, "NgayHenTra": due,
         "TrangThaiHoSo": status, "PhiLePhi": r.fees_vnd.unwrap_or(0), "DanhSachGiayTo": documents,
-    }))
+    })
 }
 
 fn hash(v: &Value) -> String {
@@ -222,25 +250,15 @@ pub struct PortalSync {
     pub wake: Arc<tokio::sync::Notify>,
 }
 
-fn queue(c: &mut crate::db::DbConnection, code: &str, kind: &str, payload: &Value, now: i64) -> Result<(), DbError> {
-    diesel::insert_into(portal_outbox::table)
-        .values((
-            portal_outbox::dossier_code.eq(code),
-            portal_outbox::kind.eq(kind),
-            portal_outbox::payload.eq(payload.to_string()),
-            portal_outbox::state.eq("pending"),
-            portal_outbox::attempts.eq(0),
-            portal_outbox::next_at.eq(now),
-            portal_outbox::lease_until.eq(0i64),
-            portal_outbox::created_at.eq(now),
-        ))
-        .execute(c)?;
-    Ok(())
-}
-
 impl PortalSync {
     pub fn new(db: Db, settings: PortalSettings, http: reqwest::Client) -> PortalSync {
         PortalSync { db, settings, http, session: tokio::sync::Mutex::new(None), wake: Arc::default() }
+    }
+
+    /// How long one call to the portal may take: a third of the lease, so
+    /// that a login and a send end before another node may take the change.
+    fn timeout(&self) -> Duration {
+        Duration::from_millis((self.settings.lease_ms / 3).clamp(1_000, 10_000))
     }
 
     /// Takes a dossier: stored with its record for the portal, in one
@@ -254,26 +272,7 @@ impl PortalSync {
             .db
             .run(move |c| {
                 crate::db::write_transaction(c, |c| {
-                    let existing: Option<String> =
-                        sync_dossiers::table.find(&code).select(sync_dossiers::request_hash).first(c).optional()?;
-                    if let Some(previous) = existing {
-                        return Ok(Some(previous == h));
-                    }
-                    let now = now_micros();
-                    diesel::insert_into(sync_dossiers::table)
-                        .values((
-                            sync_dossiers::code.eq(&code),
-                            sync_dossiers::partner_id.eq(&partner),
-                            sync_dossiers::request_hash.eq(&h),
-                            sync_dossiers::record.eq(record.to_string()),
-                            sync_dossiers::status.eq(&status),
-                            sync_dossiers::events.eq(0),
-                            sync_dossiers::created_at.eq(now),
-                            sync_dossiers::updated_at.eq(now),
-                        ))
-                        .execute(c)?;
-                    queue(c, &code, "record", &record, now)?;
-                    Ok(None)
+                    store::take_dossier(c, &partner, &code, &h, &record, &status, now_micros())
                 })
             })
             .await?;
@@ -301,9 +300,15 @@ impl PortalSync {
         let mut errors = Vec::new();
         length(&mut errors, "/event_id", &e.event_id, 1, 100);
         length(&mut errors, "/actor", &e.actor, 1, 300);
-        let status = code_of(&codes.statuses, &e.status, "/status").map_err(|x| errors.push(x)).unwrap_or(0);
-        let at = portal_time(&e.at, "/at").map_err(|x| errors.push(x)).unwrap_or_default();
-        let due = e.due_at.as_ref().map(|d| portal_time(d, "/due_at").map_err(|x| errors.push(x)).unwrap_or_default());
+        if let Err(x) = code_of(&codes.statuses, &e.status, "/status") {
+            errors.push(x);
+        }
+        if let Err(x) = portal_time(&e.at, "/at") {
+            errors.push(x);
+        }
+        if let Some(Err(x)) = e.due_at.as_ref().map(|d| portal_time(d, "/due_at")) {
+            errors.push(x);
+        }
         if !errors.is_empty() {
             return Err(invalid(errors));
         }
@@ -313,67 +318,17 @@ impl PortalSync {
             .db
             .run(move |c| {
                 crate::db::write_transaction(c, |c| {
-                    // The dossier's row first: its lock orders the dossier's changes.
-                    let touched = diesel::update(sync_dossiers::table.find(&code2).filter(sync_dossiers::partner_id.eq(&partner)))
-                        .set(sync_dossiers::events.eq(sync_dossiers::events + 1))
-                        .execute(c)?;
-                    if touched == 0 {
-                        return Ok(Err(None));
-                    }
-                    let seen: Option<(i32, String)> = sync_events::table
-                        .filter(sync_events::dossier_code.eq(&code2))
-                        .filter(sync_events::event_id.eq(&e.event_id))
-                        .select((sync_events::seq, sync_events::request_hash))
-                        .first(c)
-                        .optional()?;
-                    if let Some((seq, previous)) = seen {
-                        // Undo the count: nothing new is stored.
-                        diesel::update(sync_dossiers::table.find(&code2))
-                            .set(sync_dossiers::events.eq(sync_dossiers::events - 1))
-                            .execute(c)?;
-                        return Ok(if previous == h { Ok((seq, true)) } else { Err(Some(seq)) });
-                    }
-                    let (seq, record): (i32, String) = sync_dossiers::table
-                        .find(&code2)
-                        .select((sync_dossiers::events, sync_dossiers::record))
-                        .first(c)?;
-                    let now = now_micros();
-                    diesel::insert_into(sync_events::table)
-                        .values((
-                            sync_events::dossier_code.eq(&code2),
-                            sync_events::seq.eq(seq),
-                            sync_events::event_id.eq(&e.event_id),
-                            sync_events::request_hash.eq(&h),
-                            sync_events::event.eq(&raw_text),
-                            sync_events::created_at.eq(now),
-                        ))
-                        .execute(c)?;
-                    let mut record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
-                    record["TrangThaiHoSo"] = json!(status);
-                    diesel::update(sync_dossiers::table.find(&code2))
-                        .set((
-                            sync_dossiers::record.eq(record.to_string()),
-                            sync_dossiers::status.eq(&e.status),
-                            sync_dossiers::updated_at.eq(now),
-                        ))
-                        .execute(c)?;
-                    let step = json!({"MaHoSo": code2, "QuaTrinhXuLy": [{
-                        "ThuTu": seq, "NguoiXuLy": e.actor, "ThoiDiemXuLy": at, "TrangThai": status,
-                        "NoiDungXuLy": e.note.clone().unwrap_or_default(), "NgayBatDau": at, "NgayKetThucTheoQuyDinh": due,
-                    }]});
-                    queue(c, &code2, "record", &record, now)?;
-                    queue(c, &code2, "step", &step, now)?;
-                    Ok(Ok((seq, false)))
+                    store::take_event(c, &partner, &code2, &h, &raw_text, &e, now_micros())
                 })
             })
             .await?;
         self.wake.notify_one();
         match outcome {
-            Ok((seq, replayed)) => Ok(Reported { code: code.to_string(), seq, replayed }),
-            Err(None) => {
+            store::Taken::Stored { seq, replayed } => Ok(Reported { code: code.to_string(), seq, replayed }),
+            store::Taken::NoDossier => {
                 Err(ApiError::not_found(format!("No dossier \"{code}\" reported by this partner; report it first.")))
             }
-            Err(Some(seq)) => Err(ApiError::new(
+            store::Taken::Conflict(seq) => Err(ApiError::new(
                 ErrorCode::Conflict,
                 format!("event_id \"{event_id}\" was change {seq} of this dossier, with other values."),
             )),
@@ -397,7 +352,8 @@ impl PortalSync {
     /// Claims the outbox rows due, the first undelivered of each dossier only.
     async fn claim(&self) -> Result<Vec<OutboxRow>, DbError> {
         let now = now_micros();
-        let until = now + 60_000_000;
+        // A send and a login each take at most a third of it (`timeout`).
+        let until = now + self.settings.lease_ms as i64 * 1000;
         self.db
             .run(move |c| {
                 let due: Vec<OutboxRow> = portal_outbox::table
@@ -450,7 +406,7 @@ impl PortalSync {
         let r = self
             .http
             .post(url)
-            .timeout(Duration::from_secs(10))
+            .timeout(self.timeout())
             .json(&body)
             .send()
             .await
@@ -477,7 +433,7 @@ impl PortalSync {
             let r = self
                 .http
                 .post(&url)
-                .timeout(Duration::from_secs(10))
+                .timeout(self.timeout())
                 .header("PhienLamViec", session)
                 .json(&body)
                 .send()
@@ -593,187 +549,5 @@ mod tests {
         assert!(portal_time("05/12/2026", "/at").is_err());
         assert_eq!(national_codes().statuses["returned"], 10);
         assert_eq!(national_codes().channels["post"], 3);
-    }
-}
-
-/// One dossier on which the province and the portal disagree, and why.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Difference {
-    pub code: String,
-    pub procedure: String,
-    /// The national channel code (1 in person, 2 online, 3 post).
-    pub channel: i64,
-    /// The national status lgsp holds.
-    pub status: i64,
-    /// `never_sent`, `refused`, `steps_missing` or `status_behind`.
-    pub why: String,
-    pub detail: String,
-}
-
-/// Dossiers of one procedure, channel and status.
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct Tally {
-    /// Those lgsp holds.
-    pub held: usize,
-    /// Those the portal holds alike.
-    pub matching: usize,
-}
-
-/// The province's dossiers received in a period, against what the portal holds.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Reconciliation {
-    pub from: String,
-    pub to: String,
-    pub dossiers: usize,
-    pub matching: usize,
-    /// Per `procedure/channel/status`: the dossiers lgsp holds, and how many the portal holds alike.
-    pub tally: std::collections::BTreeMap<String, Tally>,
-    pub differences: Vec<Difference>,
-}
-
-impl PortalSync {
-    async fn lookup(&self, code: &str) -> Result<Option<Value>, String> {
-        let url = format!(
-            "{}/dvcqg/api/tra-cuu-ho-so?MaHoSo={}",
-            self.settings.url.trim_end_matches('/'),
-            urlencoding::encode(code)
-        );
-        let mut fresh = false;
-        loop {
-            let session = self.session(fresh).await?;
-            let r = self
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(10))
-                .header("PhienLamViec", session)
-                .send()
-                .await
-                .map_err(|e| e.without_url().to_string())?;
-            match r.status().as_u16() {
-                401 if !fresh => fresh = true,
-                404 => return Ok(None),
-                200 => return r.json().await.map(Some).map_err(|e| e.without_url().to_string()),
-                s => return Err(format!("the portal answered {s}")),
-            }
-        }
-    }
-
-    /// Compares the dossiers received from `from` to `to` (`yyyy-mm-dd`,
-    /// both included) with what the portal holds, asking it for each.
-    pub async fn reconcile(&self, from: jiff::civil::Date, to: jiff::civil::Date) -> Result<Reconciliation, ApiError> {
-        if self.settings.url.is_empty() {
-            return Err(ApiError::new(ErrorCode::NotReady, "No national portal is configured (portal.url)."));
-        }
-        let rows: Vec<(String, String, i32)> = self
-            .db
-            .run(|c| {
-                Ok(sync_dossiers::table
-                    .select((sync_dossiers::code, sync_dossiers::record, sync_dossiers::events))
-                    .order(sync_dossiers::code)
-                    .load(c)?)
-            })
-            .await?;
-        let day = |d: jiff::civil::Date| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
-        let (lo, hi) = (day(from), day(to));
-        let mut out = Reconciliation {
-            from: from.to_string(),
-            to: to.to_string(),
-            dossiers: 0,
-            matching: 0,
-            tally: Default::default(),
-            differences: Vec::new(),
-        };
-        for (code, record, events) in rows {
-            let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
-            let received = record["NgayTiepNhan"].as_str().unwrap_or("").get(..8).unwrap_or("").to_string();
-            if received < lo || received > hi {
-                continue;
-            }
-            out.dossiers += 1;
-            let procedure = record["MaTTHC"].as_str().unwrap_or("").to_string();
-            let (channel, status) =
-                (record["KenhThucHien"].as_i64().unwrap_or(0), record["TrangThaiHoSo"].as_i64().unwrap_or(0));
-            let key = format!("{procedure}/{channel}/{status}");
-            let held = self.lookup(&code).await.map_err(|why| {
-                ApiError::new(ErrorCode::UpstreamUnavailable, format!("The portal could not be asked: {why}"))
-            })?;
-            let difference = match held {
-                None => {
-                    let refused = self.outbox(&code).await?.into_iter().find(|r| r.state == "refused");
-                    match refused {
-                        Some(r) => Some(("refused", r.last_error.unwrap_or_default())),
-                        None => Some(("never_sent", "the portal holds no such dossier".to_string())),
-                    }
-                }
-                Some(h) => {
-                    let steps = h["QuaTrinhXuLy"].as_array().map_or(0, Vec::len);
-                    if (steps as i32) < events {
-                        Some(("steps_missing", format!("the portal holds {steps} of {events} steps")))
-                    } else if h["HoSo"]["TrangThaiHoSo"].as_i64() != Some(status) {
-                        Some((
-                            "status_behind",
-                            format!("the portal holds status {}, lgsp {status}", h["HoSo"]["TrangThaiHoSo"]),
-                        ))
-                    } else {
-                        None
-                    }
-                }
-            };
-            let entry = out.tally.entry(key).or_default();
-            entry.held += 1;
-            match difference {
-                None => {
-                    entry.matching += 1;
-                    out.matching += 1;
-                }
-                Some((why, detail)) => {
-                    out.differences.push(Difference { code, procedure, channel, status, why: why.into(), detail })
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Sends again, whole, each dossier that differs (its record, then every
-    /// step in order): what the portal lacks is filled, what it holds is
-    /// replaced by the same. Returns the dossiers queued.
-    pub async fn resend(&self, differences: &[Difference]) -> Result<Vec<String>, DbError> {
-        let codes: Vec<String> = differences.iter().filter(|d| d.why != "refused").map(|d| d.code.clone()).collect();
-        let queued = codes.clone();
-        self.db
-            .run(move |c| {
-                crate::db::write_transaction(c, |c| {
-                    let now = now_micros();
-                    for code in &codes {
-                        let record: String = sync_dossiers::table.find(code).select(sync_dossiers::record).first(c)?;
-                        let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
-                        queue(c, code, "record", &record, now)?;
-                        let events: Vec<(i32, String)> = sync_events::table
-                            .filter(sync_events::dossier_code.eq(code))
-                            .order(sync_events::seq)
-                            .select((sync_events::seq, sync_events::event))
-                            .load(c)?;
-                        for (seq, event) in events {
-                            let e: EventReport = match serde_json::from_str(&event) {
-                                Ok(e) => e,
-                                Err(_) => continue,
-                            };
-                            let codes = national_codes();
-                            let status = codes.statuses.get(&e.status).copied().unwrap_or(0);
-                            let at = portal_time(&e.at, "/at").unwrap_or_default();
-                            let due = e.due_at.as_ref().and_then(|d| portal_time(d, "/due_at").ok());
-                            let step = json!({"MaHoSo": code, "QuaTrinhXuLy": [{
-                                "ThuTu": seq, "NguoiXuLy": e.actor, "ThoiDiemXuLy": at, "TrangThai": status,
-                                "NoiDungXuLy": e.note.unwrap_or_default(), "NgayBatDau": at, "NgayKetThucTheoQuyDinh": due,
-                            }]});
-                            queue(c, code, "step", &step, now)?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .await?;
-        self.wake.notify_one();
-        Ok(queued)
     }
 }

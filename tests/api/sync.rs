@@ -16,6 +16,7 @@ async fn with_portal() -> (TestApp, String) {
             password: lgsp::config::Secret::new("portal-dev-password"),
             poll_ms: 50,
             retry_max_ms: 300,
+            ..Default::default()
         };
     })
     .await;
@@ -236,4 +237,267 @@ async fn reconciliation_finds_steps_the_portal_dropped_and_what_it_never_got_and
         )
         .await;
     assert_problem(r, 400, "invalid_parameter").await;
+}
+
+/// Waits up to 30 s until no change of `codes` waits in the outbox.
+async fn drained(app: &TestApp, codes: &[String]) -> bool {
+    for _ in 0..600 {
+        let mut done = true;
+        for c in codes {
+            done &= app.state.sync.outbox(c).await.unwrap().iter().all(|r| r.state != "pending");
+        }
+        if done {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_linked_dossier_reaches_the_portal_with_each_of_its_steps() {
+    let (app, _) = with_portal().await;
+    let key = app.partner("000.00.20.H29", crate::helpers::everything(), 6000, 200).await;
+    let (mother, head, father) = crate::dossiers::a_mother(&app.mocks.population, 1);
+    let body = json!({"flow": "birth_residence_insurance", "requester_id": mother,
+                      "declaration": crate::dossiers::birth_declaration(&mother, &head, father.as_deref(), "Bình")});
+    let r = app.file(&key, "sync-birth-1", &body).await;
+    assert_eq!(r.status(), 202);
+    let code = r.json::<Value>().await.unwrap()["code"].as_str().unwrap().to_string();
+    let d = app.dossier_when(&key, &code, &["done"]).await;
+    assert!(drained(&app, std::slice::from_ref(&code)).await);
+    let records = app.mocks.portal.state.records.lock();
+    let held = &records[&code];
+    assert_eq!(held.record["MaTTHC"], "2.002621", "the group's national procedure code");
+    assert_eq!(held.record["KenhThucHien"], 2, "online");
+    assert_eq!(held.record["MaDoiTuong"], mother.as_str());
+    assert_eq!(held.record["TrangThaiHoSo"], 10, "done maps to result returned");
+    // Every change of every step is a processing step, in order; the last
+    // ones carry the dossier's final status.
+    let steps: Vec<&Value> = held.steps.values().collect();
+    let changes: usize = d["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["step"].is_string() && !matches!(e["state"].as_str(), Some("ready" | "retrying")))
+        .count();
+    assert_eq!(steps.len(), changes, "one processing step per change of a step: {steps:#?}");
+    let done = steps.iter().filter(|s| s["NoiDungXuLy"].as_str().unwrap().ends_with(": done")).count();
+    assert_eq!(done, d["steps"].as_array().unwrap().len(), "each registry's step done: {steps:#?}");
+    let orders: Vec<i64> = held.steps.keys().copied().collect();
+    assert_eq!(orders, (1..=steps.len() as i64).collect::<Vec<_>>());
+    assert_eq!(steps.last().unwrap()["TrangThai"], 10);
+    assert!(steps.iter().all(|s| matches!(s["TrangThai"].as_i64(), Some(4 | 10))), "{steps:#?}");
+}
+
+/// One dossier of the simulated day and what became of it.
+struct Simulated {
+    code: String,
+    procedure: String,
+    channel: &'static str,
+    fate: &'static str,
+    digitised: bool,
+    reused: bool,
+    /// Its local statuses in order, each with its instant.
+    changes: Vec<(&'static str, String)>,
+}
+
+const FATES: [&str; 10] = [
+    "early",
+    "on_time",
+    "late",
+    "within",
+    "past",
+    "withdrawn",
+    "not_accepted",
+    "early_after_supplement",
+    "late_after_supplement",
+    "waiting_supplement",
+];
+
+fn simulate(i: usize, procedure: &str) -> Simulated {
+    let fate = FATES[i % FATES.len()];
+    let at = |day: u32, hour: u32| format!("2026-11-{day:02}T{hour:02}:{:02}:00+07:00", i % 60);
+    let mut changes = vec![];
+    if !matches!(fate, "withdrawn" | "not_accepted") {
+        changes.push(("processing", at(20, 10)));
+    }
+    if fate.ends_with("supplement") {
+        changes.push(("supplement", at(21, 9)));
+        if fate != "waiting_supplement" {
+            changes.push(("processing", at(22, 9)));
+        }
+    }
+    match fate {
+        "early" | "early_after_supplement" => changes.extend([("processed", at(22, 14)), ("returned", at(22, 16))]),
+        "on_time" => changes.extend([("processed", at(23, 10)), ("returned", at(23, 11))]),
+        "late" | "late_after_supplement" => changes.extend([("processed", at(24, 10)), ("returned", at(25, 8))]),
+        "withdrawn" => changes.push(("withdrawn", at(20, 11))),
+        "not_accepted" => changes.push(("not_accepted", at(20, 9))),
+        _ => {}
+    }
+    Simulated {
+        code: format!("000.00.15.H29-261120-{:04}", i + 1),
+        procedure: procedure.to_string(),
+        channel: ["online", "in_person", "post"][(i / 3) % 3],
+        fate,
+        digitised: i % 3 == 0,
+        reused: i % 4 == 0,
+        changes,
+    }
+}
+
+impl Simulated {
+    fn report(&self, i: usize) -> Value {
+        let docs = match i % 3 {
+            0 => {
+                json!([{"name": "Tờ khai", "digitised": true, "reused": self.reused}, {"name": "Bản sao", "digitised": true}])
+            }
+            1 => {
+                json!([{"name": "Tờ khai", "digitised": true, "reused": self.reused}, {"name": "Bản sao", "digitised": false}])
+            }
+            _ => json!([{"name": "Tờ khai", "digitised": false, "reused": self.reused}]),
+        };
+        let due = if self.fate == "within" { "2099-12-31T17:00:00+07:00" } else { "2026-11-23T17:00:00+07:00" };
+        json!({"code": self.code, "procedure_code": self.procedure, "agency": "000.00.15.H29", "applicant_type": "citizen",
+               "applicant_id": format!("0010900{i:05}"), "channel": self.channel,
+               "received_at": format!("2026-11-20T{:02}:30:00+07:00", 7 + i % 9), "due_at": due,
+               "status": "received", "documents": docs})
+    }
+
+    fn national_status(&self) -> i64 {
+        let last = self.changes.last().map_or("received", |c| c.0);
+        lgsp::sync::national_codes().statuses[last]
+    }
+}
+
+#[tokio::test]
+async fn a_day_of_dossiers_with_outages_and_dropped_steps_reconciles_and_counts_as_decision_766_does() {
+    let (app, key) = with_portal().await;
+    let procedures = ["1.001193", "1.000656", "2.000488"];
+    let day: Vec<Simulated> =
+        (0..40).map(|i| simulate(i, if (36..39).contains(&i) { "TTHC-SAI" } else { procedures[i % 3] })).collect();
+    let codes: Vec<String> = day.iter().map(|d| d.code.clone()).collect();
+    let report_all = |range: std::ops::Range<usize>| {
+        let (app, key, day) = (&app, &key, &day);
+        async move {
+            for i in range {
+                let d = &day[i];
+                assert_eq!(app.report(key, "/v1/dossiers", &d.report(i)).await.status(), 202);
+                for (n, (status, at)) in d.changes.iter().enumerate() {
+                    let e = json!({"event_id": format!("{}-{n}", d.code), "status": status, "at": at,
+                                   "actor": "Phòng chuyên môn", "note": status});
+                    let r = app.report(key, &format!("/v1/dossiers/{}/events", d.code), &e).await;
+                    assert_eq!(r.status(), 202);
+                }
+            }
+        }
+    };
+    let portal = &app.mocks.portal.state;
+    // Morning: all goes through.
+    report_all(0..16).await;
+    assert!(drained(&app, &codes[..16]).await);
+    // Late morning: the portal is down while the one-stop system reports.
+    portal.faults.write().error_rate = 1.0;
+    report_all(16..28).await;
+    let tried = crate::helpers::eventually(|| async {
+        app.state.sync.outbox(&codes[16]).await.unwrap().first().is_some_and(|r| r.attempts >= 1)
+    })
+    .await;
+    assert!(tried, "the portal was down and tried");
+    portal.faults.write().error_rate = 0.0;
+    assert!(drained(&app, &codes[..28]).await);
+    // Afternoon: the portal takes records but drops their steps.
+    portal.faults.write().drop_steps = true;
+    report_all(28..36).await;
+    assert!(drained(&app, &codes[28..36]).await);
+    portal.faults.write().drop_steps = false;
+    // Three with a procedure code the portal does not know; four that
+    // differ for good.
+    report_all(36..40).await;
+    assert!(drained(&app, &codes).await);
+    let mut expected = std::collections::BTreeMap::new();
+    for d in &day[28..36] {
+        expected.insert(d.code.clone(), "steps_missing");
+    }
+    for d in &day[36..39] {
+        expected.insert(d.code.clone(), "refused");
+    }
+    {
+        let mut records = portal.records.lock();
+        for i in [2, 5] {
+            records.remove(&codes[i]);
+            expected.insert(codes[i].clone(), "never_sent");
+        }
+        // The portal rewrites two statuses on the way.
+        for i in [10, 11] {
+            assert_ne!(day[i].national_status(), 1);
+            records.get_mut(&codes[i]).unwrap().record["TrangThaiHoSo"] = json!(1);
+            expected.insert(codes[i].clone(), "status_behind");
+        }
+    }
+
+    let q = "/admin/v1/reconciliation?from=2026-11-20&to=2026-11-20";
+    let found: Value = app.admin(reqwest::Method::GET, q, crate::helpers::STEWARD, None).await.json().await.unwrap();
+    assert_eq!(found["dossiers"], 40);
+    let got: std::collections::BTreeMap<String, &str> = found["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap().to_string(), d["why"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, expected, "every difference injected, and nothing else");
+    assert_eq!(found["matching"], 40 - expected.len());
+
+    // The tally and the counters, against a count made here from the day's script.
+    let mut tally = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for d in &day {
+        let channel = lgsp::sync::national_codes().channels[d.channel];
+        let entry = tally.entry(format!("{}/{channel}/{}", d.procedure, d.national_status())).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(!expected.contains_key(&d.code));
+    }
+    let held: std::collections::BTreeMap<String, (usize, usize)> = found["tally"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), (v["held"].as_u64().unwrap() as usize, v["matching"].as_u64().unwrap() as usize)))
+        .collect();
+    assert_eq!(held, tally);
+    let count = |f: &dyn Fn(&Simulated) -> bool| day.iter().filter(|d| f(d)).count();
+    let share = |n: usize| (n as f64 * 1000.0 / 40.0).round() / 10.0;
+    let digitised = count(&|d| d.digitised);
+    let reused = count(&|d| d.reused);
+    let independent = json!({
+        "received": {"online": count(&|d| d.channel == "online"), "in_person": count(&|d| d.channel == "in_person"),
+                     "post": count(&|d| d.channel == "post")},
+        "processed": {"early": count(&|d| d.fate.starts_with("early")), "on_time": count(&|d| d.fate == "on_time"),
+                      "late": count(&|d| d.fate.starts_with("late"))},
+        "in_progress": {"within_deadline": count(&|d| d.fate == "within"),
+                        "past_deadline": count(&|d| matches!(d.fate, "past" | "waiting_supplement"))},
+        "supplement_requested": count(&|d| d.fate.ends_with("supplement")),
+        "digitised": digitised, "digitised_percent": share(digitised),
+        "reused": reused, "reused_percent": share(reused),
+    });
+    let mut counters = found["counters"].clone();
+    counters.as_object_mut().unwrap().remove("as_of");
+    assert_eq!(counters, independent);
+
+    // Resending closes every difference but the refusals, which wait for a person.
+    let resend = "/admin/v1/reconciliation/resend?from=2026-11-20&to=2026-11-20";
+    let r = app.admin(reqwest::Method::POST, resend, crate::helpers::STEWARD, None).await;
+    assert_eq!(r.status(), 200);
+    assert!(drained(&app, &codes).await);
+    let after: Value = app.admin(reqwest::Method::GET, q, crate::helpers::STEWARD, None).await.json().await.unwrap();
+    let left: Vec<&str> = after["differences"].as_array().unwrap().iter().map(|d| d["why"].as_str().unwrap()).collect();
+    assert_eq!(left, ["refused"; 3]);
+    assert_eq!(after["counters"]["processed"], independent["processed"]);
+    let records = portal.records.lock();
+    for d in &day[..36] {
+        let held = &records[&d.code];
+        let statuses: Vec<i64> = held.steps.values().map(|s| s["TrangThai"].as_i64().unwrap()).collect();
+        let wanted: Vec<i64> = d.changes.iter().map(|(s, _)| lgsp::sync::national_codes().statuses[*s]).collect();
+        assert_eq!(statuses, wanted, "{}: every step, in order", d.code);
+        assert_eq!(held.record["TrangThaiHoSo"], d.national_status(), "{}", d.code);
+    }
 }
