@@ -234,7 +234,7 @@ impl PortalSync {
             return Err(ApiError::new(ErrorCode::NotReady, "No national portal is configured (portal.url)."));
         }
         let held = self.held(from, to).await?;
-        let now = jiff::Timestamp::now().to_string();
+        let now = jiff::Timestamp::now().round(jiff::Unit::Second).map_err(ApiError::internal)?.to_string();
         let counters = Counters::count(&held, now.clone(), &super::portal_time(&now, "").unwrap_or_default());
         let mut out = Reconciliation {
             from: from.to_string(),

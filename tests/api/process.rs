@@ -755,3 +755,92 @@ async fn the_command_line_lists_the_flows_with_their_steps() {
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["min_procedures"], 2);
 }
+
+#[tokio::test]
+async fn sigkill_during_delivery_to_the_portal_and_a_restart_deliver_every_change_and_the_cli_reconciles() {
+    use lgsp::registries::portal::PortalFaults;
+    let mocks = start_mocks(500);
+    let extra = format!(
+        "[portal]\nurl = \"{}\"\nusername = \"lgsp\"\npassword = \"portal-dev-password\"\npoll_ms = 50\n\
+         retry_max_ms = 300\nlease_ms = 6000\n",
+        mocks.portal.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path());
+    let mut gw = Gateway::start(&write_config(dir.path(), &mocks, &database_url, &extra)).await;
+    let client = reqwest::Client::new();
+    let key = gw.partner(&client, "000.00.15.H29").await;
+    // Each call to the portal takes 0.8 s: the kill finds one in flight.
+    *mocks.portal.state.faults.write() = PortalFaults { latency_ms: 800, ..Default::default() };
+    let code = "000.00.15.H29-261120-0001";
+    let dossier = json!({"code": code, "procedure_code": "1.001193", "agency": "000.00.15.H29",
+        "applicant_type": "citizen", "applicant_id": "001090001234", "channel": "in_person",
+        "received_at": "2026-11-20T08:30:00+07:00", "due_at": "2026-11-23T17:00:00+07:00", "status": "received"});
+    let post = |path: String, body: serde_json::Value| {
+        let (client, base, key) = (&client, gw.base.clone(), &key);
+        async move { client.post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap().status() }
+    };
+    assert_eq!(post("/v1/dossiers".into(), dossier).await, 202);
+    for (n, status) in ["processing", "processed", "returned"].iter().enumerate() {
+        let e = json!({"event_id": format!("e{n}"), "status": status, "at": format!("2026-11-2{}T10:00:00+07:00", n + 1),
+                       "actor": "Bộ phận một cửa"});
+        assert_eq!(post(format!("/v1/dossiers/{code}/events"), e).await, 202);
+    }
+    // Killed once the record is there: the next change is on its way.
+    for _ in 0..200 {
+        if mocks.portal.state.records.lock().contains_key(code) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(mocks.portal.state.records.lock().contains_key(code), "the record was delivered before the kill");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.signal("KILL");
+    gw.wait().await;
+    let before = mocks.portal.state.records.lock()[code].steps.len();
+    assert!(before < 3, "the kill came before every change was delivered ({before} steps)");
+
+    // Restarted, it sends what was left (the change in flight once its lease
+    // ends), in order; the portal ends with each step once.
+    *mocks.portal.state.faults.write() = PortalFaults::default();
+    let config = gw.config.clone();
+    gw = Gateway::start(&config).await;
+    let mut delivered = false;
+    for _ in 0..300 {
+        let held = mocks.portal.state.records.lock()[code].clone();
+        if held.steps.len() == 3 && held.record["TrangThaiHoSo"] == 10 {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "{:#?}", mocks.portal.state.records.lock()[code]);
+    let held = mocks.portal.state.records.lock()[code].clone();
+    let statuses: Vec<i64> = held.steps.values().map(|s| s["TrangThai"].as_i64().unwrap()).collect();
+    assert_eq!(statuses, [4, 9, 10]);
+    assert_eq!(held.steps.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+
+    // The command line reconciles: nothing differs, then a record the portal
+    // lost is found and, with --resend, sent again.
+    let period = ["report", "reconcile", "--from", "2026-11-20", "--to", "2026-11-20"];
+    let (ok, out, err) = lgsp_cli(&gw.config, &period);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("No differences.") && out.contains("in person 1"), "{out}");
+    assert!(out.contains("processed         early 1, on time 0, late 0"), "processed on the 22nd, due the 23rd: {out}");
+    mocks.portal.state.records.lock().remove(code);
+    let (ok, out, _) = lgsp_cli(&gw.config, &[&period[..], &["--json"]].concat());
+    assert!(!ok, "a difference exits non-zero");
+    let found: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(found["differences"][0]["why"], "never_sent");
+    assert_eq!(found["counters"]["received"]["in_person"], 1);
+    let (ok, out, err) = lgsp_cli(&gw.config, &[&period[..], &["--resend"]].concat());
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("Sent again: {code}")) && out.trim_end().ends_with("reused documents  0 (0%)"),
+        "{out}"
+    );
+    assert!(out.contains("Afterwards:"), "{out}");
+    assert_eq!(mocks.portal.state.records.lock()[code].steps.len(), 3);
+    let (ok, trail, _) = lgsp_cli(&gw.config, &["audit", "export"]);
+    assert!(ok && trail.contains("report reconcile --from"), "the re-sending is in the trail");
+}
