@@ -10,7 +10,7 @@ pub mod linked;
 mod reconcile;
 pub mod store;
 
-pub use reconcile::{Counters, Difference, Reconciliation, Tally};
+pub use reconcile::{Counters, Difference, Reconciliation, SyncView, Tally};
 
 use crate::config::PortalSettings;
 use crate::db::schema::portal_outbox;

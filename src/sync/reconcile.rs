@@ -312,3 +312,59 @@ impl PortalSync {
         Ok(queued)
     }
 }
+
+/// A synced dossier as lgsp holds it, what was sent of it, and the portal's copy.
+#[derive(Debug, Serialize)]
+pub struct SyncView {
+    pub code: String,
+    /// The national record lgsp holds.
+    pub record: Value,
+    /// The changes reported, in order.
+    pub changes: Vec<Value>,
+    /// The messages queued for the portal, oldest first.
+    pub outbox: Vec<super::OutboxRow>,
+    /// The portal's copy (`None` when it holds none).
+    pub portal: Option<Value>,
+    /// Why the portal could not be asked, if it could not.
+    pub portal_error: Option<String>,
+}
+
+impl PortalSync {
+    /// One dossier of the sync, side by side with the portal's copy.
+    pub async fn view(&self, code: &str) -> Result<SyncView, ApiError> {
+        let code2 = code.to_string();
+        let held: Option<(String, Vec<String>)> = self
+            .db
+            .run(move |c| {
+                let record: Option<String> =
+                    sync_dossiers::table.find(&code2).select(sync_dossiers::record).first(c).optional()?;
+                let Some(record) = record else { return Ok(None) };
+                let events = sync_events::table
+                    .filter(sync_events::dossier_code.eq(&code2))
+                    .order(sync_events::seq)
+                    .select(sync_events::event)
+                    .load(c)?;
+                Ok(Some((record, events)))
+            })
+            .await?;
+        let Some((record, events)) = held else {
+            return Err(ApiError::not_found(format!("lgsp holds no dossier \"{code}\" for the national portal.")));
+        };
+        let (portal, portal_error) = if self.settings.url.is_empty() {
+            (None, Some("no national portal is configured (portal.url)".to_string()))
+        } else {
+            match self.lookup(code).await {
+                Ok(p) => (p, None),
+                Err(e) => (None, Some(e)),
+            }
+        };
+        Ok(SyncView {
+            code: code.to_string(),
+            record: serde_json::from_str(&record).unwrap_or(Value::Null),
+            changes: events.iter().filter_map(|e| serde_json::from_str(e).ok()).collect(),
+            outbox: self.outbox(code).await?,
+            portal,
+            portal_error,
+        })
+    }
+}

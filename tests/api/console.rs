@@ -114,6 +114,7 @@ async fn a_steward_signs_in_sees_the_registries_and_changes_only_with_the_pages_
             "Thông tin xác thực",
             "Đối tác",
             "Quy trình liên thông",
+            "Đồng bộ DVCQG",
             "Mã quản trị"
         ],
         "Vietnamese first, a steward's pages"
@@ -443,4 +444,64 @@ async fn elements_forms_and_flows_are_registered_by_paste_and_a_forms_bindings_a
     assert!(select(&html, "main table tbody td.mono").iter().any(|c| text(c) == "vehicle_plate"));
     let r = s.post("/console/flows", &[("_csrf", &csrf), ("document", "{\"id\": \"x\"}")]).await;
     assert_eq!(r.status(), 422, "a flow, checked as the API checks it");
+}
+
+#[tokio::test]
+async fn the_reconciliation_is_a_table_whose_differing_dossiers_are_one_click_away_and_resent_from_there() {
+    let (app, key) = crate::sync::with_portal().await;
+    let (fine, refused) = ("000.00.15.H29-261120-0001", "000.00.15.H29-261120-0002");
+    let mut body = crate::sync::dossier(fine);
+    body["received_at"] = serde_json::json!("2026-11-20T08:30:00+07:00");
+    assert_eq!(app.report(&key, "/v1/dossiers", &body).await.status(), 202);
+    body["code"] = serde_json::json!(refused);
+    body["procedure_code"] = serde_json::json!("TTHC-SAI");
+    assert_eq!(app.report(&key, "/v1/dossiers", &body).await.status(), 202);
+    assert!(crate::sync::drained(&app, &[fine.to_string(), refused.to_string()]).await);
+    app.mocks.portal.state.records.lock().remove(fine);
+
+    let s = sign_in(&app, STEWARD).await;
+    let html = s.page("/console/reconciliation?from=2026-11-20&to=2026-11-20").await;
+    let links: Vec<(String, String)> = select(&html, "table#differences td a")
+        .iter()
+        .map(|a| (text(a), a.value().attr("href").unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            (fine.to_string(), format!("/console/sync/{fine}")),
+            (refused.to_string(), format!("/console/sync/{refused}"))
+        ]
+    );
+    let whys: Vec<String> = select(&html, "table#differences td.bad").iter().map(text).collect();
+    assert_eq!(whys, ["never_sent", "refused"]);
+    let tally: Vec<String> = select(&html, "table#tally tbody tr").iter().map(text).collect();
+    assert_eq!(tally.len(), 2, "{tally:?}");
+    let counters: Vec<String> = select(&html, "table#counters td").iter().map(text).collect();
+    assert_eq!(counters[0], "2 / 0 / 0", "both received online");
+
+    // One click: the refused dossier, with the portal's error, and no copy there.
+    let html = s.page(&links[1].1).await;
+    let outbox: Vec<String> = select(&html, "table#outbox td.bad").iter().map(text).collect();
+    assert_eq!(outbox, ["refused"]);
+    assert!(text(&select(&html, "table#outbox tbody tr")[0]).contains("HS05"));
+    assert!(text(&select(&html, "pre#held")[0]).contains("TTHC-SAI"));
+    assert!(select(&html, "pre#portal").is_empty());
+    let html = s.page(&links[0].1).await;
+    assert!(text(&select(&html, "main")[0]).contains("Cổng không có hồ sơ này."));
+
+    // Sent again from the page: the lost one is back; the refused one waits for a person.
+    let csrf = s.csrf().await;
+    let form = [("from", "2026-11-20"), ("to", "2026-11-20"), ("_csrf", csrf.as_str())];
+    let r = s.post("/console/reconciliation/resend", &form).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/console/reconciliation?from=2026-11-20&to=2026-11-20&resent=1");
+    assert!(crate::sync::drained(&app, &[fine.to_string()]).await);
+    let html = s.page("/console/reconciliation?from=2026-11-20&to=2026-11-20").await;
+    let left: Vec<String> = select(&html, "table#differences td a").iter().map(text).collect();
+    assert_eq!(left, [refused]);
+    let records = app.audit("action=admin&resource=reconciliation/resend").await;
+    assert_eq!(records["items"][0]["detail"]["via"], "console", "{records:#}");
+
+    let auditor = sign_in(&app, AUDITOR).await;
+    assert_eq!(auditor.get("/console/reconciliation").await.status(), 403);
 }

@@ -7,7 +7,7 @@ use lgsp::registries::portal::PortalFaults;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-async fn with_portal() -> (TestApp, String) {
+pub async fn with_portal() -> (TestApp, String) {
     // The gateway's settings name the portal the mocks run.
     let app = crate::helpers::spawn_app_with_mocks(|s, mocks| {
         s.portal = lgsp::config::PortalSettings {
@@ -24,7 +24,7 @@ async fn with_portal() -> (TestApp, String) {
     (app, key)
 }
 
-fn dossier(code: &str) -> Value {
+pub fn dossier(code: &str) -> Value {
     json!({"code": code, "procedure_code": "1.001193", "agency": "000.00.15.H29", "applicant_type": "citizen",
            "applicant_id": "001090001234", "channel": "online", "received_at": "2026-12-05T08:30:00+07:00",
            "due_at": "2026-12-08T17:00:00+07:00", "status": "received",
@@ -37,7 +37,7 @@ fn event(id: &str, status: &str, minute: u32) -> Value {
 }
 
 impl TestApp {
-    async fn report(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
+    pub async fn report(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
         self.client.post(self.url(path)).bearer_auth(key).json(body).send().await.unwrap()
     }
 }
@@ -240,7 +240,7 @@ async fn reconciliation_finds_steps_the_portal_dropped_and_what_it_never_got_and
 }
 
 /// Waits up to 30 s until no change of `codes` waits in the outbox.
-async fn drained(app: &TestApp, codes: &[String]) -> bool {
+pub async fn drained(app: &TestApp, codes: &[String]) -> bool {
     for _ in 0..600 {
         let mut done = true;
         for c in codes {

@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 
 pub use session::ConsoleUser;
 
-const TEMPLATES: [(&str, &str); 23] = [
+const TEMPLATES: [(&str, &str); 25] = [
     ("paste.html", include_str!("templates/paste.html")),
     ("form.html", include_str!("templates/form.html")),
     ("diff.html", include_str!("templates/diff.html")),
@@ -45,6 +45,8 @@ const TEMPLATES: [(&str, &str); 23] = [
     ("audit.html", include_str!("templates/audit.html")),
     ("audit_record.html", include_str!("templates/audit_record.html")),
     ("verification.html", include_str!("templates/verification.html")),
+    ("reconciliation.html", include_str!("templates/reconciliation.html")),
+    ("sync_dossier.html", include_str!("templates/sync_dossier.html")),
 ];
 
 const HTMX: &str = include_str!("static/htmx-2.0.4.min.js");
@@ -99,6 +101,40 @@ impl Lang {
 /// The console's words, in Vietnamese and English.
 const WORDS: &[(&str, &str, &str)] = &[
     ("overview", "Tổng quan", "Overview"),
+    ("sync", "Đồng bộ DVCQG", "National portal sync"),
+    (
+        "sync_help",
+        "Hồ sơ tiếp nhận trong kỳ so với dữ liệu Cổng Dịch vụ công quốc gia đang giữ, hỏi từng hồ sơ.",
+        "The dossiers received in the period against what the national portal holds, asked dossier by dossier.",
+    ),
+    ("period_from", "Từ ngày", "From"),
+    ("period_to", "Đến ngày", "To"),
+    ("show", "Xem", "Show"),
+    ("procedure", "Mã TTHC", "Procedure"),
+    ("channel", "Kênh", "Channel"),
+    ("status", "Trạng thái", "Status"),
+    ("held_by_lgsp", "lgsp giữ", "Held by lgsp"),
+    ("alike_on_portal", "Khớp trên Cổng", "Alike on the portal"),
+    ("differences", "Hồ sơ chênh lệch", "Dossiers that differ"),
+    ("no_differences", "Không có chênh lệch.", "No differences."),
+    ("why", "Lý do", "Why"),
+    ("resend", "Gửi lại hồ sơ thiếu", "Send again what the portal lacks"),
+    ("resent", "Đã gửi lại", "Sent again"),
+    ("counters_766", "Chỉ số theo Quyết định 766/QĐ-TTg", "Decision 766/QĐ-TTg counters"),
+    ("as_of", "tính đến", "as of"),
+    ("received_by_channel", "Tiếp nhận (trực tuyến / trực tiếp / bưu chính)", "Received (online / in person / post)"),
+    ("processed_by_time", "Đã giải quyết (trước hạn / đúng hạn / quá hạn)", "Processed (early / on time / late)"),
+    ("in_progress_by_time", "Đang giải quyết (trong hạn / quá hạn)", "In progress (within / past the deadline)"),
+    ("supplement_requested", "Yêu cầu bổ sung", "Returned for supplement"),
+    ("digitised", "Hồ sơ được số hóa", "Dossiers digitised"),
+    ("reused", "Hồ sơ tái sử dụng giấy tờ", "Dossiers reusing documents"),
+    ("held_record", "Bản ghi lgsp giữ", "The record lgsp holds"),
+    ("portal_copy", "Bản ghi trên Cổng", "The portal's copy"),
+    ("portal_none", "Cổng không có hồ sơ này.", "The portal holds no such dossier."),
+    ("outbox", "Hàng đợi gửi Cổng", "Sent to the portal"),
+    ("attempts", "Số lần thử", "Attempts"),
+    ("last_error", "Lỗi gần nhất", "Last error"),
+    ("changes", "Thay đổi đã báo", "Changes reported"),
     ("adapters", "Bộ kết nối", "Adapters"),
     ("flows", "Quy trình liên thông", "Flows and dossiers"),
     ("partners", "Đối tác", "Partners"),
@@ -373,6 +409,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: &crate::config::Settings) 
             .route("/audit/export", web::get().to(pages::export))
             .route("/flows", web::get().to(pages::flows))
             .route("/dossiers/{code}", web::get().to(pages::dossier))
+            .route("/reconciliation", web::get().to(pages::reconciliation))
+            .route("/reconciliation/resend", web::post().to(pages::resend))
+            .route("/sync/{code}", web::get().to(pages::sync_dossier))
             .route("/forms", web::get().to(pages::forms))
             .route("/forms", web::post().to(pages::register_form))
             .route("/forms/{id}", web::get().to(pages::form))

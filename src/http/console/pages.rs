@@ -1122,3 +1122,119 @@ pub(super) async fn form(
     doc["version"] = json!(f.form.version);
     page(&req, Some(&user), "form.html", json!({"title": f.form.doc.title, "page": "forms", "form": doc}))
 }
+
+/// The national statuses' local words, by code.
+fn status_word(code: i64) -> String {
+    let codes = crate::sync::national_codes();
+    codes.statuses.iter().find(|(_, c)| **c == code).map_or_else(|| code.to_string(), |(w, _)| w.clone())
+}
+
+fn channel_word(code: i64) -> String {
+    let codes = crate::sync::national_codes();
+    codes.channels.iter().find(|(_, c)| **c == code).map_or_else(|| code.to_string(), |(w, _)| w.clone())
+}
+
+/// The province's dossiers of a period against the national portal: the
+/// tally per procedure, channel and status, Decision 766's counters, and
+/// each dossier that differs, one click from its detail. Today by default.
+pub(super) async fn reconciliation(
+    req: HttpRequest,
+    user: ConsoleUser,
+    q: web::Query<BTreeMap<String, String>>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    let today = crate::domain::calendar::today_in_vietnam().to_string();
+    let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).unwrap_or(today.clone());
+    let (from, to) = (get("from"), get("to"));
+    let found = match crate::sync::period(&from, &to) {
+        Ok((f, t)) => state.sync.reconcile(f, t).await,
+        Err(e) => Err(e),
+    };
+    let mut context = json!({"title": "Đồng bộ DVCQG", "page": "sync", "from": from, "to": to,
+        "resent": q.get("resent")});
+    match found {
+        Ok(r) => {
+            let tally: Vec<Value> = r
+                .tally
+                .iter()
+                .map(|(key, t)| {
+                    let mut parts = key.splitn(3, '/');
+                    let procedure = parts.next().unwrap_or("");
+                    let channel = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+                    let status = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+                    json!({"procedure": procedure, "channel": channel_word(channel), "status": status,
+                           "status_word": status_word(status), "held": t.held, "matching": t.matching})
+                })
+                .collect();
+            let differences: Vec<Value> = r
+                .differences
+                .iter()
+                .map(|d| {
+                    json!({"code": d.code, "procedure": d.procedure, "channel": channel_word(d.channel),
+                           "status": d.status, "status_word": status_word(d.status), "why": d.why, "detail": d.detail})
+                })
+                .collect();
+            context["r"] = json!(r);
+            context["tally"] = json!(tally);
+            context["differences"] = json!(differences);
+        }
+        Err(e) => context["error"] = json!(e.detail),
+    }
+    page(&req, Some(&user), "reconciliation.html", context)
+}
+
+/// Sends again what the portal lacks of the period: the API's
+/// `reconciliation/resend`.
+pub(super) async fn resend(
+    req: HttpRequest,
+    user: ConsoleUser,
+    form: Fields,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (from, to) = (field(&form, "from").to_string(), field(&form, "to").to_string());
+    let sent = json!({"from": from, "to": to});
+    let result =
+        steward_change(&req, &user, &state, "reconciliation/resend".into(), sent, field(&form, "_csrf"), || async {
+            let (f, t) = crate::sync::period(&from, &to)?;
+            let found = state.sync.reconcile(f, t).await?;
+            let queued = state.sync.resend(&found.differences).await?;
+            let (f, t) = (urlencoding::encode(&from), urlencoding::encode(&to));
+            Ok(see_other(format!("/console/reconciliation?from={f}&to={t}&resent={}", queued.len())))
+        })
+        .await;
+    result.unwrap_or_else(|e| error_page(&req, Some(&user), &e))
+}
+
+/// One dossier of the sync: the record lgsp holds beside the portal's copy,
+/// the changes reported, and each message sent with its attempts and error.
+pub(super) async fn sync_dossier(
+    req: HttpRequest,
+    user: ConsoleUser,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Err(e) = user.require(Role::Steward) {
+        return error_page(&req, Some(&user), &e);
+    }
+    let view = match state.sync.view(&path).await {
+        Ok(v) => v,
+        Err(e) => return error_page(&req, Some(&user), &e),
+    };
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let outbox: Vec<Value> = view
+        .outbox
+        .iter()
+        .map(|o| {
+            json!({"kind": o.kind, "state": o.state, "attempts": o.attempts, "last_error": o.last_error,
+                   "created": crate::db::micros_to_rfc3339(o.created_at),
+                   "delivered": o.delivered_at.map(crate::db::micros_to_rfc3339)})
+        })
+        .collect();
+    let context = json!({"title": view.code, "page": "sync", "v": view, "record_text": pretty(&view.record),
+        "portal_text": view.portal.as_ref().map(pretty), "outbox": outbox,
+        "local_link": state.dossiers.view_any(&view.code).await.is_ok()});
+    page(&req, Some(&user), "sync_dossier.html", context)
+}
