@@ -166,6 +166,7 @@ async fn a_steward_and_then_an_auditor_go_through_the_console_in_a_real_browser(
             "Thông tin xác thực",
             "Đối tác",
             "Quy trình liên thông",
+            "Đồng bộ DVCQG",
             "Mã quản trị"
         ]
     );
