@@ -33,7 +33,7 @@ st() { # label, then schemathesis options
 }
 status=0
 st "partner API" --include-path-regex '^/v1/' -H "Authorization: Bearer $KEY" || status=1
-st "steward API" --include-path-regex '^/admin/v1/(adapters|forms|partners|tokens|elements|credentials|flows)' -H "Authorization: Bearer $STEWARD" || status=1
+st "steward API" --include-path-regex '^/admin/v1/(adapters|forms|partners|tokens|elements|credentials|flows|reconciliation)' -H "Authorization: Bearer $STEWARD" || status=1
 st "auditor API" --include-path-regex '^/admin/v1/audit' -H "Authorization: Bearer $AUDITOR" || status=1
 st "operations" --include-path-regex '^/(healthz|readyz|metrics)' || status=1
 if [[ $status -ne 0 ]]; then

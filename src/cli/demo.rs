@@ -61,6 +61,12 @@ async fn gateway_with_mocks(
     };
     let mocks = MockRegistries::start(&config)?;
     crate::demo::use_mocks(&mut settings, &mocks, &config.tokens);
+    if settings.portal.url.is_empty() {
+        // The province's dossiers go to the mock national portal.
+        settings.portal.url = mocks.portal.url();
+        settings.portal.username = config.portal.username.clone();
+        settings.portal.password = crate::config::Secret::new(config.portal.password.clone());
+    }
     let app = Application::build(settings).await?;
     Ok((mocks, app))
 }
@@ -141,6 +147,7 @@ pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Re
             println!("  mock {:<12} {}", kind.name(), mocks.url(kind));
         }
         println!("  mock {:<12} {}/dkkd/ws (SOAP; no adapter: connect it, see the README)", "business", mocks.business.url());
+        println!("  mock {:<12} {}/dvcqg/api (the national portal's dossier sync)", "portal", mocks.portal.url());
         println!("  partner          {} (the provincial portal), key id {}", crate::demo::DEMO_PARTNER, key.id);
         println!("\nexport LGSP_KEY={}", key.key);
         println!("export LGSP_STEWARD={steward}\nexport LGSP_AUDITOR={auditor}\n");
@@ -192,6 +199,10 @@ pub(super) fn demo(settings: Settings, population: PopulationArgs) -> anyhow::Re
             println!("\n# Watch a dossier: its steps, deadlines, results and timeline");
             println!("curl -s {base}/v1/linked-dossiers/{code} -H \"Authorization: Bearer $LGSP_KEY\"");
         }
+        let today = crate::domain::calendar::today_in_vietnam();
+        println!("\n# The national portal holds them too: today's dossiers reconciled, with Decision 766's counters (steward)");
+        println!("curl -s '{base}/admin/v1/reconciliation?from={today}&to={today}' -H \"Authorization: Bearer $LGSP_STEWARD\"");
+        println!("# or in the console: {base}/console/reconciliation");
         // From now on each registry takes 3 s at each status, to watch one move.
         for kind in crate::registries::RegistryKind::ALL {
             mocks.set_faults(kind, crate::registries::Faults { processing_ms: 3_000, ..Default::default() });

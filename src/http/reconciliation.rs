@@ -51,7 +51,7 @@ pub struct Resent {
 /// Sends again, whole, every dossier of the period the portal holds wrong
 /// (not those it refused: they need a person to fix them first).
 #[utoipa::path(tag = "stewards", params(Period),
-    responses((status = 200, body = Resent), (status = 400, body = crate::error::Problem), (status = 502, body = crate::error::Problem)),
+    responses((status = 200, body = Resent), (status = 400, body = crate::error::Problem), (status = 502, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
     security(("admin_token" = [])))]
 #[post("/admin/v1/reconciliation/resend")]
 pub async fn resend(
