@@ -110,6 +110,9 @@ pub struct PortalSettings {
     /// How long a node holds a change it is sending; a node killed while
     /// sending leaves it to another (or to itself restarted) after this.
     pub lease_ms: u64,
+    /// The map of national codes to use instead of the shipped
+    /// `schemas/flows/national-statuses.json`.
+    pub statuses_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PortalSettings {
@@ -121,6 +124,7 @@ impl Default for PortalSettings {
             poll_ms: 500,
             retry_max_ms: 60_000,
             lease_ms: 60_000,
+            statuses_file: None,
         }
     }
 }
@@ -489,6 +493,11 @@ impl Settings {
             3_000,
             "a change is sent within a third of its lease; shorter leaves the portal no time to answer",
         );
+        if let Some(file) = &self.portal.statuses_file {
+            if let Err(e) = crate::domain::national_codes::NationalCodes::read(file) {
+                problems.push(format!("portal.statuses_file {e}"));
+            }
+        }
         if self.workers > MAX_WORKERS {
             problems
                 .push(format!("workers is {}; set it to at most {MAX_WORKERS}, or 0 for one per core", self.workers));

@@ -109,6 +109,7 @@ impl Application {
         let settings = Arc::new(settings);
         // A TLS misconfiguration stops the start, before anything else runs.
         settings.check()?;
+        crate::domain::national_codes::install(settings.portal.statuses_file.as_deref()).map_err(anyhow::Error::msg)?;
         let tls = crate::tls::from_settings(&settings.tls)?;
         let db = Db::new(&settings.database_url, &settings.database)?;
         let metrics = Arc::new(Metrics::new());

@@ -59,6 +59,7 @@ pub(super) fn run(
 ) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let portal = settings.portal.clone();
+        crate::domain::national_codes::install(portal.statuses_file.as_deref()).map_err(anyhow::Error::msg)?;
         let catalog = open_catalog(settings).await?;
         let (from, to) = crate::sync::period(&from, &to).map_err(api)?;
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).build()?;

@@ -294,6 +294,7 @@ diesel::table! {
         events -> Integer,
         created_at -> BigInt,
         updated_at -> BigInt,
+        received_on -> Text,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod citizen_id;
 pub mod credential;
 pub mod dossier_code;
 pub mod json;
+pub mod national_codes;
 pub mod partner;
 
 pub use admin_units::AdminUnits;

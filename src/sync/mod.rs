@@ -20,27 +20,10 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The declared map from local statuses and channels to the portal's codes.
-#[derive(Debug, Deserialize)]
-pub struct NationalCodes {
-    pub statuses: std::collections::BTreeMap<String, i64>,
-    pub channels: std::collections::BTreeMap<String, i64>,
-    /// A linked dossier's state to a local status.
-    pub linked: std::collections::BTreeMap<String, String>,
-    /// The local channel of linked dossiers (filed through portals).
-    pub linked_channel: String,
-}
-
-#[allow(clippy::expect_used, reason = "the map is embedded at build time, and a test reads it")]
-pub fn national_codes() -> &'static NationalCodes {
-    static CODES: OnceLock<NationalCodes> = OnceLock::new();
-    CODES.get_or_init(|| {
-        serde_json::from_str(include_str!("../../schemas/flows/national-statuses.json")).expect("the map is JSON")
-    })
-}
+pub use crate::domain::national_codes::{national_codes, NationalCodes};
 
 /// A document of a dossier: whether it was digitised, and whether it was
 /// reused from a record the province held rather than supplied again.

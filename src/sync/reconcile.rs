@@ -8,6 +8,7 @@ use crate::db::schema::{sync_dossiers, sync_events};
 use crate::db::{now_micros, DbError};
 use crate::error::{ApiError, ErrorCode};
 use diesel::prelude::*;
+use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -196,16 +197,13 @@ impl PortalSync {
         self.db
             .run(move |c| {
                 let rows: Vec<(String, String)> = sync_dossiers::table
+                    .filter(sync_dossiers::received_on.between(&lo, &hi))
                     .select((sync_dossiers::code, sync_dossiers::record))
                     .order(sync_dossiers::code)
                     .load(c)?;
                 let mut held = Vec::new();
                 for (code, record) in rows {
                     let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
-                    let received = record["NgayTiepNhan"].as_str().unwrap_or("").get(..8).unwrap_or("").to_string();
-                    if received < lo || received > hi {
-                        continue;
-                    }
                     let events: Vec<String> = sync_events::table
                         .filter(sync_events::dossier_code.eq(&code))
                         .order(sync_events::seq)
@@ -245,12 +243,19 @@ impl PortalSync {
             differences: Vec::new(),
             counters,
         };
-        for Held { code, record, changes } in held {
+        // The portal is asked for a few dossiers at once, the answers kept in order.
+        let mut asked = futures_util::stream::iter(held)
+            .map(|h| async move {
+                let portal = self.lookup(&h.code).await;
+                (h, portal)
+            })
+            .buffered(8);
+        while let Some((Held { code, record, changes }, portal)) = asked.next().await {
             let procedure = record["MaTTHC"].as_str().unwrap_or("").to_string();
             let (channel, status) =
                 (record["KenhThucHien"].as_i64().unwrap_or(0), record["TrangThaiHoSo"].as_i64().unwrap_or(0));
             let key = format!("{procedure}/{channel}/{status}");
-            let portal = self.lookup(&code).await.map_err(|why| {
+            let portal = portal.map_err(|why| {
                 ApiError::new(ErrorCode::UpstreamUnavailable, format!("The portal could not be asked: {why}"))
             })?;
             let events = changes.len();

@@ -65,6 +65,7 @@ pub fn take_dossier(
             sync_dossiers::events.eq(0),
             sync_dossiers::created_at.eq(now),
             sync_dossiers::updated_at.eq(now),
+            sync_dossiers::received_on.eq(record["NgayTiepNhan"].as_str().and_then(|t| t.get(..8)).unwrap_or("")),
         ))
         .execute(c)?;
     queue(c, code, "record", record, now)?;

@@ -331,6 +331,11 @@ fn a_misspelt_or_unworkable_setting_stops_the_start_and_names_each_problem() {
     );
     assert!(!ok && err.contains("tls.cert_path"), "{err}");
 
+    // So is the map of national codes a province declares for its own words.
+    let (ok, _, err, _) =
+        run_with_config(&format!("{base}[portal]\nstatuses_file = \"missing-statuses.json\"\n"), &["config", "check"]);
+    assert!(!ok && err.contains("portal.statuses_file missing-statuses.json"), "{err}");
+
     let (ok, out, err, database) =
         run_with_config(&format!("{base}[database]\nmax_connections = 4\n"), &["config", "check"]);
     assert!(ok, "a good configuration passes: {err}");
@@ -760,12 +765,19 @@ async fn the_command_line_lists_the_flows_with_their_steps() {
 async fn sigkill_during_delivery_to_the_portal_and_a_restart_deliver_every_change_and_the_cli_reconciles() {
     use lgsp::registries::portal::PortalFaults;
     let mocks = start_mocks(500);
+    let dir = tempfile::tempdir().unwrap();
+    // The province's own words for its statuses, declared in a file of its own.
+    let mut codes: serde_json::Value =
+        serde_json::from_str(include_str!("../../schemas/flows/national-statuses.json")).unwrap();
+    codes["statuses"]["tra_ket_qua"] = json!(10);
+    let codes_file = dir.path().join("national-statuses.json");
+    std::fs::write(&codes_file, codes.to_string()).unwrap();
     let extra = format!(
         "[portal]\nurl = \"{}\"\nusername = \"lgsp\"\npassword = \"portal-dev-password\"\npoll_ms = 50\n\
-         retry_max_ms = 300\nlease_ms = 6000\n",
-        mocks.portal.url()
+         retry_max_ms = 300\nlease_ms = 6000\nstatuses_file = \"{}\"\n",
+        mocks.portal.url(),
+        codes_file.display()
     );
-    let dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database_url(dir.path());
     let mut gw = Gateway::start(&write_config(dir.path(), &mocks, &database_url, &extra)).await;
     let client = reqwest::Client::new();
@@ -781,7 +793,7 @@ async fn sigkill_during_delivery_to_the_portal_and_a_restart_deliver_every_chang
         async move { client.post(format!("{base}{path}")).bearer_auth(key).json(&body).send().await.unwrap().status() }
     };
     assert_eq!(post("/v1/dossiers".into(), dossier).await, 202);
-    for (n, status) in ["processing", "processed", "returned"].iter().enumerate() {
+    for (n, status) in ["processing", "processed", "tra_ket_qua"].iter().enumerate() {
         let e = json!({"event_id": format!("e{n}"), "status": status, "at": format!("2026-11-2{}T10:00:00+07:00", n + 1),
                        "actor": "Bộ phận một cửa"});
         assert_eq!(post(format!("/v1/dossiers/{code}/events"), e).await, 202);
