@@ -148,6 +148,10 @@ pub(super) fn run(command: RegistriesCommand) -> anyhow::Result<ExitCode> {
             let mut value = serde_json::to_value(&samples)?;
             value["household_business_owner"] = serde_json::json!(owners);
             if json {
+                // Linked dossiers to file, for the load-test scenario: a birth in each of per_kind families.
+                let filings: Vec<serde_json::Value> =
+                    (0..per_kind).filter_map(|i| crate::demo::birth_filing(&pop, i, "An")).collect();
+                value["birth_filings"] = serde_json::json!(filings);
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 for (kind, ids) in value.as_object().into_iter().flatten() {
