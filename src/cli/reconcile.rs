@@ -9,20 +9,15 @@ use crate::sync::{PortalSync, Reconciliation};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-fn channel_name(code: i64) -> String {
-    let codes = crate::sync::national_codes();
-    codes.channels.iter().find(|(_, c)| **c == code).map_or_else(|| code.to_string(), |(name, _)| name.clone())
-}
-
 fn print(r: &Reconciliation) {
     println!("Dossiers received {} to {}: {}, {} alike on the national portal", r.from, r.to, r.dossiers, r.matching);
     println!("\n{:<14} {:<10} {:>6} {:>6} {:>9}", "procedure", "channel", "status", "held", "matching");
-    for (key, t) in &r.tally {
-        let mut parts = key.splitn(3, '/');
-        let (procedure, channel, status) =
-            (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let channel = channel_name(channel.parse().unwrap_or(0));
-        println!("{procedure:<14} {channel:<10} {status:>6} {:>6} {:>9}", t.held, t.matching);
+    for row in r.rows() {
+        let channel = crate::sync::national_codes().channel_name(row.channel);
+        println!(
+            "{:<14} {channel:<10} {:>6} {:>6} {:>9}",
+            row.procedure, row.status, row.tally.held, row.tally.matching
+        );
     }
     if r.differences.is_empty() {
         println!("\nNo differences.");

@@ -281,7 +281,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     dossiers,
     dossier_steps,
     partners,
-    api_keys
+    api_keys,
+    sync_dossiers,
+    sync_events
 );
 
 diesel::table! {

@@ -64,10 +64,24 @@ impl NationalCodes {
         }
     }
 
+    /// The local word of a national status code (the code itself if none).
+    pub fn status_name(&self, code: i64) -> String {
+        name_of(&self.statuses, code)
+    }
+
+    /// The local word of a national channel code (the code itself if none).
+    pub fn channel_name(&self, code: i64) -> String {
+        name_of(&self.channels, code)
+    }
+
     pub fn read(path: &std::path::Path) -> Result<NationalCodes, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         NationalCodes::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
+}
+
+fn name_of(map: &BTreeMap<String, i64>, code: i64) -> String {
+    map.iter().find(|(_, c)| **c == code).map_or_else(|| code.to_string(), |(word, _)| word.clone())
 }
 
 static CODES: OnceLock<NationalCodes> = OnceLock::new();

@@ -22,10 +22,6 @@ pub struct Period {
     pub to: String,
 }
 
-fn days(p: &Period) -> Result<(jiff::civil::Date, jiff::civil::Date), ApiError> {
-    crate::sync::period(&p.from, &p.to)
-}
-
 /// Compares the dossiers received in the period with what the portal holds,
 /// asking it for each: never sent, refused (with its error), steps missing,
 /// status behind; and tallies them per procedure, channel and status.
@@ -38,7 +34,7 @@ pub async fn reconciliation(
     q: web::Query<Period>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (from, to) = days(&q)?;
+    let (from, to) = crate::sync::period(&q.from, &q.to)?;
     Ok(HttpResponse::Ok().json(state.sync.reconcile(from, to).await?))
 }
 
@@ -62,7 +58,7 @@ pub async fn resend(
 ) -> Result<HttpResponse, ApiError> {
     let (req, state) = (&req, &*state);
     audited(req, state, &[], who, move |_steward| async move {
-        let (from, to) = days(&q)?;
+        let (from, to) = crate::sync::period(&q.from, &q.to)?;
         let found = state.sync.reconcile(from, to).await?;
         let dossiers = state.sync.resend(&found.differences).await?;
         Ok(HttpResponse::Ok().json(Resent { dossiers }))

@@ -10,7 +10,7 @@ pub mod linked;
 mod reconcile;
 pub mod store;
 
-pub use reconcile::{Counters, Difference, Reconciliation, SyncView, Tally};
+pub use reconcile::{Counters, Difference, Reconciliation, SyncView, Tally, TallyRow};
 
 use crate::config::PortalSettings;
 use crate::db::schema::portal_outbox;
@@ -401,6 +401,26 @@ impl PortalSync {
         Ok(session)
     }
 
+    /// Sends a request to the portal with the session, logging in first when
+    /// there is none, and once again when the portal answers 401.
+    async fn call(&self, request: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
+        let mut fresh = false;
+        loop {
+            let session = self.session(fresh).await?;
+            let r = request()
+                .timeout(self.timeout())
+                .header("PhienLamViec", session)
+                .send()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            if r.status() == 401 && !fresh {
+                fresh = true;
+                continue;
+            }
+            return Ok(r);
+        }
+    }
+
     /// Sends one outbox row: `Ok(None)` delivered, `Ok(Some(error))` refused
     /// by the portal (kept for a person to fix), `Err` a fault to retry.
     async fn send(&self, row: &OutboxRow) -> Result<Option<String>, String> {
@@ -410,32 +430,16 @@ impl PortalSync {
             _ => ("cap-nhat-tien-do", payload),
         };
         let url = format!("{}/dvcqg/api/{path}", self.settings.url.trim_end_matches('/'));
-        let mut fresh = false;
-        loop {
-            let session = self.session(fresh).await?;
-            let r = self
-                .http
-                .post(&url)
-                .timeout(self.timeout())
-                .header("PhienLamViec", session)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| e.without_url().to_string())?;
-            if r.status() == 401 && !fresh {
-                fresh = true;
-                continue;
-            }
-            if !r.status().is_success() {
-                return Err(format!("the portal answered {}", r.status().as_u16()));
-            }
-            let answer: Value = r.json().await.map_err(|e| e.without_url().to_string())?;
-            let result = if row.kind == "record" { &answer["KetQua"][0] } else { &answer };
-            return Ok(match result["MaLoi"].as_str() {
-                Some("0") => None,
-                Some(code) => Some(format!("{code}: {}", result["MoTa"].as_str().unwrap_or(""))),
-                None => return Err("the portal's answer has no MaLoi".into()),
-            });
+        let r = self.call(|| self.http.post(&url).json(&body)).await?;
+        if !r.status().is_success() {
+            return Err(format!("the portal answered {}", r.status().as_u16()));
+        }
+        let answer: Value = r.json().await.map_err(|e| e.without_url().to_string())?;
+        let result = if row.kind == "record" { &answer["KetQua"][0] } else { &answer };
+        match result["MaLoi"].as_str() {
+            Some("0") => Ok(None),
+            Some(code) => Ok(Some(format!("{code}: {}", result["MoTa"].as_str().unwrap_or("")))),
+            None => Err("the portal's answer has no MaLoi".into()),
         }
     }
 

@@ -82,6 +82,27 @@ pub struct Counters {
     pub reused_percent: f64,
 }
 
+/// One row of the tally: a procedure, a national channel and status code.
+pub struct TallyRow<'a> {
+    pub procedure: &'a str,
+    pub channel: i64,
+    pub status: i64,
+    pub tally: &'a Tally,
+}
+
+impl Reconciliation {
+    /// The tally as rows, its `procedure/channel/status` keys taken apart.
+    pub fn rows(&self) -> impl Iterator<Item = TallyRow<'_>> {
+        self.tally.iter().map(|(key, tally)| {
+            let mut parts = key.splitn(3, '/');
+            let procedure = parts.next().unwrap_or("");
+            let mut code = || parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+            let (channel, status) = (code(), code());
+            TallyRow { procedure, channel, status, tally }
+        })
+    }
+}
+
 /// The province's dossiers received in a period, against what the portal holds.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Reconciliation {
@@ -112,8 +133,10 @@ fn percent(n: usize, of: usize) -> f64 {
 }
 
 impl Counters {
-    /// Counts `dossiers` as Decision 766 does; `now` in the portal's form.
-    pub fn count(dossiers: &[Held], as_of: String, now: &str) -> Counters {
+    /// Counts `dossiers` as Decision 766 does, as of the instant `as_of` (RFC 3339).
+    pub fn count(dossiers: &[Held], as_of: String) -> Counters {
+        let now = super::portal_time(&as_of, "").unwrap_or_default();
+        let now = now.as_str();
         let mut c = Counters { as_of, ..Default::default() };
         for d in dossiers {
             let r = &d.record;
@@ -170,23 +193,11 @@ impl PortalSync {
             self.settings.url.trim_end_matches('/'),
             urlencoding::encode(code)
         );
-        let mut fresh = false;
-        loop {
-            let session = self.session(fresh).await?;
-            let r = self
-                .http
-                .get(&url)
-                .timeout(self.timeout())
-                .header("PhienLamViec", session)
-                .send()
-                .await
-                .map_err(|e| e.without_url().to_string())?;
-            match r.status().as_u16() {
-                401 if !fresh => fresh = true,
-                404 => return Ok(None),
-                200 => return r.json().await.map(Some).map_err(|e| e.without_url().to_string()),
-                s => return Err(format!("the portal answered {s}")),
-            }
+        let r = self.call(|| self.http.get(&url)).await?;
+        match r.status().as_u16() {
+            404 => Ok(None),
+            200 => r.json().await.map(Some).map_err(|e| e.without_url().to_string()),
+            s => Err(format!("the portal answered {s}")),
         }
     }
 
@@ -201,25 +212,36 @@ impl PortalSync {
                     .select((sync_dossiers::code, sync_dossiers::record))
                     .order(sync_dossiers::code)
                     .load(c)?;
-                let mut held = Vec::new();
-                for (code, record) in rows {
-                    let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
-                    let events: Vec<String> = sync_events::table
-                        .filter(sync_events::dossier_code.eq(&code))
-                        .order(sync_events::seq)
-                        .select(sync_events::event)
-                        .load(c)?;
-                    let changes = events
-                        .iter()
-                        .filter_map(|e| serde_json::from_str::<super::EventReport>(e).ok())
-                        .map(|e| {
-                            let status = super::national_codes().statuses.get(&e.status).copied().unwrap_or(0);
-                            (status, super::portal_time(&e.at, "").unwrap_or_default())
-                        })
-                        .collect();
-                    held.push(Held { code, record, changes });
+                // Every change of the period's dossiers, in one query.
+                let events: Vec<(String, String)> = sync_events::table
+                    .filter(
+                        sync_events::dossier_code.eq_any(
+                            sync_dossiers::table
+                                .filter(sync_dossiers::received_on.between(&lo, &hi))
+                                .select(sync_dossiers::code),
+                        ),
+                    )
+                    .order((sync_events::dossier_code, sync_events::seq))
+                    .select((sync_events::dossier_code, sync_events::event))
+                    .load(c)?;
+                let mut changes: std::collections::HashMap<String, Vec<(i64, String)>> = Default::default();
+                for (code, event) in events {
+                    if let Ok(e) = serde_json::from_str::<super::EventReport>(&event) {
+                        let status = super::national_codes().statuses.get(&e.status).copied().unwrap_or(0);
+                        changes
+                            .entry(code)
+                            .or_default()
+                            .push((status, super::portal_time(&e.at, "").unwrap_or_default()));
+                    }
                 }
-                Ok(held)
+                Ok(rows
+                    .into_iter()
+                    .map(|(code, record)| Held {
+                        changes: changes.remove(&code).unwrap_or_default(),
+                        record: serde_json::from_str(&record).unwrap_or(Value::Null),
+                        code,
+                    })
+                    .collect())
             })
             .await
     }
@@ -233,7 +255,7 @@ impl PortalSync {
         }
         let held = self.held(from, to).await?;
         let now = jiff::Timestamp::now().round(jiff::Unit::Second).map_err(ApiError::internal)?.to_string();
-        let counters = Counters::count(&held, now.clone(), &super::portal_time(&now, "").unwrap_or_default());
+        let counters = Counters::count(&held, now);
         let mut out = Reconciliation {
             from: from.to_string(),
             to: to.to_string(),

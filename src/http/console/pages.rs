@@ -1123,17 +1123,6 @@ pub(super) async fn form(
     page(&req, Some(&user), "form.html", json!({"title": f.form.doc.title, "page": "forms", "form": doc}))
 }
 
-/// The national statuses' local words, by code.
-fn status_word(code: i64) -> String {
-    let codes = crate::sync::national_codes();
-    codes.statuses.iter().find(|(_, c)| **c == code).map_or_else(|| code.to_string(), |(w, _)| w.clone())
-}
-
-fn channel_word(code: i64) -> String {
-    let codes = crate::sync::national_codes();
-    codes.channels.iter().find(|(_, c)| **c == code).map_or_else(|| code.to_string(), |(w, _)| w.clone())
-}
-
 /// The province's dossiers of a period against the national portal: the
 /// tally per procedure, channel and status, Decision 766's counters, and
 /// each dossier that differs, one click from its detail. Today by default.
@@ -1157,24 +1146,20 @@ pub(super) async fn reconciliation(
         "resent": q.get("resent")});
     match found {
         Ok(r) => {
+            let codes = crate::sync::national_codes();
             let tally: Vec<Value> = r
-                .tally
-                .iter()
-                .map(|(key, t)| {
-                    let mut parts = key.splitn(3, '/');
-                    let procedure = parts.next().unwrap_or("");
-                    let channel = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-                    let status = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-                    json!({"procedure": procedure, "channel": channel_word(channel), "status": status,
-                           "status_word": status_word(status), "held": t.held, "matching": t.matching})
+                .rows()
+                .map(|t| {
+                    json!({"procedure": t.procedure, "channel": codes.channel_name(t.channel), "status": t.status,
+                           "status_word": codes.status_name(t.status), "held": t.tally.held, "matching": t.tally.matching})
                 })
                 .collect();
             let differences: Vec<Value> = r
                 .differences
                 .iter()
                 .map(|d| {
-                    json!({"code": d.code, "procedure": d.procedure, "channel": channel_word(d.channel),
-                           "status": d.status, "status_word": status_word(d.status), "why": d.why, "detail": d.detail})
+                    json!({"code": d.code, "procedure": d.procedure, "channel": codes.channel_name(d.channel),
+                           "status": d.status, "status_word": codes.status_name(d.status), "why": d.why, "detail": d.detail})
                 })
                 .collect();
             context["r"] = json!(r);
