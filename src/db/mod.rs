@@ -141,6 +141,12 @@ impl Db {
         let applied = match &mut *conn {
             DbConnection::Sqlite(c) => {
                 c.batch_execute("PRAGMA journal_mode = WAL;")?;
+                if !sqlite_plans_are_stable(c) {
+                    tracing::warn!(
+                        "SQLite was built without SQLITE_ENABLE_QPSG (set in .cargo/config.toml): \
+                         every query with a LIMIT is compiled again each time it runs"
+                    );
+                }
                 apply_pending(c, SQLITE_MIGRATIONS)
             }
             DbConnection::Postgres(c) => apply_pending(c, POSTGRES_MIGRATIONS),
@@ -154,6 +160,23 @@ impl Db {
         schema::catalog_version::table.select(schema::catalog_version::version).first::<i64>(conn)?;
         Ok(())
     }
+}
+
+/// Whether the linked SQLite keeps a prepared statement's plan whatever
+/// values are bound (`SQLITE_ENABLE_QPSG`, set for the bundled build in
+/// `.cargo/config.toml`). Without it, every statement whose LIMIT is a bound
+/// parameter (diesel's `.limit(n)` and `.first()`) is compiled again on each
+/// run, and the statement cache does not help them.
+pub fn sqlite_plans_are_stable(conn: &mut diesel::SqliteConnection) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        compile_options: String,
+    }
+    diesel::sql_query("PRAGMA compile_options")
+        .load::<CompileOption>(conn)
+        .map(|opts| opts.iter().any(|o| o.compile_options == "ENABLE_QPSG"))
+        .unwrap_or(false)
 }
 
 /// Runs the migrations of `source` not yet applied, and returns their
@@ -248,5 +271,15 @@ mod tests {
         assert!(err.contains("\"mysql\" is not supported"), "{err}");
         assert!(DatabaseUrl::parse("lgsp.db").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn the_bundled_sqlite_keeps_plans_whatever_is_bound() {
+        use diesel::Connection;
+        let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            sqlite_plans_are_stable(&mut conn),
+            "SQLite lacks SQLITE_ENABLE_QPSG: is LIBSQLITE3_FLAGS in .cargo/config.toml still read?"
+        );
     }
 }
