@@ -133,6 +133,10 @@ pub struct Catalog {
     /// The operations a prefill may call with a citizen ID alone, with the
     /// elements each provides: worked out once per snapshot, not per prefill.
     pub prefill_sources: Vec<(String, BTreeSet<String>)>,
+    /// The elements a kept result of a linked dossier can hold: those of the
+    /// write and status operations, whose outcomes the results are. A
+    /// prefill reads the kept results only for a field bound to one of them.
+    pub result_elements: BTreeSet<String>,
     /// The procedures the forms serve (their purposes): what a wildcard grant
     /// of purposes covers. Worked out once per snapshot, not per call.
     pub purposes: BTreeSet<String>,
@@ -156,6 +160,7 @@ impl Default for Catalog {
             admins: HashMap::new(),
             broken: Vec::new(),
             prefill_sources: Vec::new(),
+            result_elements: BTreeSet::new(),
             purposes: BTreeSet::new(),
             prefill_plans: Mutex::default(),
         }
@@ -441,6 +446,7 @@ fn load(
         }
     }
     cat.prefill_sources = prefill_sources(&cat);
+    cat.result_elements = result_elements(&cat);
     cat.purposes = cat.forms.values().flat_map(|f| f.form.doc.purposes.iter().cloned()).collect();
     cat.purposes.extend(cat.flows.values().map(|f| f.flow.doc.purpose.clone()));
     Ok(cat)
@@ -535,6 +541,20 @@ pub fn seed(c: &mut DbConnection, settings: &Settings) -> anyhow::Result<usize> 
         Ok(n)
     })?;
     Ok(stored)
+}
+
+/// The elements the outcomes of write and status operations give (kept in
+/// each catalogue snapshot as `result_elements`). An outcome's result holds
+/// no other: its schema allows only the operation's elements. Disabled
+/// adapters count too, since their earlier results are still kept.
+fn result_elements(catalog: &Catalog) -> BTreeSet<String> {
+    catalog
+        .adapters
+        .values()
+        .flat_map(|live| live.adapter.operations.values())
+        .filter(|op| matches!(op.kind, OperationKind::Write | OperationKind::Status))
+        .flat_map(|op| op.elements.iter().cloned())
+        .collect()
 }
 
 /// Operations callable with only a citizen ID, with what they provide (kept

@@ -489,7 +489,7 @@ pub async fn prefill(input: PrefillInput<'_>) -> PrefillAnswer {
     let mut notes = Vec::new();
     let mut fields: Vec<FieldValue> = form.doc.fields.iter().map(|f| merge.field(f, &mut notes)).collect();
     if let Some(results) = input.results {
-        from_results(results, form, &ids, &mut fields, &mut notes).await;
+        from_results(results, input.catalog, form, &ids, &mut fields, &mut notes).await;
     }
     count_fields(input.metrics, form, &fields);
     let prefilled = fields.iter().filter(|f| f.status == FieldStatus::Prefilled).count();
@@ -577,15 +577,26 @@ async fn fetch_people(fetcher: &mut Fetcher<'_>, plan: &Plan, input: &PrefillInp
 /// Fills the fields no registry filled (none provides the element, or its
 /// registry holds no value) from the results kept for the person they are
 /// about: the electronic records of the procedures the province carried.
+/// Only fields bound to an element some result can hold are looked for, so
+/// a form none of whose open fields a result could fill reads nothing.
 async fn from_results(
     results: &Dossiers,
+    catalog: &Catalog,
     form: &Form,
     ids: &BTreeMap<String, String>,
     fields: &mut [FieldValue],
     notes: &mut Vec<String>,
 ) {
     let open = |f: &FieldValue| {
-        f.status == FieldStatus::Unavailable && matches!(f.reason, Some(Unavailable::NoSource | Unavailable::NoRecord))
+        f.status == FieldStatus::Unavailable
+            && matches!(f.reason, Some(Unavailable::NoSource | Unavailable::NoRecord))
+            && form
+                .doc
+                .fields
+                .iter()
+                .find(|d| d.id == f.id)
+                .and_then(|d| d.bind.as_ref())
+                .is_some_and(|b| catalog.result_elements.contains(&b.element))
     };
     let persons: BTreeSet<&String> =
         fields.iter().filter(|f| open(f)).filter_map(|f| ids.get(f.person.as_deref()?)).collect();
