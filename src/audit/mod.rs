@@ -214,16 +214,28 @@ impl AuditRow {
             self.latency_us,
             &self.detail,
         );
-        let mut h = Sha256::new();
-        h.update(self.prev_hash.as_bytes());
-        h.update(b"\n");
-        serde_json::to_writer(HashWriter(&mut h), &fields).expect("hashing cannot fail");
-        hex::encode(h.finalize())
+        // The canonical JSON is written whole into a buffer kept by the
+        // thread, then hashed in one call: fed to the hash piece by piece as
+        // serde_json wrote it, an exchange's record took 2.5 µs instead of
+        // 2.05 (`cargo bench --bench audit_writer`). The bytes hashed are the
+        // same.
+        thread_local! {
+            static CANONICAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        CANONICAL.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, &fields).expect("hashing cannot fail");
+            let mut h = Sha256::new();
+            h.update(self.prev_hash.as_bytes());
+            h.update(b"\n");
+            h.update(buf.as_slice());
+            hex::encode(h.finalize())
+        })
     }
 
     /// The row of a record, before it has its place in the chain (`seq`,
     /// `prev_hash` and `hash` are set when its batch is written).
-    fn unchained(r: AuditRecord) -> AuditRow {
+    pub fn unchained(r: AuditRecord) -> AuditRow {
         AuditRow {
             seq: 0,
             record_id: r.record_id,
@@ -244,19 +256,6 @@ impl AuditRow {
             prev_hash: String::new(),
             hash: String::new(),
         }
-    }
-}
-
-/// Feeds serialized JSON straight into the hash, without an intermediate string.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
