@@ -167,7 +167,7 @@ impl Db {
 /// `.cargo/config.toml`). Without it, every statement whose LIMIT is a bound
 /// parameter (diesel's `.limit(n)` and `.first()`) is compiled again on each
 /// run, and the statement cache does not help them.
-pub fn sqlite_plans_are_stable(conn: &mut diesel::SqliteConnection) -> bool {
+fn sqlite_plans_are_stable(conn: &mut diesel::SqliteConnection) -> bool {
     #[derive(diesel::QueryableByName)]
     struct CompileOption {
         #[diesel(sql_type = diesel::sql_types::Text)]

@@ -587,19 +587,23 @@ async fn from_results(
     fields: &mut [FieldValue],
     notes: &mut Vec<String>,
 ) {
-    let open = |f: &FieldValue| {
-        f.status == FieldStatus::Unavailable
-            && matches!(f.reason, Some(Unavailable::NoSource | Unavailable::NoRecord))
-            && form
-                .doc
-                .fields
-                .iter()
-                .find(|d| d.id == f.id)
-                .and_then(|d| d.bind.as_ref())
-                .is_some_and(|b| catalog.result_elements.contains(&b.element))
-    };
-    let persons: BTreeSet<&String> =
-        fields.iter().filter(|f| open(f)).filter_map(|f| ids.get(f.person.as_deref()?)).collect();
+    // The fields a result could fill, each with its binding: `fields` holds
+    // the form's fields in their order, so a field's declaration is the one
+    // in the same place.
+    let fillable: Vec<(usize, &crate::form::Binding)> = fields
+        .iter()
+        .zip(&form.doc.fields)
+        .enumerate()
+        .filter(|(_, (f, _))| {
+            f.status == FieldStatus::Unavailable
+                && matches!(f.reason, Some(Unavailable::NoSource | Unavailable::NoRecord))
+        })
+        .filter_map(|(i, (_, d))| {
+            d.bind.as_ref().filter(|b| catalog.result_elements.contains(&b.element)).map(|b| (i, b))
+        })
+        .collect();
+    let person_of = |f: &FieldValue| f.person.as_deref().and_then(|p| ids.get(p));
+    let persons: BTreeSet<&String> = fillable.iter().filter_map(|(i, _)| person_of(&fields[*i])).collect();
     for id in persons {
         let kept = match results.result_elements(id).await {
             Ok(k) if !k.is_empty() => k,
@@ -609,9 +613,11 @@ async fn from_results(
                 return;
             }
         };
-        for f in fields.iter_mut().filter(|f| open(f) && f.person.as_ref().and_then(|p| ids.get(p)) == Some(id)) {
-            let Some(decl) = form.doc.fields.iter().find(|d| d.id == f.id) else { continue };
-            let Some(b) = &decl.bind else { continue };
+        for &(i, b) in &fillable {
+            let f = &mut fields[i];
+            if person_of(f) != Some(id) {
+                continue;
+            }
             let Some((value, dossier)) = kept.get(&b.element) else { continue };
             let value = pick(value, b.path.as_deref());
             let Ok(value) = form.release(&f.id, value) else { continue };
